@@ -1,0 +1,111 @@
+"""The in-memory CT volume: voxels plus the geometry that travels with them.
+
+Internal convention: ``Volume.data`` is a 3-D array shaped ``(D, H, W)`` whose first
+axis is the slice (acquisition) axis. ``D`` is the number of slices, ``H``/``W`` the
+in-plane rows/columns. The geometry keeps the header exactly as read (ITK index order
+``(i, j, k)``), plus ``slice_axis``: which ITK index axis the slice axis is. Converting
+between the two layouts happens only here, so readers and writers never reorder axes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from thinslice.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Physical geometry of a volume, in ITK index order ``(i, j, k)``.
+
+    Attributes:
+        spacing: voxel spacing in mm along ITK axes i, j, k.
+        origin: physical position (mm, LPS) of voxel (0, 0, 0).
+        direction: 3x3 direction cosines, row-major, columns are the axis directions.
+        slice_axis: the ITK index axis (0, 1 or 2) along which slices are stacked.
+    """
+
+    spacing: tuple[float, float, float]
+    origin: tuple[float, float, float]
+    direction: tuple[float, ...]
+    slice_axis: int = 2
+
+    def __post_init__(self) -> None:
+        if self.slice_axis not in (0, 1, 2):
+            raise ConfigError(f"slice_axis must be 0, 1 or 2, got {self.slice_axis}")
+        if len(self.spacing) != 3 or len(self.origin) != 3 or len(self.direction) != 9:
+            raise ConfigError("geometry needs 3 spacings, 3 origin values and 9 direction values")
+
+    @property
+    def slice_spacing(self) -> float:
+        """Distance between neighbouring slices, mm."""
+        return float(self.spacing[self.slice_axis])
+
+    @property
+    def inplane_spacing(self) -> tuple[float, float]:
+        """Spacing (mm) of the two in-plane axes, in ITK order."""
+        return tuple(float(s) for i, s in enumerate(self.spacing) if i != self.slice_axis)  # type: ignore[return-value]
+
+    @property
+    def slice_direction(self) -> np.ndarray:
+        """Unit vector (LPS) along which slice index grows."""
+        return np.asarray(self.direction, dtype=float).reshape(3, 3)[:, self.slice_axis]
+
+    def with_slice_spacing(self, spacing_mm: float) -> Geometry:
+        """Same geometry with a new slice spacing; origin and direction untouched."""
+        sp = list(self.spacing)
+        sp[self.slice_axis] = float(spacing_mm)
+        return replace(self, spacing=(sp[0], sp[1], sp[2]))
+
+    def slice_position(self, k: float) -> np.ndarray:
+        """Physical position (mm) of the first voxel of slice ``k``."""
+        return np.asarray(self.origin, dtype=float) + k * self.slice_spacing * self.slice_direction
+
+
+@dataclass
+class Volume:
+    """A CT volume in Hounsfield units with its geometry.
+
+    Attributes:
+        data: array ``(D, H, W)``, slice axis first, HU. Any numeric dtype.
+        geometry: the header geometry (see :class:`Geometry`).
+        name: a short label (file stem) for reports.
+        meta: free-form facts from the reader (source path, series UID, ...).
+    """
+
+    data: np.ndarray
+    geometry: Geometry
+    name: str = "volume"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.data.ndim != 3:
+            raise ConfigError(f"a volume must be 3-D, got shape {self.data.shape}")
+
+    @property
+    def num_slices(self) -> int:
+        return int(self.data.shape[0])
+
+    @property
+    def slice_spacing(self) -> float:
+        return self.geometry.slice_spacing
+
+    def itk_array(self) -> np.ndarray:
+        """The voxels in SimpleITK/numpy order ``(k, j, i)``."""
+        return np.moveaxis(self.data, 0, 2 - self.geometry.slice_axis)
+
+    @classmethod
+    def from_itk_array(
+        cls, array: np.ndarray, geometry: Geometry, name: str = "volume", meta: dict | None = None
+    ) -> Volume:
+        """Build from an array in SimpleITK order ``(k, j, i)``."""
+        data = np.moveaxis(array, 2 - geometry.slice_axis, 0)
+        return cls(np.ascontiguousarray(data), geometry, name, dict(meta or {}))
+
+    def with_data(self, data: np.ndarray, slice_spacing: float | None = None) -> Volume:
+        """A new volume sharing this geometry (optionally with a new slice spacing)."""
+        geo = self.geometry if slice_spacing is None else self.geometry.with_slice_spacing(slice_spacing)
+        return Volume(data, geo, self.name, dict(self.meta))
