@@ -125,7 +125,8 @@ def test_several_series_need_a_uid(tmp_path: Path) -> None:
         read_series(tmp_path)
     message = str(err.value)
     assert "--series-uid" in message
-    lines = [line for line in message.splitlines() if "slices" in line]
+    assert "\n" not in message  # one line: the series are listed "; "-separated
+    lines = [entry for entry in message.split("; ") if "slices" in entry]
     assert len(lines) == 2
     assert any(uids["a"] in ln and "series a" in ln and "8 slices" in ln for ln in lines)
     assert any(uids["b"] in ln and "5 slices" in ln and "2 mm" in ln for ln in lines)

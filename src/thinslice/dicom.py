@@ -180,9 +180,9 @@ def _pick(folder: Path, groups: dict[str, _Slices], series_uid: str | None) -> s
     if series_uid is None:
         if len(groups) == 1:
             return next(iter(groups))
-        lines = "\n".join("  " + _info(u, s).summary() for u, s in groups.items())
+        listing = "; ".join(_info(u, s).summary() for u, s in groups.items())
         empty = " (--series-uid '' for <empty UID>)" if "" in groups else ""
-        raise InputError(f"{folder} holds {len(groups)} series:\n{lines}\npass --series-uid UID to choose one" + empty)
+        raise InputError(f"{folder} holds {len(groups)} series: {listing}; pass --series-uid UID to choose one{empty}")
     if series_uid not in groups:
         raise InputError(
             f"series {series_uid!r} not found in {folder}; available: " + ", ".join(repr(u) for u in groups)
@@ -198,7 +198,9 @@ def _check(folder: Path, slices: _Slices, pos: np.ndarray | None) -> np.ndarray:
     """
     modalities = sorted({_text(ds, "Modality") for _, ds in slices} - {""})
     if modalities and modalities != ["CT"]:
-        raise InputError(f"the series in {folder} is {'/'.join(modalities)}, thinslice needs CT")
+        raise InputError(
+            f"the series in {folder} is {'/'.join(modalities)}, thinslice needs CT; pass a folder holding a CT series"
+        )
     if len(slices) < 3:
         raise InputError(f"only {len(slices)} slice(s) in {folder}; thinslice needs at least 3")
     if pos is None:

@@ -31,3 +31,7 @@ class ConfigError(ThinsliceError):
 
 class ResourceError(ThinsliceError):
     """The job does not fit in the memory available."""
+
+
+class BatchError(ThinsliceError):
+    """Some cases of a batch failed (each is in the report with its reason); the rest were written."""

@@ -8,9 +8,16 @@ only what the caller changes (the slice spacing) differs in the output.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
+import secrets
+import socket
 import tempfile
+import zlib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -83,19 +90,37 @@ def _read_file(p: Path) -> Volume:
         )
     if p.stat().st_size == 0:
         raise InputError(f"{p} is empty (0 bytes); re-export the scan")
+    header = _nifti_header(p) if suffix_of(p) in (".nii", ".nii.gz") else None
+    if header is not None:  # before ITK: dimensions it would accept or cannot read (NIfTI-2)
+        _check_shape(tuple(int(n) for n in header.get_data_shape()), p)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(p))
     try:
-        reader.ReadImageInformation()
+        with _itk_stderr():
+            reader.ReadImageInformation()
     except RuntimeError as err:
+        if header is not None and int(header.sizeof_hdr) == 540:
+            raise InputError(
+                f"{p.name} is NIfTI-2, which SimpleITK cannot read; save it as NIfTI-1 (.nii.gz), .nrrd or .mha"
+            ) from err
         raise InputError(f"cannot read {p}: not a valid image file ({_first_line(err)})") from err
     size = reader.GetSize()
     _check_shape(size, p)
-    _check_nifti(p)
-    try:
-        image = reader.Execute()
-    except RuntimeError as err:
-        raise InputError(f"cannot read {p}: the file is damaged or truncated ({_first_line(err)})") from err
+    _check_memory_to_read(reader, p)
+    needed = _check_nifti(p, header) if header is not None else 0
+    with ThreadPoolExecutor(max_workers=1) as pool:  # zlib and ITK release the GIL
+        payload = pool.submit(_gzip_payload_size, p) if suffix_of(p) == ".nii.gz" else None
+        try:
+            with _itk_stderr() as noise:
+                image = reader.Execute()
+        except RuntimeError as err:
+            detail = next((ln for ln in noise if not ln.startswith("WARNING")), _first_line(err))
+            raise InputError(f"cannot read {p}: the file is damaged or truncated ({detail})") from err
+        if payload is not None and payload.result() < needed:
+            raise InputError(
+                f"{p} is truncated: its header needs {needed:,} bytes but the file unpacks to "
+                f"{payload.result():,}; re-export the scan"
+            )
     if image.GetDimension() == 4:  # a 4-D file holding a single 3-D volume
         image = image[:, :, :, 0]
     spacing = tuple(float(s) for s in image.GetSpacing())
@@ -106,7 +131,74 @@ def _read_file(p: Path) -> Volume:
         slice_axis=choose_slice_axis((spacing[0], spacing[1], spacing[2])),
     )
     array = sitk.GetArrayFromImage(image)
+    del image
     return Volume.from_itk_array(array, geometry, name=stem_of(p), meta={"source": str(p.resolve())})
+
+
+@contextlib.contextmanager
+def _itk_stderr() -> Iterator[list[str]]:
+    """Catch what ITK's C++ code prints on file descriptor 2 (MetaIO, GDCM and NIfTI
+    readers write there directly), so a bad file gives one line, not a screenful.
+
+    Yields a list that holds the caught lines once the block ends; they are also logged
+    at DEBUG (``-v``).
+    """
+    lines: list[str] = []
+    try:
+        saved = os.dup(2)
+    except OSError:  # no file descriptor 2: nothing to catch
+        yield lines
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read().decode(errors="replace")
+            lines.extend(ln.strip() for ln in text.splitlines() if ln.strip())
+            for line in lines:
+                log.debug("ITK: %s", line)
+
+
+def _check_memory_to_read(reader: sitk.ImageFileReader, p: Path) -> None:
+    """Refuse before allocating when the voxels (ITK buffer plus numpy copies) cannot fit."""
+    from thinslice.resources import require_memory
+
+    match = re.search(r"(\d+)-bit", sitk.GetPixelIDValueAsString(reader.GetPixelID()))
+    itemsize = (int(match.group(1)) // 8 if match else 8) * max(1, reader.GetNumberOfComponents())
+    voxels = int(np.prod(np.asarray(reader.GetSize(), dtype=np.int64)))
+    copies = 2 if choose_slice_axis(tuple(reader.GetSpacing()[:3])) == 2 else 3  # type: ignore[arg-type]
+    require_memory(voxels * itemsize * copies, f"reading {p.name}", "crop the scan or use a machine with more memory")
+
+
+def _gzip_payload_size(p: Path) -> int:
+    """Bytes a ``.gz`` file unpacks to, reading it to the end; refuses a cut or damaged stream.
+
+    ITK's NIfTI reader accepts a truncated ``.nii.gz`` silently (the missing voxels come
+    out as zeros), so the whole stream and its CRC are checked here.
+    """
+    size, complete, pending = 0, False, b""
+    try:
+        with p.open("rb") as fh:
+            unpack = zlib.decompressobj(wbits=31)  # gzip wrapper: checks the CRC and length
+            while chunk := pending or fh.read(1 << 20):
+                if complete:  # one gzip member ended: another member follows, or zero padding
+                    pending = b""
+                    if not chunk.strip(b"\0"):
+                        continue
+                    unpack, complete = zlib.decompressobj(wbits=31), False
+                size += len(unpack.decompress(chunk, 1 << 24))
+                pending = unpack.unconsumed_tail
+                if unpack.eof:
+                    complete, pending = True, unpack.unused_data
+    except zlib.error as err:
+        raise InputError(f"cannot read {p}: the gzip data is damaged ({err}); re-export the scan") from err
+    if not complete:
+        raise InputError(f"{p} is truncated: the gzip stream ends early after {size:,} bytes; re-export the scan")
+    return size
 
 
 def _first_line(err: BaseException) -> str:
@@ -116,8 +208,12 @@ def _first_line(err: BaseException) -> str:
 
 
 def _check_shape(size: tuple[int, ...], p: Path) -> None:
-    if len(size) == 2 or (len(size) == 3 and min(size) == 1 and size[2] == 1):
-        raise InputError(f"{p.name} is a 2-D image {size}; thinslice needs a 3-D CT volume")
+    if len(size) == 2:
+        raise InputError(f"{p.name} is a 2-D image {tuple(size)}; thinslice needs a 3-D CT volume")
+    if len(size) == 3 and min(size) == 1 and size[2] == 1:
+        raise InputError(
+            f"{p.name} has 1 slice {tuple(size)}: a 2-D image; thinslice needs a 3-D CT volume with at least 3 slices"
+        )
     if len(size) == 4 and size[3] == 1:
         return
     if len(size) != 3:
@@ -133,49 +229,66 @@ def _check_shape(size: tuple[int, ...], p: Path) -> None:
         )
 
 
-def _check_nifti(p: Path) -> None:
-    """NIfTI checks SimpleITK does not make: the file holds the voxels its header claims,
-    and float voxels are finite (ITK's NIfTI reader silently turns NaN into 0)."""
-    if suffix_of(p) not in (".nii", ".nii.gz"):
-        return
+def _nifti_header(p: Path) -> Any:
+    """The NIfTI header read by nibabel (header only, no voxels)."""
     import nibabel as nib
 
     try:
-        image: Any = nib.load(str(p))
-        header: Any = image.header
+        with _quiet_nibabel():
+            return nib.load(str(p)).header
     except Exception as err:  # noqa: BLE001 - nibabel raises many types for bad headers
-        raise InputError(f"cannot read {p}: bad NIfTI header ({_first_line(err)})") from err
+        raise InputError(f"cannot read {p}: not a valid NIfTI file ({_first_line(err)})") from err
+
+
+@contextlib.contextmanager
+def _quiet_nibabel() -> Iterator[None]:
+    """Silence nibabel's header-fixing notes ("qform_code 236 not valid; setting to 0"):
+    it prints them on stderr itself, and nibabel's view of the header is used here only
+    for sizes and types (SimpleITK reads the geometry)."""
+    logger = logging.getLogger("nibabel.global")
+    disabled, logger.disabled = logger.disabled, True
+    try:
+        yield
+    finally:
+        logger.disabled = disabled
+
+
+def _check_nifti(p: Path, header: Any) -> int:
+    """NIfTI checks SimpleITK does not make: the file holds the voxels its header claims,
+    and float voxels are finite (ITK's NIfTI reader silently turns NaN into 0).
+
+    Returns:
+        The bytes the header needs (offset plus voxels), to compare with a ``.nii.gz``'s
+        unpacked size.
+    """
+    import nibabel as nib
+
+    needed = (
+        int(header.get_data_offset())
+        + int(np.prod(header.get_data_shape(), dtype=np.int64)) * header.get_data_dtype().itemsize
+    )
+    if suffix_of(p) == ".nii" and p.stat().st_size < needed:
+        raise InputError(
+            f"{p} is truncated: its header needs {needed:,} bytes but the file has "
+            f"{p.stat().st_size:,}; re-export the scan"
+        )
     if np.issubdtype(header.get_data_dtype(), np.floating):
         try:
-            raw = np.asanyarray(image.dataobj)
+            with _quiet_nibabel():
+                image: Any = nib.load(str(p))
+                raw = np.asanyarray(image.dataobj)
         except Exception as err:  # noqa: BLE001
             raise InputError(f"cannot read {p}: the file is damaged or truncated ({_first_line(err)})") from err
         bad = int(raw.size - np.count_nonzero(np.isfinite(raw)))
         if bad:
             raise InputError(f"{p.name} holds {bad:,} NaN/Inf voxels; fix or mask them before upsampling")
-    if suffix_of(p) != ".nii":
-        return
-    needed = (
-        int(header.get_data_offset())
-        + int(np.prod(header.get_data_shape(), dtype=np.int64)) * header.get_data_dtype().itemsize
-    )
-    if p.stat().st_size < needed:
-        raise InputError(
-            f"{p} is truncated: its header needs {needed:,} bytes but the file has "
-            f"{p.stat().st_size:,}; re-export the scan"
-        )
+    return needed
 
 
 def _check_values(volume: Volume, p: Path) -> None:
-    if volume.num_slices < 3:
-        raise InputError(
-            f"{p.name} has {volume.num_slices} slice(s) along its slice axis; thinslice needs at "
-            "least 3 slices to synthesize between them"
-        )
-    data = volume.data
-    if np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
-        bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
-        raise InputError(f"{p.name} holds {bad:,} NaN/Inf voxels; fix or mask them before upsampling")
+    from thinslice.checks import require_usable
+
+    require_usable(volume, p.name)
 
 
 def save(
@@ -187,27 +300,76 @@ def save(
     """Write ``volume`` atomically (temporary file in the same folder, then rename).
 
     The format follows the extension: NIfTI (default for ``.nii.gz``), NRRD, MHA. The
-    voxel type is that of ``volume.data``.
+    voxel type is that of ``volume.data``. The temporary file is hidden and marked as
+    partial (``.ct.<host>-<pid>.<random>.part.nii.gz``): a process killed while writing
+    leaves at most that file, never a partial ``ct.nii.gz``; the next save of the same
+    output removes such leftovers of dead processes on this machine.
 
     Raises:
         OutputError: unknown extension, missing or read-only folder, the output would
-            overwrite the volume's own source, or it exists and ``force`` is False.
+            overwrite the volume's own source, it exists and ``force`` is False, or the
+            write fails (disk full, permissions).
     """
     out = Path(path)
     suffix = suffix_of(out)
-    check_output_path(out, force=force, sources=[volume.meta.get("source")])
+    check_output_path(out, force=force, sources=[volume.meta.get("source"), volume.meta.get("derived_from")])
     image = to_sitk(volume)
-    fd, tmp = tempfile.mkstemp(prefix=f".{stem_of(out)}.", suffix=f".part{suffix}", dir=out.parent)
-    os.close(fd)
+    _remove_stale_parts(out)
+    tmp = out.parent / f".{stem_of(out)}.{_writer_tag()}.{secrets.token_hex(4)}.part{suffix}"
+    try:  # not mkstemp: its mode 0600 would make every output private; this follows the umask
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError as err:
+        raise OutputError(f"cannot write in {out.parent}: {err.strerror or err}; choose another -o") from err
     try:
-        sitk.WriteImage(image, tmp, useCompression=suffix in (".nii.gz", ".nrrd", ".mha"))
+        with _itk_stderr():
+            sitk.WriteImage(image, str(tmp), useCompression=suffix in (".nii.gz", ".nrrd", ".mha"))
         os.replace(tmp, out)
     except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, RuntimeError):
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, (RuntimeError, OSError)):
             raise OutputError(f"cannot write {out}: {_first_line(err)}") from err
         raise
     return out
+
+
+def _writer_tag() -> str:
+    """``<host>-<pid>`` of this process, as put in the names of its partial files."""
+    return f"{re.sub(r'[^A-Za-z0-9_]', '_', socket.gethostname()) or 'host'}-{os.getpid()}"
+
+
+def _remove_stale_parts(out: Path) -> None:
+    """Delete partial files of ``out`` left by processes on this machine that were killed.
+
+    Only POSIX (a process is alive if ``kill(pid, 0)`` finds it); files of live or remote
+    processes are left alone.
+    """
+    if os.name != "posix":
+        return
+    host = _writer_tag().rsplit("-", 1)[0]
+    pattern = re.compile(
+        rf"\.{re.escape(stem_of(out))}\.{re.escape(host)}-(\d+)\.[0-9a-f]+\.part{re.escape(suffix_of(out))}"
+    )
+    try:
+        names = [e.name for e in os.scandir(out.parent) if e.name.startswith(".")]
+    except OSError:
+        return
+    for name in names:
+        match = pattern.fullmatch(name)
+        if match is None or int(match.group(1)) == os.getpid() or _alive(int(match.group(1))):
+            continue
+        with contextlib.suppress(OSError):
+            (out.parent / name).unlink()
+            log.info("removed %s, left by an interrupted run", out.parent / name)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process
+        return True
+    return True
 
 
 def check_output_path(out: Path, *, force: bool, sources: list[str | None] | None = None) -> None:
@@ -215,18 +377,39 @@ def check_output_path(out: Path, *, force: bool, sources: list[str | None] | Non
     if not suffix_of(out):
         raise OutputError(f"unsupported output type: {out.name}; end the name with .nii.gz, .nii, .nrrd or .mha")
     parent = out.parent if str(out.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise OutputError(f"output folder {parent} is a file, not a folder; choose another -o")
     if not parent.is_dir():
         raise OutputError(f"output folder does not exist: {parent}; create it first")
     if not os.access(parent, os.W_OK):
         raise OutputError(f"output folder is not writable: {parent}; choose another -o")
+    _probe_write(parent)
     resolved = out.resolve()
     for src in sources or []:
-        if src and Path(src).resolve() == resolved:
+        if src and (Path(src).resolve() == resolved or (out.exists() and _same_file(src, out))):
             raise OutputError(f"output {out} is the input file; choose another -o (inputs are never overwritten)")
     if out.is_dir():
         raise OutputError(f"output {out} is a folder; give a file name such as {out / 'thin.nii.gz'}")
     if out.exists() and not force:
         raise OutputError(f"output {out} already exists; pass --force to replace it")
+
+
+def _probe_write(folder: Path) -> None:
+    """Create and delete a file in ``folder``: the honest test of writability (``os.access``
+    says yes to root everywhere, even under ``/proc`` or on a read-only mount)."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".thinslice-probe-", dir=folder)
+    except OSError as err:
+        raise OutputError(f"cannot write in output folder {folder}: {err.strerror or err}; choose another -o") from err
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _same_file(a: str | os.PathLike[str], b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def to_sitk(volume: Volume) -> sitk.Image:

@@ -49,6 +49,16 @@ class ModelMethod:
         self.options = options
         self.last_uncertainty: np.ndarray | None = None
 
+    def check_scale(self, r: int) -> None:
+        """Refuse, before any work, a factor the model cannot make (not a power of its own).
+
+        Raises:
+            ModelError: naming the model's scale and the valid factors.
+        """
+        from thinslice.synthesize import _passes
+
+        _passes(r, self.scale)
+
     def __call__(self, data: np.ndarray, r: int) -> np.ndarray:
         out, unc = self.synthesizer.upsample(data, r, return_uncertainty=True, progress=self.progress, **self.options)
         self.last_uncertainty = unc

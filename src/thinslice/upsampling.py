@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from thinslice.degrade import check_scale
-from thinslice.errors import ConfigError
+from thinslice.errors import ConfigError, ResourceError
 from thinslice.methods import Method, get_method
 from thinslice.volume import Volume
 
@@ -69,7 +69,10 @@ def upsample_volume(volume: Volume, method: Method, r: int) -> Volume:
     The output keeps origin, direction and in-plane spacing; its slice spacing is the
     input's divided by ``r`` and output slice ``r * k`` is input slice ``k``.
     """
-    result = method(volume.data.astype(np.float32), r)
+    try:
+        result = method(volume.data.astype(np.float32), r)
+    except MemoryError as err:  # the estimate in check_resources was too low
+        raise ResourceError(f"ran out of memory upsampling {volume.name} x{r}; {memory_hint()}") from err
     expected = r * (volume.num_slices - 1) + 1
     if result.shape != (expected, *volume.data.shape[1:]):
         raise RuntimeError(f"method returned shape {result.shape}, expected {(expected, *volume.data.shape[1:])}")
@@ -77,7 +80,9 @@ def upsample_volume(volume: Volume, method: Method, r: int) -> Volume:
     out = to_dtype(result, dtype)
     out[::r] = volume.data.astype(dtype)
     upsampled = volume.with_data(out, volume.slice_spacing / r)
-    upsampled.meta.pop("source", None)
+    source = upsampled.meta.pop("source", None)  # the result was not read from there...
+    if source is not None:
+        upsampled.meta["derived_from"] = source  # ...but save() must never overwrite it
     upsampled.meta["scale"] = r
     return upsampled
 
@@ -92,6 +97,7 @@ def upsample(
     device: str = "auto",
     series_uid: str | None = None,
     progress: bool = False,
+    force: bool = False,
 ) -> Any:
     """Synthesize the slices between the acquired ones.
 
@@ -104,6 +110,13 @@ def upsample(
         method: a name from :func:`thinslice.methods.available`.
         model: a checkpoint for ``method="model"`` (default: the bundled model).
         device: ``auto``, ``cpu``, ``cuda[:N]`` or ``mps``.
+        force: upsample values that do not look like CT (see
+            :func:`thinslice.checks.ct_value_problem`) with a warning instead of refusing.
+
+    Raises:
+        InputError: unreadable input, fewer than 3 slices, NaN/Inf voxels, or (without
+            ``force``) values that do not look like CT or a constant volume.
+        ResourceError: the job would not fit in the free memory (checked before it starts).
 
     Returns:
         A :class:`Volume` for a path or a Volume, a ``SimpleITK.Image`` for an Image.
@@ -123,8 +136,62 @@ def upsample(
         volume = from_sitk(image)
     else:
         volume = load(image, series_uid=series_uid)
+    result = upsample_checked(volume, fn, method, scale=scale, target_spacing=target_spacing, force=force)
+    return to_sitk(result) if is_sitk else result
+
+
+def upsample_checked(
+    volume: Volume,
+    fn: Method,
+    method: str,
+    *,
+    scale: int | None = None,
+    target_spacing: float | None = None,
+    force: bool = False,
+) -> Volume:
+    """The checks and the work of :func:`upsample` for a loaded volume and a built method
+    ``fn`` (named ``method``); a batch builds the method once and calls this per volume.
+
+    Raises:
+        InputError, ConfigError, ModelError, ResourceError: as :func:`upsample`.
+    """
+    from thinslice.checks import check_ct_values, require_usable
+
+    require_usable(volume)
+    check_ct_values(volume, force=force)
     default = int(getattr(fn, "scale", 2))
     r = resolve_scale(volume, scale, target_spacing, default)
+    check_scale = getattr(fn, "check_scale", None)  # e.g. a model made for another factor
+    if callable(check_scale):
+        check_scale(r)
+    check_resources(volume, r, method, fn)
     log.info("%s: %d slices at %.4g mm -> x%d with %s", volume.name, volume.num_slices, volume.slice_spacing, r, method)
-    result = upsample_volume(volume, fn, r)
-    return to_sitk(result) if is_sitk else result
+    return upsample_volume(volume, fn, r)
+
+
+def check_resources(volume: Volume, r: int, method: str, fn: Method | None = None) -> None:
+    """Refuse, before any work, a job whose memory estimate exceeds what is free.
+
+    Host memory for the output and the method's workspace, and for the network on CUDA
+    also the device memory of one batch (see :mod:`thinslice.resources`).
+
+    Raises:
+        ResourceError: with the estimate, the free memory and what to change.
+    """
+    from thinslice.resources import cuda_free_memory, model_device_bytes, require_memory, upsample_bytes
+
+    device = getattr(getattr(fn, "synthesizer", None), "device", None)
+    what = f"upsampling {volume.name} {'x'.join(map(str, volume.data.shape))} x{r} with {method}"
+    hint = memory_hint(str(device) if device is not None else None)
+    require_memory(upsample_bytes(volume.data.shape, r, method), what, hint)
+    free = cuda_free_memory(device)
+    if method == "model" and free is not None:
+        require_memory(model_device_bytes(volume.data.shape, r), what, hint, free=free, where=str(device))
+
+
+def memory_hint(device: str | None = None) -> str:
+    """The ways out of a job too big for the memory, in one clause."""
+    options = ["crop the scan", "use a smaller --scale"]
+    if device is not None and device != "cpu":
+        options.insert(0, "try --device cpu")
+    return ", ".join(options[:-1]) + " or " + options[-1]
