@@ -11,12 +11,12 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from thinslice import __version__
-from thinslice.errors import ThinsliceError
+from thinslice.errors import ConfigError, ThinsliceError
 
 app = typer.Typer(
     add_completion=False,
@@ -56,20 +56,53 @@ def show_progress() -> bool:
 
 @app.command()
 def upsample(
-    input: Annotated[str, typer.Option("-i", "--input", help="NIfTI/NRRD/MHA file or DICOM folder.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Output file; .nii.gz, .nii, .nrrd or .mha.")],
+    input: Annotated[
+        str, typer.Option("-i", "--input", help="NIfTI/NRRD/MHA file or DICOM folder; for a batch, a folder or CSV.")
+    ],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Output file (.nii.gz, .nii, .nrrd, .mha); for a batch, a folder.")
+    ],
     scale: Annotated[int | None, typer.Option("--scale", "-r", help="Factor r (2-8).")] = None,
     target_spacing: Annotated[float | None, typer.Option("--target-spacing", help="Wanted slice spacing, mm.")] = None,
     method: Annotated[str, typer.Option("--method", "-m", help="Synthesis method (see `thinslice info`).")] = "cubic",
     model: Annotated[Path | None, typer.Option("--model", help="Checkpoint for --method model.")] = None,
     series_uid: Annotated[str | None, typer.Option("--series-uid", help="Series to read from a DICOM folder.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing output.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing output; upsample values that do not look like CT.")
+    ] = False,
     device: Device = "auto",
+    resume: Annotated[
+        bool, typer.Option("--continue", help="Batch: skip cases whose output is complete; redo the rest.")
+    ] = False,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Batch: JSON report path (default: OUT/thinslice_report.json).")
+    ] = None,
+    csv_column: Annotated[
+        str | None, typer.Option("--csv-column", help="Batch: CSV column of the paths (default: path, else the first).")
+    ] = None,
+    output_format: Annotated[str, typer.Option("--output-format", help="Batch: nii.gz, nii, nrrd or mha.")] = "nii.gz",
 ) -> None:
-    """Synthesize thin slices between the acquired ones and write the result."""
+    """Synthesize thin slices between the acquired ones and write the result.
+
+    Batch mode when -i is a .csv, or -i is a folder and -o is a folder (an existing one,
+    or a name without a dot): every scan and DICOM series found becomes one case; run it
+    under `torchrun --nproc-per-node=N` to share the cases between processes.
+    """
     from thinslice.io import check_output_path, load, save
     from thinslice.upsampling import upsample as run
 
+    if _is_batch(input, output):
+        if series_uid is not None:
+            raise ConfigError("--series-uid picks one series; in a batch every series is its own case")
+        options = {"scale": scale, "target_spacing": target_spacing, "method": method, "model": model}
+        options |= {"device": device, "resume": resume, "force": force, "report": report}
+        _upsample_batch(input, output, csv_column=csv_column, output_format=output_format, **options)
+        return
+    batch_only = {"--continue": resume, "--report": report, "--csv-column": csv_column}
+    batch_only["--output-format"] = output_format != "nii.gz"
+    given = [name for name, value in batch_only.items() if value]
+    if given:
+        raise ConfigError(f"{', '.join(given)} only apply to batch runs (-i FOLDER or CSV, -o FOLDER)")
     check_output_path(output, force=force, sources=[input])
     volume = load(input, series_uid=series_uid)
     result = run(
@@ -80,6 +113,7 @@ def upsample(
         model=model,
         device=device,
         progress=show_progress(),
+        force=force,
     )
     save(result, output, force=force)
     log.info(
@@ -90,6 +124,23 @@ def upsample(
         volume.num_slices,
         volume.slice_spacing,
     )
+
+
+def _is_batch(input: str, output: Path) -> bool:
+    """A CSV in, or a folder in and a folder out (existing, or a name without a dot)."""
+    if input.lower().endswith(".csv"):
+        return True
+    return Path(input).is_dir() and (output.is_dir() or "." not in output.name)
+
+
+def _upsample_batch(input: str, output: Path, **options: Any) -> None:
+    from thinslice.batch import upsample_batch
+    from thinslice.errors import BatchError
+
+    report = upsample_batch(input, output, progress=show_progress(), **options)
+    if report.failed:
+        n = len(report.failed)
+        raise BatchError(f"{n} of {len(report.cases)} case(s) failed (listed above and in {report.path})")
 
 
 @app.command()
@@ -112,6 +163,81 @@ def evaluate(
     if json_out is not None:
         _write_json(json_out, report)
         log.info("wrote %s", json_out)
+
+
+@app.command()
+def train(
+    inputs: Annotated[
+        list[str],
+        typer.Option("-i", "--input", help="Observed scans: files, DICOM folders or folders of them; repeat -i."),
+    ],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Checkpoint to write (and resume from).")],
+    scale: Annotated[int, typer.Option("--scale", "-r", help="Factor r the model learns (2-6).")] = 2,
+    steps: Annotated[int | None, typer.Option("--steps", help="Total optimisation steps.")] = None,
+    minutes: Annotated[float | None, typer.Option("--minutes", help="Wall-clock budget of this run.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="TOML file with model and train tables.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint at -o.")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (deterministic on CPU).")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing checkpoint instead of resuming.")] = False,
+    device: Device = "auto",
+) -> None:
+    """Train the cross-view model self-supervised on thick-slice scans alone.
+
+    Runs as one process or under `torchrun --nproc-per-node=N --no-python thinslice train ...`
+    (DistributedDataParallel; gloo on CPU, NCCL on GPU).
+    """
+    from dataclasses import replace
+
+    from thinslice.config import ModelConfig, TrainConfig, load_config
+    from thinslice.training import train as run
+
+    if steps is None and minutes is None:
+        raise ConfigError("give a training length: --steps N or --minutes M")
+    if output.exists() and not (resume or force):
+        raise ConfigError(f"{output} exists; pass --resume to continue it or --force to start over")
+    if output.suffix != ".pt":
+        raise ConfigError(f"checkpoint name should end in .pt, got {output.name}")
+    if not output.parent.is_dir():
+        raise ConfigError(f"output folder does not exist: {output.parent}; create it first")
+    model_cfg, train_cfg = load_config(config) if config else (ModelConfig(), TrainConfig())
+    model_cfg = replace(model_cfg, scale=scale)
+    volumes = _training_volumes(inputs)
+    log.info("training x%d on %d scan(s) -> %s", scale, len(volumes), output)
+    run(
+        volumes,
+        output,
+        train_cfg,
+        model_cfg,
+        steps=steps,
+        minutes=minutes,
+        resume=resume,
+        seed=seed,
+        device=device,
+        progress=show_progress(),
+    )
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    log.info("wrote %s", output)
+
+
+def _training_volumes(inputs: list[str]) -> list[Any]:
+    """Load every scan named or found under the inputs (files, DICOM series, folders)."""
+    from thinslice.batch import find_cases
+    from thinslice.errors import InputError
+    from thinslice.io import load
+
+    volumes = []
+    for item in inputs:
+        cases = find_cases(item)
+        if not cases:
+            raise InputError(f"no scans found in {item}; give NIfTI/NRRD/MHA files or DICOM folders")
+        for case in cases:
+            if case.error:
+                raise InputError(f"{case.source}: {case.error}")
+            volumes.append(load(case.source, series_uid=case.series_uid))
+    return volumes
 
 
 @app.command()
@@ -172,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     except ThinsliceError as err:
         if _state["verbose"]:
             logging.getLogger("thinslice").exception("error")
-        typer.echo(f"error: {err}", err=True)
+        typer.echo("error: " + " ".join(str(err).split()), err=True)  # always one line
         return err.exit_code
     except typer.Abort:
         typer.echo("aborted", err=True)
