@@ -43,7 +43,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -106,7 +106,7 @@ class BatchReport:
     world_size: int = 1
     seconds: float = 0.0
     path: Path | None = None
-    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     @property
     def counts(self) -> dict[str, int]:
@@ -153,9 +153,10 @@ def upsample_batch(
     *,
     scale: int | None = None,
     target_spacing: float | None = None,
-    method: str = "cubic",
+    method: str = "model",
     model: str | os.PathLike[str] | None = None,
     device: str = "auto",
+    fast: bool = False,
     resume: bool = False,
     force: bool = False,
     report: str | os.PathLike[str] | None = None,
@@ -171,7 +172,7 @@ def upsample_batch(
     Args:
         input: a folder (searched recursively) or a ``.csv`` file.
         output_dir: where outputs go (created if missing); must not be ``input`` itself.
-        scale, target_spacing, method, model, device: as for :func:`thinslice.upsample`;
+        scale, target_spacing, method, model, device, fast: as for :func:`thinslice.upsample`;
             the method (and model) is built once per process and reused for every case.
         resume: skip cases whose output is complete (``--continue``); other existing
             outputs are replaced.
@@ -207,6 +208,7 @@ def upsample_batch(
         "output_dir": str(out_dir.absolute()),
         "method": method,
         "model": None if model is None else str(Path(model).absolute()),
+        "fast": fast,
         "scale": scale,
         "target_spacing": target_spacing,
         "output_format": output_format,
@@ -214,7 +216,7 @@ def upsample_batch(
     with _ProcessGroup.from_env() as group:
         options: dict[str, Any] = {}
         if method == "model":
-            options = {"model": model, "device": group.device(device), "progress": False}
+            options = {"model": model, "device": group.device(device), "progress": False, "fast": fast}
         fn = get_method(method, **options)
         cases = group.from_rank0(lambda: _prepare(src, out_dir, report_path, csv_column, output_format))
         mine = cases[group.rank :: group.world_size]
@@ -368,7 +370,7 @@ class _CaseRunner:
                 "output_slices": thin.num_slices,
                 "slice_spacing_mm": thin.slice_spacing,
                 "scale": r,
-                "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "finished": datetime.now(UTC).isoformat(timespec="seconds"),
             },
         )
 

@@ -64,8 +64,14 @@ def upsample(
     ],
     scale: Annotated[int | None, typer.Option("--scale", "-r", help="Factor r (2-8).")] = None,
     target_spacing: Annotated[float | None, typer.Option("--target-spacing", help="Wanted slice spacing, mm.")] = None,
-    method: Annotated[str, typer.Option("--method", "-m", help="Synthesis method (see `thinslice info`).")] = "cubic",
-    model: Annotated[Path | None, typer.Option("--model", help="Checkpoint for --method model.")] = None,
+    method: Annotated[str, typer.Option("--method", "-m", help="Synthesis method (see `thinslice info`).")] = "model",
+    model: Annotated[
+        Path | None, typer.Option("--model", help="Checkpoint for --method model (default: the bundled model).")
+    ] = None,
+    fast: Annotated[bool, typer.Option("--fast", help="Model: fuse two views instead of three (faster).")] = False,
+    uncertainty: Annotated[
+        Path | None, typer.Option("--uncertainty", help="Model: also write the views' disagreement (HU) here.")
+    ] = None,
     series_uid: Annotated[str | None, typer.Option("--series-uid", help="Series to read from a DICOM folder.")] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing output; upsample values that do not look like CT.")
@@ -94,8 +100,10 @@ def upsample(
     if _is_batch(input, output):
         if series_uid is not None:
             raise ConfigError("--series-uid picks one series; in a batch every series is its own case")
+        if uncertainty is not None:
+            raise ConfigError("--uncertainty names one file; it applies to single scans, not batches")
         options = {"scale": scale, "target_spacing": target_spacing, "method": method, "model": model}
-        options |= {"device": device, "resume": resume, "force": force, "report": report}
+        options |= {"device": device, "fast": fast, "resume": resume, "force": force, "report": report}
         _upsample_batch(input, output, csv_column=csv_column, output_format=output_format, **options)
         return
     batch_only = {"--continue": resume, "--report": report, "--csv-column": csv_column}
@@ -104,6 +112,8 @@ def upsample(
     if given:
         raise ConfigError(f"{', '.join(given)} only apply to batch runs (-i FOLDER or CSV, -o FOLDER)")
     check_output_path(output, force=force, sources=[input])
+    if uncertainty is not None:
+        check_output_path(uncertainty, force=force, sources=[input, str(output)])
     volume = load(input, series_uid=series_uid)
     result = run(
         volume,
@@ -114,7 +124,13 @@ def upsample(
         device=device,
         progress=show_progress(),
         force=force,
+        fast=fast,
+        uncertainty=uncertainty is not None,
     )
+    if uncertainty is not None:
+        result, spread = result
+        save(spread, uncertainty, force=force)
+        log.info("wrote %s: disagreement between views, HU (mean %.1f)", uncertainty, float(spread.data.mean()))
     save(result, output, force=force)
     log.info(
         "wrote %s: %d slices at %.4g mm (was %d at %.4g mm)",
@@ -272,7 +288,9 @@ def demo(
     output_dir: Annotated[Path, typer.Option("-o", "--output-dir", help="Where to write the results.")] = Path(
         "demo_out"
     ),
-    method: Annotated[str, typer.Option("--method", "-m", help="Method to show against the reference.")] = "cubic",
+    method: Annotated[
+        str, typer.Option("--method", "-m", help="Method to show against cubic and the reference.")
+    ] = "model",
     device: Device = "auto",
 ) -> None:
     """Upsample the bundled sample scan and draw it against the reference slices."""

@@ -26,7 +26,7 @@ def sample_paths() -> tuple[Path, Path]:
 
 
 def run_demo(
-    output_dir: str | Path, *, method: str = "cubic", device: str = "auto", progress: bool = False
+    output_dir: str | Path, *, method: str = "model", device: str = "auto", progress: bool = False
 ) -> dict[str, Any]:
     """Upsample the sample with ``method`` (and cubic), write NIfTI + PNG + metrics JSON.
 
@@ -48,14 +48,21 @@ def run_demo(
     r = round(thick.slice_spacing / reference.slice_spacing)
     methods = [method] if method == "cubic" else [method, "cubic"]
     results = {}
+    spread = None
     for name in methods:
-        results[name] = upsample(thick, r, method=name, device=device, progress=progress)
+        if name == "model":
+            results[name], spread = upsample(thick, r, method=name, device=device, progress=progress, uncertainty=True)
+            save(spread, out / "sample_uncertainty.nii.gz", force=True)
+        else:
+            results[name] = upsample(thick, r, method=name, device=device, progress=progress)
         save(results[name], out / f"sample_{name}.nii.gz", force=True)
     metrics = {name: compare(reference.data, vol.data, r) for name, vol in results.items()}
     panels = [(f"thick input ({thick.slice_spacing:g} mm)", thick)]
-    panels += [(f"{name} (x{r})", results[name]) for name in reversed(methods)]
+    panels += [(f"{'thinslice' if name == 'model' else name} (x{r})", results[name]) for name in reversed(methods)]
     panels.append((f"reference ({reference.slice_spacing:g} mm)", reference))
-    figure = compare_views(panels, out / "sample_views.png", title="thinslice demo: LIDC-IDRI-0314 chest crop")
+    figure = compare_views(
+        panels, out / "sample_views.png", uncertainty=spread, title="thinslice demo: LIDC-IDRI-0314 chest crop"
+    )
     (out / "sample_metrics.json").write_text(json.dumps(metrics, indent=2))
     print(f"demo: x{r} from {thick.slice_spacing:g} mm to {reference.slice_spacing:g} mm; against the real slices:")
     print(f"  {'method':8s} {'PSNR_syn':>9s} {'SSIM_ax':>8s} {'SSIM_cor':>8s} {'SSIM_sag':>8s}")

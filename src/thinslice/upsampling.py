@@ -92,12 +92,14 @@ def upsample(
     scale: int | None = None,
     *,
     target_spacing: float | None = None,
-    method: str = "cubic",
+    method: str = "model",
     model: str | os.PathLike[str] | None = None,
     device: str = "auto",
     series_uid: str | None = None,
     progress: bool = False,
     force: bool = False,
+    fast: bool = False,
+    uncertainty: bool = False,
 ) -> Any:
     """Synthesize the slices between the acquired ones.
 
@@ -112,6 +114,10 @@ def upsample(
         device: ``auto``, ``cpu``, ``cuda[:N]`` or ``mps``.
         force: upsample values that do not look like CT (see
             :func:`thinslice.checks.ct_value_problem`) with a warning instead of refusing.
+        fast: with the model, fuse only the coronal and sagittal views (faster; measured
+            cost in BENCHMARKS.md).
+        uncertainty: also return the per-voxel disagreement between the model's views
+            (HU, same grid as the result; 0 at acquired slices). Model only.
 
     Raises:
         InputError: unreadable input, fewer than 3 slices, NaN/Inf voxels, or (without
@@ -119,7 +125,8 @@ def upsample(
         ResourceError: the job would not fit in the free memory (checked before it starts).
 
     Returns:
-        A :class:`Volume` for a path or a Volume, a ``SimpleITK.Image`` for an Image.
+        A :class:`Volume` for a path or a Volume, a ``SimpleITK.Image`` for an Image;
+        with ``uncertainty=True`` a pair ``(result, uncertainty)`` of that kind.
 
     Example:
         >>> thin = thinslice.upsample("ct_5mm.nii.gz", scale=2)   # doctest: +SKIP
@@ -127,7 +134,13 @@ def upsample(
     """
     from thinslice.io import from_sitk, load, to_sitk
 
-    options: dict[str, Any] = {"model": model, "device": device, "progress": progress} if method == "model" else {}
+    if uncertainty and method != "model":
+        raise ConfigError(f"an uncertainty map needs --method model (the views' disagreement), not {method}")
+    if fast and method != "model":
+        raise ConfigError(f"--fast applies to --method model, not {method}")
+    options: dict[str, Any] = {}
+    if method == "model":
+        options = {"model": model, "device": device, "progress": progress, "fast": fast}
     fn = get_method(method, **options)  # validate the method (and load a model) before the scan
     is_sitk = type(image).__name__ == "Image" and type(image).__module__.startswith("SimpleITK")
     if isinstance(image, Volume):
@@ -137,7 +150,20 @@ def upsample(
     else:
         volume = load(image, series_uid=series_uid)
     result = upsample_checked(volume, fn, method, scale=scale, target_spacing=target_spacing, force=force)
-    return to_sitk(result) if is_sitk else result
+    if not uncertainty:
+        return to_sitk(result) if is_sitk else result
+    spread = uncertainty_volume(result, fn)
+    return (to_sitk(result), to_sitk(spread)) if is_sitk else (result, spread)
+
+
+def uncertainty_volume(result: Volume, fn: Method) -> Volume:
+    """The last run's per-voxel disagreement between views (float32 HU) on ``result``'s grid."""
+    spread = getattr(fn, "last_uncertainty", None)
+    if spread is None or spread.shape != result.data.shape:
+        raise ConfigError("this method gives no uncertainty map; use --method model")
+    out = result.with_data(np.asarray(spread, dtype=np.float32))
+    out.name = f"{result.name}_uncertainty"
+    return out
 
 
 def upsample_checked(
