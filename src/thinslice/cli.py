@@ -281,6 +281,11 @@ def info() -> None:
     typer.echo("methods:")
     for name, text in available().items():
         typer.echo(f"  {name:8s} {text}")
+    from thinslice.model_method import bundled_models
+
+    models = bundled_models()
+    listed = ", ".join(f"x{r} ({p.name})" for r, p in sorted(models.items())) or "none"
+    typer.echo(f"bundled models: {listed}; powers of these factors apply a model repeatedly")
 
 
 @app.command()

@@ -110,7 +110,7 @@ def cubic(**_: Any) -> Method:
     return run
 
 
-@register("model", "the self-supervised cross-view network (thinslice's own; needs a model)")
+@register("model", "the self-supervised cross-view networks (default; bundled model or --model)")
 def model(model: Any = None, device: str = "auto", progress: bool = False, **options: Any) -> Method:
     from thinslice.model_method import ModelMethod
 
