@@ -167,6 +167,7 @@ def evaluate(
     methods: Annotated[str, typer.Option("--methods", help="Comma-separated method names.")] = "cubic,linear",
     model: Annotated[Path | None, typer.Option("--model", help="Checkpoint for the model method.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON.")] = None,
+    fast: Annotated[bool, typer.Option("--fast", help="Model: fuse two views instead of three.")] = False,
     device: Device = "auto",
 ) -> None:
     """Degrade each input, synthesize it back with each method, report PSNR/SSIM."""
@@ -174,7 +175,9 @@ def evaluate(
     from thinslice.evaluate import format_table
 
     names = [m.strip() for m in methods.split(",") if m.strip()]
-    report = run(inputs, scale, degrade=degrade, methods=names, model=model, device=device, progress=show_progress())
+    report = run(
+        inputs, scale, degrade=degrade, methods=names, model=model, device=device, progress=show_progress(), fast=fast
+    )
     typer.echo(format_table(report))
     if json_out is not None:
         _write_json(json_out, report)

@@ -36,6 +36,7 @@ def evaluate(
     model: str | os.PathLike[str] | None = None,
     device: str = "auto",
     progress: bool = False,
+    fast: bool = False,
 ) -> dict[str, Any]:
     """Run the protocol on every input with every method.
 
@@ -53,7 +54,9 @@ def evaluate(
         raise ConfigError("give at least one method")
     built = {}
     for name in methods:
-        options: dict[str, Any] = {"model": model, "device": device, "progress": progress} if name == "model" else {}
+        options: dict[str, Any] = {}
+        if name == "model":
+            options = {"model": model, "device": device, "progress": progress, "fast": fast}
         built[name] = get_method(name, **options)
     rows: list[dict[str, Any]] = []
     for item in inputs:
