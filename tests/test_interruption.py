@@ -145,8 +145,15 @@ def test_kill_at_random_moments_of_a_real_write(tmp_path: Path) -> None:
     cmd += ["--scale", "4", "--method", "linear", "--force"]
     rng = random.Random(5)
     hits = 0
-    for trial in range(5):
+    trial = 0
+    # Keep killing until three kills have landed mid-write (on a loaded machine some land
+    # before the write or after the rename); every kill must leave a valid state.
+    while hits < 3 and trial < 15:
         previous = out.read_bytes() if trial else None  # the first run has no earlier output
+        trial += 1
+        for stale in out.parent.iterdir():  # count only what this run leaves
+            if PARTIAL.fullmatch(stale.name):
+                stale.unlink()
         child = subprocess.Popen(cmd)
         while child.poll() is None and not any(PARTIAL.fullmatch(p.name) for p in out.parent.iterdir()):
             time.sleep(0.002)
@@ -161,7 +168,7 @@ def test_kill_at_random_moments_of_a_real_write(tmp_path: Path) -> None:
             assert visible == ([] if previous is None else ["thin.nii.gz"])
         if not out.exists():
             thinslice.save(thin, out)
-    assert hits >= 3, f"only {hits} of 5 kills landed during the write"
+    assert hits >= 3, f"only {hits} of {trial} kills landed during the write"
     subprocess.run(cmd, check=True, timeout=300)
     assert [p.name for p in out.parent.iterdir()] == ["thin.nii.gz"]  # leftovers removed
 

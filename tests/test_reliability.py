@@ -526,7 +526,7 @@ def test_job_too_big_for_memory_fails_fast(
     free = 4 * 2**20  # reading the crop needs ~0.4 MiB, upsampling it x8 ~30 MiB
     monkeypatch.setattr(resources, "available_memory", lambda: free)
     code, lines = run_cli(capfd, "upsample", "-i", str(LIMB_CROP), "-o", str(out_dir / "o.nii.gz"), "--scale", "8")
-    assert_one_line(code, lines, r"upsampling limb_crop 25x64x64 x8 with cubic needs about \d+ MiB but only 4 MiB")
+    assert_one_line(code, lines, r"upsampling limb_crop 25x64x64 x8 with model needs about \d+ MiB but only 4 MiB")
     assert "crop the scan or use a smaller --scale" in lines[0]
     with pytest.raises(ResourceError, match="needs about"):
         thinslice.upsample(LIMB_CROP, scale=8)
