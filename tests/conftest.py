@@ -36,3 +36,15 @@ def chest_ct():
     from thinslice.io import load
 
     return load(CHEST_CROP)
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test: tiny tensors gain nothing from threads, and on a
+    shared 2-core CPU they lose a lot."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

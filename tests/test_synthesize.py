@@ -18,14 +18,7 @@ from thinslice.errors import ConfigError, ModelError
 from thinslice.nets import build_networks
 from thinslice.synthesize import Synthesizer
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors gain nothing from threads; on a shared CPU they lose a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 TINY = dict(axial_width=8, axial_blocks=1, sr_width=8, sr_groups=1, sr_blocks=1)
