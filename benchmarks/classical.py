@@ -15,7 +15,7 @@ import platform
 from datetime import date
 from pathlib import Path
 
-from thinslice.evaluate import evaluate
+from thinslice.evaluate import evaluate, markdown_rows
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -36,14 +36,7 @@ def main() -> None:
         report = evaluate(volumes, r, degrade=args.degrade, methods=args.methods.split(","))
         reports.append(report)
         print(f"\n**x{r}, {args.degrade}**\n")
-        print("| volume | method | PSNR paper | PSNR synth | PSNR body | SSIM ax | SSIM cor | SSIM sag | s |")
-        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-        for row in report["rows"]:
-            print(
-                f"| {row['volume']} | {row['method']} | {row['psnr_paper']:.2f} | {row['psnr_synth']:.2f} | "
-                f"{row['psnr_body']:.2f} | {row['ssim_axial']:.4f} | {row['ssim_coronal']:.4f} | "
-                f"{row['ssim_sagittal']:.4f} | {row['seconds']:.2f} |"
-            )
+        print(markdown_rows(report))
     if args.json:
         args.json.write_text(json.dumps(reports, indent=2))
 

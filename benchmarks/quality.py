@@ -16,7 +16,7 @@ import json
 from datetime import date
 from pathlib import Path
 
-from thinslice.evaluate import evaluate
+from thinslice.evaluate import evaluate, markdown_rows
 from thinslice.model_method import bundled_model_path
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -48,14 +48,7 @@ def main() -> None:
             reports.append(report)
             note = f"model: {model.name}" if model is not None else "no bundled model makes this factor"
             print(f"\n**x{r}, {degrade}** ({note})\n")
-            print("| volume | method | PSNR paper | PSNR synth | PSNR body | SSIM ax | SSIM cor | SSIM sag | s |")
-            print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-            for row in report["rows"]:
-                print(
-                    f"| {row['volume']} | {row['method']} | {row['psnr_paper']:.2f} | {row['psnr_synth']:.2f} | "
-                    f"{row['psnr_body']:.2f} | {row['ssim_axial']:.4f} | {row['ssim_coronal']:.4f} | "
-                    f"{row['ssim_sagittal']:.4f} | {row['seconds']:.1f} |"
-                )
+            print(markdown_rows(report))
     if args.json:
         args.json.write_text(json.dumps(reports, indent=2))
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import CHEST_CROP, LIMB_CROP, shared
-from thinslice.evaluate import evaluate, format_table
+from thinslice.evaluate import evaluate, format_table, markdown_rows
 from thinslice.io import load
 from thinslice.methods import get_method
 from thinslice.metrics import compare
@@ -47,3 +47,14 @@ def test_full_thin_chest_ranks_interpolators_sensibly():
     report = evaluate([shared("aorta1.5mm_totalseg.nii.gz")], 2, methods=["linear", "cubic"])
     psnr = {r["method"]: r["psnr_synth"] for r in report["rows"]}
     assert all(25 < v < 60 for v in psnr.values())
+
+
+def test_markdown_rows_for_benchmarks():
+    report = evaluate([CHEST_CROP], 2, methods=["linear"])
+    lines = markdown_rows(report).splitlines()
+    assert lines[0].startswith("| volume | method | PSNR paper")
+    row = report["rows"][0]
+    assert lines[2] == (
+        f"| chest_crop | linear | {row['psnr_paper']:.2f} | {row['psnr_synth']:.2f} | {row['psnr_body']:.2f} | "
+        f"{row['ssim_axial']:.4f} | {row['ssim_coronal']:.4f} | {row['ssim_sagittal']:.4f} | {row['seconds']:.2f} |"
+    )

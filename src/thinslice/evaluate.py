@@ -113,6 +113,19 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def markdown_rows(report: dict[str, Any]) -> str:
+    """The report's rows as a Markdown table (the form BENCHMARKS.md uses)."""
+    lines = [
+        "| volume | method | PSNR paper | PSNR synth | PSNR body | SSIM ax | SSIM cor | SSIM sag | s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in report["rows"]:
+        psnr = " | ".join(f"{row[k]:.2f}" for k in METRIC_NAMES[:3])
+        ssim = " | ".join(f"{row[k]:.4f}" for k in METRIC_NAMES[3:])
+        lines.append(f"| {row['volume']} | {row['method']} | {psnr} | {ssim} | {row['seconds']:.2f} |")
+    return "\n".join(lines)
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4f}" if abs(v) < 1.5 else f"{v:.2f}"
