@@ -28,8 +28,7 @@ install-test: $(VENV)/.installed-test
 demo: $(VENV)/.installed
 	$(VENV)/bin/thinslice demo -o $(DEMO_DIR)
 
-test: $(VENV)/.installed-test
-	$(VENV)/bin/ruff check src tests benchmarks scripts
+test: lint
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.installed-test

@@ -3,7 +3,7 @@
 For every scan in ../shared/data: trim to r*k+1 slices and keep every r-th slice (the
 observed thick scan). Train one model per variant on all observed scans together, for the
 same wall-clock minutes each, with the same seed; then run the evaluation protocol
-(``thinslice.evaluate``, decimate) on the original scans, so each model synthesizes
+(``thinslice.evaluation.protocol``, decimate) on the original scans, so each model synthesizes
 exactly the slices it never saw. Cubic and linear are measured in the same run.
 
 Variants: full; no_consistency; no_second_level; no_wavelet; memory; axial_only;
@@ -27,10 +27,11 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from thinslice.degrade import decimate, usable_slices
-from thinslice.evaluate import evaluate
+from thinslice.evaluation.degrade import decimate
+from thinslice.evaluation.metrics import METRIC_NAMES
+from thinslice.evaluation.protocol import evaluate
+from thinslice.grid import usable_slices
 from thinslice.io import load, save
-from thinslice.metrics import METRIC_NAMES
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -107,7 +108,7 @@ def train_variant(name: str, cfg: dict[str, Any], args: argparse.Namespace, work
         str(args.seed),
         "--device",
         args.device,
-        "--force",
+        "--overwrite",
     ]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     start = time.perf_counter()

@@ -15,7 +15,7 @@ import platform
 from datetime import date
 from pathlib import Path
 
-from thinslice.evaluate import evaluate, markdown_rows
+from thinslice.evaluation.protocol import evaluate, markdown_rows
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -1,6 +1,6 @@
 """Quality of the bundled default model against classical interpolation on unseen scans.
 
-Runs the evaluation protocol (``thinslice.evaluate``) at x2, x3 and x4, degrading by
+Runs the evaluation protocol (``thinslice.evaluation.protocol``) at x2, x3 and x4, degrading by
 decimation and by slab averaging, on the ../shared/data scans the default model did not
 train on (see MODEL.md), with the bundled model (``--method model`` without ``--model``:
 the x2 model, applied twice for x4, unless a model for that factor is bundled) and
@@ -16,8 +16,8 @@ import json
 from datetime import date
 from pathlib import Path
 
-from thinslice.evaluate import evaluate, markdown_rows
-from thinslice.model_method import bundled_model_path
+from thinslice.evaluation.protocol import evaluate, markdown_rows
+from thinslice.methods.learned import bundled_model_path
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 HELD_OUT = ("chest1mm_lidc0314.nii.gz", "limb3mm_sts002.nii.gz")  # never seen by the default model

@@ -25,10 +25,11 @@ import torch
 from scipy.interpolate import make_interp_spline
 from skimage.metrics import structural_similarity
 
-from thinslice.checkpoint import load_model
-from thinslice.config import ModelConfig, TrainConfig, load_config
-from thinslice.synthesize import Synthesizer
-from thinslice.training import _read_volume, train
+from thinslice.io import load as _read_volume
+from thinslice.model.config import ModelConfig
+from thinslice.model.inference import Synthesizer, load_model
+from thinslice.training.config import TrainConfig, load_config
+from thinslice.training.loop import train
 from thinslice.volume import Volume
 
 HU_MIN, HU_MAX = -1024.0, 3072.0

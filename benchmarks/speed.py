@@ -88,8 +88,8 @@ def model_throughput(model: str | None, device: str, r: int) -> dict[str, float]
     """Synthesized voxels/s and FLOP/s of the model inside one process."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from thinslice.checkpoint import load_model
-    from thinslice.model_method import bundled_model_path
+    from thinslice.methods.learned import bundled_model_path
+    from thinslice.model.inference import load_model
 
     synth = load_model(model or bundled_model_path(), device=device)
     data = sitk.GetArrayFromImage(sitk.ReadImage(str(SHARED / "chest1mm_lidc0314.nii.gz")))[0:42:2].astype(np.float32)
@@ -144,7 +144,7 @@ def main() -> None:
                     "model",
                     "--device",
                     args.device,
-                    "--force",
+                    "--overwrite",
                 ]
                 + (["--model", args.model] if args.model else []),
                 "cubic": [
@@ -158,7 +158,7 @@ def main() -> None:
                     str(r),
                     "--method",
                     "cubic",
-                    "--force",
+                    "--overwrite",
                 ],
                 "sitk_bspline": [sys.executable, "-c", BSPLINE, str(src), str(folder / "b.nii.gz"), str(r)],
             }

@@ -31,12 +31,13 @@ import SimpleITK as sitk
 
 import thinslice
 from tests.conftest import CHEST_CROP, DICOM_CROP, LIMB_CROP
-from thinslice import resources
-from thinslice.checks import ct_value_problem
+from thinslice import memory as resources
 from thinslice.cli import main
+from thinslice.ct import ct_value_problem
 from thinslice.errors import InputError, ModelError, OutputError, ResourceError, ThinsliceError
 from thinslice.methods import get_method
-from thinslice.upsampling import upsample_volume
+from thinslice.pipeline import upsample as upsample_module
+from thinslice.pipeline.upsample import upsample_volume
 from thinslice.volume import Geometry, Volume
 
 # ----------------------------------------------------------------------------- builders
@@ -288,9 +289,9 @@ INPUT_CASES = [
     Case("2 slices", two_slices, InputError, r"has 2 slice\(s\) .*at least 3 slices"),
     Case("NaN/Inf voxels (NIfTI)", nan_voxels, InputError, r"holds 2 NaN/Inf voxels; fix or mask"),
     Case("NaN/Inf voxels (MHA)", nan_voxels_mha, InputError, r"holds 2 NaN/Inf voxels; fix or mask"),
-    Case("constant volume", constant, InputError, r"every voxel is -1000: a constant volume .*--force"),
-    Case("uint8 0..255", uint8_values, InputError, r"values range from 0 to 255 .*not look like CT.*--force"),
-    Case("MR-like 0..4000", mr_like, InputError, r"values range from 0 to 4000 .*not look like CT.*--force"),
+    Case("constant volume", constant, InputError, r"every voxel is -1000: a constant volume .*--accept-non-ct"),
+    Case("uint8 0..255", uint8_values, InputError, r"values range from 0 to 255 .*not look like CT.*--accept-non-ct"),
+    Case("MR-like 0..4000", mr_like, InputError, r"values range from 0 to 4000 .*not look like CT.*--accept-non-ct"),
     Case("DICOM: empty folder", dicom_empty, InputError, r"no DICOM files found in .*pass a folder holding"),
     Case("DICOM: mixed series", dicom_mixed, InputError, r"holds 2 series: .*4 slices.*pass --series-uid UID"),
     Case("DICOM: missing slice", dicom_missing_slice, InputError, r"missing slice between .*export the complete"),
@@ -407,18 +408,18 @@ def test_huge_header_fails_before_allocating(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("build", [mr_like, uint8_values, constant], ids=["mr", "uint8", "constant"])
-def test_force_upsamples_non_ct_values_with_a_warning(
+def test_accept_non_ct_upsamples_non_ct_values_with_a_warning(
     build: Callable[[Path], Path], dirs: tuple[Path, Path], capfd: pytest.CaptureFixture[str]
 ) -> None:
     src_dir, out_dir = dirs
     source = build(src_dir)
     out = out_dir / "thin.nii.gz"
-    code, lines = run_cli(capfd, "upsample", "-i", str(source), "-o", str(out), "--force", "--method", "linear")
+    code, lines = run_cli(capfd, "upsample", "-i", str(source), "-o", str(out), "--accept-non-ct", "--method", "linear")
     assert code == 0, lines
     warning = [line for line in lines if line.startswith("warning: ")]
     assert len(warning) == 1 and ("values range from" in warning[0] or "every voxel is" in warning[0])
     assert thinslice.load(out).num_slices == 49
-    vol = thinslice.upsample(source, scale=2, method="linear", force=True)
+    vol = thinslice.upsample(source, scale=2, method="linear", accept_non_ct=True)
     np.testing.assert_array_equal(vol.data[::2], thinslice.load(source).data)
 
 
@@ -484,20 +485,20 @@ def test_bad_destination(
     if "hard link" in name:
         os.link(source, out)
     before, outs = digest(source), listing(tmp_path / "out")
-    code, lines = run_cli(capfd, "upsample", "-i", str(source), "-o", str(out), "--force")
+    code, lines = run_cli(capfd, "upsample", "-i", str(source), "-o", str(out), "--overwrite")
     assert_one_line(code, lines, message)
     with pytest.raises(OutputError, match=message):
-        thinslice.save(thinslice.upsample(source, scale=2, method="linear"), out, force=True)
+        thinslice.save(thinslice.upsample(source, scale=2, method="linear"), out, overwrite=True)
     assert digest(source) == before
     assert listing(tmp_path / "out") == outs
 
 
-def test_existing_output_needs_force(dirs: tuple[Path, Path], capfd: pytest.CaptureFixture[str]) -> None:
+def test_existing_output_needs_overwrite(dirs: tuple[Path, Path], capfd: pytest.CaptureFixture[str]) -> None:
     src_dir, out_dir = dirs
     out = out_dir / "thin.nii.gz"
     out.write_bytes(b"an earlier result")
     code, lines = run_cli(capfd, "upsample", "-i", str(LIMB_CROP), "-o", str(out))
-    assert_one_line(code, lines, r"already exists; pass --force to replace it")
+    assert_one_line(code, lines, r"already exists; pass --overwrite to replace it")
     assert out.read_bytes() == b"an earlier result" and listing(out_dir) == {"thin.nii.gz"}
     with pytest.raises(OutputError, match="already exists"):
         thinslice.save(thinslice.load(LIMB_CROP), out)
@@ -510,7 +511,7 @@ def test_write_failure_becomes_output_error(dirs: tuple[Path, Path], monkeypatch
     def refuse(*args: object, **kwargs: object) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("thinslice.io.os.replace", refuse)
+    monkeypatch.setattr("thinslice.io.atomic.os.replace", refuse)
     with pytest.raises(OutputError, match="cannot write .*Permission denied"):
         thinslice.save(thinslice.load(LIMB_CROP), out_dir / "o.nii.gz")
     assert listing(out_dir) == set()
@@ -553,7 +554,7 @@ def test_available_memory_reads_proc_meminfo(monkeypatch: pytest.MonkeyPatch, tm
 
 @pytest.mark.parametrize("method", ["cubic", "linear", "lanczos"])
 def test_memory_estimate_bounds_the_real_peak(method: str) -> None:
-    """The per-voxel constants in resources.py cover what the methods allocate."""
+    """The per-voxel constants of the methods cover what the methods allocate."""
     data = np.random.default_rng(0).integers(-1000, 1000, size=(12, 48, 48)).astype(np.int16)
     vol = Volume(data, Geometry((1.0, 1.0, 4.0), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1)))
     fn = get_method(method)
@@ -564,7 +565,7 @@ def test_memory_estimate_bounds_the_real_peak(method: str) -> None:
             peak = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
-        estimate = resources.upsample_bytes(data.shape, r, method)
+        estimate = fn.host_bytes(data.shape, r)
         assert peak <= estimate < 2 * peak + 2**20, (method, r, peak, estimate)
 
 
@@ -575,9 +576,9 @@ def _tiny_checkpoint(path: Path, scale: int = 2, **changes: object) -> Path:
     """A real (untrained) thinslice checkpoint with tiny networks; ``changes`` edit the dict."""
     import torch
 
-    from thinslice.checkpoint import save_checkpoint
-    from thinslice.config import ModelConfig
-    from thinslice.nets import build_networks
+    from thinslice.model.checkpoint import save_checkpoint
+    from thinslice.model.config import ModelConfig
+    from thinslice.model.nets import build_networks
 
     config = ModelConfig(scale=scale, axial_width=4, axial_blocks=1, sr_width=4, sr_groups=1, sr_blocks=1)
     axial, sr = build_networks(config, "both")
@@ -712,7 +713,8 @@ def test_corrupted_bytes_never_escape_as_anything_but_input_error(
 def test_network_device_memory_is_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The model's batches must fit the device (CUDA free memory, simulated here)."""
     ckpt = _tiny_checkpoint(tmp_path / "model.pt")
-    monkeypatch.setattr(resources, "cuda_free_memory", lambda device: 2**20)
+    monkeypatch.setattr(upsample_module, "cuda_free_memory", lambda device: 2**20)
     with pytest.raises(ResourceError, match=r"with model needs about 0\.3 GiB but only 1 MiB of cpu is free"):
         thinslice.upsample(LIMB_CROP, scale=2, method="model", model=ckpt, device="cpu")
-    assert resources.model_device_bytes((400, 512, 512), 4) < 4 * 2**30  # a 512 x 512 CT fits a small GPU
+    method = get_method("model", model=ckpt, device="cpu")
+    assert method.device_bytes((400, 512, 512), 4) < 4 * 2**30  # a 512 x 512 CT fits a small GPU

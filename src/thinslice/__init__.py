@@ -21,16 +21,16 @@ __version__ = "0.1.0"
 __all__ = ["Volume", "evaluate", "load", "save", "upsample", "__version__"]
 
 if TYPE_CHECKING:
-    from thinslice.evaluate import evaluate
+    from thinslice.evaluation.protocol import evaluate
     from thinslice.io import load, save
-    from thinslice.upsampling import upsample
+    from thinslice.pipeline.upsample import upsample
     from thinslice.volume import Volume
 
 _LAZY = {
-    "load": "thinslice.io",
-    "save": "thinslice.io",
-    "upsample": "thinslice.upsampling",
-    "evaluate": "thinslice.evaluate",
+    "load": "thinslice.io.files",
+    "save": "thinslice.io.files",
+    "upsample": "thinslice.pipeline.upsample",
+    "evaluate": "thinslice.evaluation.protocol",
     "Volume": "thinslice.volume",
 }
 

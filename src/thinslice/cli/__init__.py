@@ -1,0 +1,74 @@
+"""The ``thinslice`` command line: a thin shell over the Python API, one file per command.
+
+Heavy imports (torch, SimpleITK) happen inside the commands so ``--help`` is instant.
+Every :class:`~thinslice.errors.ThinsliceError` becomes one line on stderr and exit
+code 2 (with the traceback only under ``-v``); this is the one place that mapping lives.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from thinslice import __version__
+from thinslice.cli import options
+from thinslice.cli.demo import demo
+from thinslice.cli.evaluate import evaluate
+from thinslice.cli.info import info
+from thinslice.cli.train import train
+from thinslice.cli.upsample import upsample
+from thinslice.errors import ThinsliceError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Thick-slice to thin-slice CT by self-supervised cross-view mutual distillation.",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"thinslice {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    verbose: options.Verbose = 0,
+    quiet: options.Quiet = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    options.configure(verbose, quiet)
+
+
+for command in (upsample, evaluate, train, info, demo):
+    app.command()(command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app and map thinslice errors to exit code 2."""
+    options.reset()
+    try:
+        app(args=argv, standalone_mode=False)
+    except ThinsliceError as err:
+        if options.verbose():
+            logging.getLogger("thinslice").exception("error")
+        typer.echo("error: " + " ".join(str(err).split()), err=True)  # always one line
+        return err.exit_code
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        return 130
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        return 130
+    except Exception as err:  # usage errors from the CLI parser (Typer's bundled click)
+        if callable(getattr(err, "show", None)) and isinstance(getattr(err, "exit_code", None), int):
+            err.show()  # type: ignore[attr-defined]
+            return int(err.exit_code)  # type: ignore[attr-defined]
+        raise
+    return 0

@@ -1,0 +1,48 @@
+"""``thinslice evaluate``: degrade ground-truth scans, synthesize them back, score each method."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from thinslice.cli import options
+
+log = logging.getLogger("thinslice")
+
+
+def evaluate(
+    inputs: options.Inputs,
+    scale: options.Scale = None,
+    degrade: Annotated[str, typer.Option("--degrade", help="decimate or slab.")] = "decimate",
+    methods: Annotated[str, typer.Option("--methods", help="Comma-separated method names.")] = "cubic,linear",
+    model: options.Model = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON.")] = None,
+    fast: options.Fast = False,
+    device: options.Device = "auto",
+    quiet: options.Quiet = False,
+    verbose: options.Verbose = 0,
+) -> None:
+    """Degrade each input, synthesize it back with each method, report PSNR/SSIM."""
+    from thinslice.evaluation.protocol import evaluate as run
+    from thinslice.evaluation.protocol import format_table
+    from thinslice.io.atomic import write_json
+
+    options.configure(verbose, quiet)
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    report = run(
+        inputs,
+        2 if scale is None else scale,
+        degrade=degrade,
+        methods=names,
+        model=model,
+        device=device,
+        progress=options.show_progress(),
+        fast=fast,
+    )
+    typer.echo(format_table(report))
+    if json_out is not None:
+        write_json(json_out, report)
+        log.info("wrote %s", json_out)

@@ -1,0 +1,74 @@
+"""Options shared by the commands: declared once, with one help text each.
+
+``-q``/``-v`` are accepted before the subcommand and after it (as users type them);
+:func:`configure` applies whichever was given.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+log = logging.getLogger("thinslice")
+_state = {"verbose": 0, "quiet": False}
+
+Inputs = Annotated[
+    list[str],
+    typer.Option("-i", "--input", help="NIfTI/NRRD/MHA file or DICOM folder (a folder of them or a CSV for batches)."),
+]
+Scale = Annotated[
+    int | None,
+    typer.Option("--scale", "-r", help="Factor r (2-8). Default: the model's own for --method model, else 2."),
+]
+TargetSpacing = Annotated[float | None, typer.Option("--target-spacing", help="Wanted slice spacing, mm.")]
+Model = Annotated[
+    Path | None, typer.Option("--model", help="Checkpoint for --method model (default: the bundled models).")
+]
+Fast = Annotated[bool, typer.Option("--fast", help="Model: fuse two views instead of three (faster).")]
+Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing output.")]
+AcceptNonCT = Annotated[
+    bool, typer.Option("--accept-non-ct", help="Upsample values that do not look like CT in HU (with a warning).")
+]
+Force = Annotated[
+    bool, typer.Option("--force", hidden=True, help="Deprecated: --overwrite plus --accept-non-ct.")
+]
+Resume = Annotated[
+    bool,
+    typer.Option("--resume", help="Skip what is done: finished batch cases, or the steps in the checkpoint at -o."),
+]
+Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="Only warnings and errors; no progress bars.")]
+Verbose = Annotated[int, typer.Option("-v", "--verbose", count=True, help="More detail; -v shows tracebacks.")]
+
+
+def configure(verbose: int = 0, quiet: bool = False) -> None:
+    """Set up logging from ``-v``/``-q`` given before or after the subcommand."""
+    _state["verbose"] = max(int(_state["verbose"]), verbose)
+    _state["quiet"] = bool(_state["quiet"]) or quiet
+    level = logging.WARNING if _state["quiet"] else logging.DEBUG if _state["verbose"] else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    if _state["quiet"]:
+        logging.getLogger("pydicom").setLevel(logging.ERROR)
+
+
+def verbose() -> bool:
+    return bool(_state["verbose"])
+
+
+def show_progress() -> bool:
+    """Progress bars only on an interactive terminal and without ``-q``."""
+    return not _state["quiet"] and sys.stderr.isatty()
+
+
+def deprecated(old: str, new: str) -> None:
+    """Warn once that ``old`` is spelled ``new`` now."""
+    log.warning("warning: %s is deprecated; use %s", old, new)
+
+
+def reset() -> None:
+    """Forget the flags of a previous in-process run (tests call ``main`` repeatedly)."""
+    _state.update(verbose=0, quiet=False)

@@ -1,0 +1,96 @@
+"""``thinslice train``: the self-supervised trainer, on thick-slice scans alone."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from thinslice.cli import options
+from thinslice.errors import ConfigError
+
+log = logging.getLogger("thinslice")
+
+
+def train(
+    inputs: options.Inputs,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Checkpoint to write (and resume from).")],
+    scale: options.Scale = None,
+    steps: Annotated[int | None, typer.Option("--steps", help="Total optimisation steps.")] = None,
+    minutes: Annotated[float | None, typer.Option("--minutes", help="Wall-clock budget of this run.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="TOML file with model and train tables.")] = None,
+    crop: Annotated[
+        tuple[int, int] | None,
+        typer.Option("--crop", help="Training crop: in-plane size and slices (slices = r^2*k+1).", show_default=False),
+    ] = None,
+    resume: options.Resume = False,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (deterministic on CPU).")] = 0,
+    overwrite: options.Overwrite = False,
+    force: options.Force = False,
+    device: options.Device = "auto",
+    quiet: options.Quiet = False,
+    verbose: options.Verbose = 0,
+) -> None:
+    """Train the cross-view model self-supervised on thick-slice scans alone.
+
+    Runs as one process or under `torchrun --nproc-per-node=N --no-python thinslice train ...`
+    (DistributedDataParallel; gloo on CPU, NCCL on GPU).
+    """
+    from dataclasses import replace
+
+    from thinslice.model.config import ModelConfig
+    from thinslice.training.config import TrainConfig, load_config
+    from thinslice.training.loop import train as run
+
+    options.configure(verbose, quiet)
+    if force:
+        options.deprecated("--force", "--overwrite")
+        overwrite = True
+    r = 2 if scale is None else scale
+    if steps is None and minutes is None:
+        raise ConfigError("give a training length: --steps N or --minutes M")
+    if output.exists() and not (resume or overwrite):
+        raise ConfigError(f"{output} exists; pass --resume to continue it or --overwrite to start over")
+    if output.suffix != ".pt":
+        raise ConfigError(f"checkpoint name should end in .pt, got {output.name}")
+    if not output.parent.is_dir():
+        raise ConfigError(f"output folder does not exist: {output.parent}; create it first")
+    model_cfg, train_cfg = load_config(config) if config else (ModelConfig(), TrainConfig())
+    model_cfg = replace(model_cfg, scale=r)
+    if crop is not None:
+        train_cfg = replace(train_cfg, crop_sizes=((r, crop[0], crop[1]),))
+    volumes = _training_volumes(inputs)
+    log.info("training x%d on %d scan(s) -> %s", r, len(volumes), output)
+    run(
+        volumes,
+        output,
+        train_cfg,
+        model_cfg,
+        steps=steps,
+        minutes=minutes,
+        resume=resume,
+        seed=seed,
+        device=device,
+        progress=options.show_progress(),
+    )
+    log.info("wrote %s", output)
+
+
+def _training_volumes(inputs: list[str]) -> list[Any]:
+    """Load every scan named or found under the inputs (files, DICOM series, folders)."""
+    from thinslice.errors import InputError
+    from thinslice.io import load
+    from thinslice.pipeline.cases import find_cases
+
+    volumes = []
+    for item in inputs:
+        cases = find_cases(item)
+        if not cases:
+            raise InputError(f"no scans found in {item}; give NIfTI/NRRD/MHA files or DICOM folders")
+        for case in cases:
+            if case.error:
+                raise InputError(f"{case.source}: {case.error}")
+            volumes.append(load(case.source, series_uid=case.series_uid))
+    return volumes

@@ -1,0 +1,128 @@
+"""The evaluation protocol: degrade a scan, synthesize it back, compare with the original.
+
+Each input is ground truth at its own spacing. It is trimmed to ``r * k + 1`` slices
+(so both ends are acquired), degraded by ``decimate`` or ``slab``, upsampled by each
+method, and compared with :func:`thinslice.metrics.compare`. The removed slices are
+never shown to any method.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from thinslice import grid
+from thinslice.errors import ConfigError
+from thinslice.evaluation.degrade import DEGRADATIONS
+from thinslice.evaluation.metrics import METRIC_NAMES, compare
+from thinslice.io import load
+from thinslice.methods import get_method
+from thinslice.volume import Volume
+
+log = logging.getLogger(__name__)
+
+
+def evaluate(
+    inputs: Sequence[str | os.PathLike[str] | Volume],
+    scale: int = 2,
+    *,
+    degrade: str = "decimate",
+    methods: Sequence[str] = ("cubic", "linear"),
+    model: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+    progress: bool = False,
+    fast: bool = False,
+) -> dict[str, Any]:
+    """Run the protocol on every input with every method.
+
+    Returns:
+        ``{"scale": r, "degrade": ..., "rows": [{"volume", "method", <metrics>,
+        "seconds", "slices_used", "slices_total"}], "mean": {method: {<metrics>}}}``.
+        ``seconds`` is the wall time of the synthesis alone.
+    """
+    r = grid.check_scale(scale)
+    if degrade not in DEGRADATIONS:
+        raise ConfigError(f"unknown degradation '{degrade}'; choose decimate or slab")
+    if not methods:
+        raise ConfigError("give at least one method")
+    options = {"model": model, "device": device, "progress": progress, "fast": fast}
+    built = {name: get_method(name, **options) for name in methods}
+    rows: list[dict[str, Any]] = []
+    for item in inputs:
+        volume = item if isinstance(item, Volume) else load(item)
+        total = volume.num_slices
+        used = grid.usable_slices(total, r)
+        if used < 2 * r + 1:
+            raise ConfigError(f"{volume.name} has {total} slices: too few to evaluate x{r} (need {2 * r + 1})")
+        if used != total:
+            log.warning("%s: %d slices is not %d*k+1; using the first %d", volume.name, total, r, used)
+        truth = volume.data[:used].astype(np.float32)
+        observed = DEGRADATIONS[degrade](truth, r).astype(np.float32)
+        for name, fn in built.items():
+            start = time.perf_counter()
+            pred = fn(observed, r)
+            seconds = time.perf_counter() - start
+            if degrade == "decimate":
+                grid.keep_acquired(pred, observed, r)  # as upsample does
+            row: dict[str, Any] = {"volume": volume.name, "method": name}
+            row.update(compare(truth, pred, r))
+            row.update(seconds=seconds, slices_used=used, slices_total=total)
+            rows.append(row)
+            log.info("%s / %s: psnr_synth %.2f dB", volume.name, name, row["psnr_synth"])
+    return {"scale": r, "degrade": degrade, "rows": rows, "mean": _means(rows, list(built))}
+
+
+def _means(rows: list[dict[str, Any]], methods: list[str]) -> dict[str, dict[str, float]]:
+    keys = (*METRIC_NAMES, "seconds")
+    out: dict[str, dict[str, float]] = {}
+    for m in methods:
+        mine = [row for row in rows if row["method"] == m]
+        out[m] = {k: _finite_mean([row[k] for row in mine]) for k in keys}
+    return out
+
+
+def _finite_mean(values: list[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """A plain-text table of the rows and the per-method means."""
+    cols = ("volume", "method", *METRIC_NAMES, "seconds")
+    header = ["volume", "method", "PSNR", "PSNR_syn", "PSNR_body", "SSIM_ax", "SSIM_cor", "SSIM_sag", "sec"]
+    lines = [f"scale x{report['scale']}, degrade {report['degrade']}"]
+    body = [[_fmt(row[c]) for c in cols] for row in report["rows"]]
+    body += [["MEAN", m, *[_fmt(v[k]) for k in (*METRIC_NAMES, "seconds")]] for m, v in report["mean"].items()]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *body, strict=True)]
+    for cells in [header, *body]:
+        lines.append("  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)))
+    trimmed = {row["volume"]: row for row in report["rows"] if row["slices_used"] != row["slices_total"]}
+    for name, row in trimmed.items():
+        lines.append(f"note: {name} trimmed to {row['slices_used']} of {row['slices_total']} slices")
+    return "\n".join(lines)
+
+
+def markdown_rows(report: dict[str, Any]) -> str:
+    """The report's rows as a Markdown table (the form BENCHMARKS.md uses)."""
+    lines = [
+        "| volume | method | PSNR paper | PSNR synth | PSNR body | SSIM ax | SSIM cor | SSIM sag | s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in report["rows"]:
+        psnr = " | ".join(f"{row[k]:.2f}" for k in METRIC_NAMES[:3])
+        ssim = " | ".join(f"{row[k]:.4f}" for k in METRIC_NAMES[3:])
+        lines.append(f"| {row['volume']} | {row['method']} | {psnr} | {ssim} | {row['seconds']:.2f} |")
+    return "\n".join(lines)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}" if abs(v) < 1.5 else f"{v:.2f}"
+    return str(Path(v).name if isinstance(v, Path) else v)

@@ -1,0 +1,284 @@
+"""Read a CT series from a DICOM folder into a :class:`~thinslice.volume.Volume`.
+
+Headers come from pydicom, voxels (rescaled to HU, any transfer syntax) from SimpleITK's
+``ImageSeriesReader``. Slices are sorted along the normal ``cross(row, col)`` of
+ImageOrientationPatient and the spacing is the median gap between positions, never
+SliceThickness. Non-CT, tilted, unevenly spaced or incomplete series raise InputError.
+
+Example:
+    >>> read_series("tests/data/dicom/chest_totalseg_crop").slice_spacing  # doctest: +SKIP
+    2.0
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import SimpleITK as sitk
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from thinslice.errors import InputError
+from thinslice.volume import Geometry, Volume
+
+log = logging.getLogger(__name__)
+
+_Slices = list[tuple[Path, Dataset]]
+_COS_TOL = 1e-4  # direction cosines
+_MM_TOL = 1e-3  # pixel spacing and duplicate positions, mm
+
+
+@dataclass(frozen=True)
+class SeriesInfo:
+    """One series found in a folder (headers only).
+
+    Attributes:
+        uid: SeriesInstanceUID ("" when missing or empty).
+        description: SeriesDescription ("" when missing).
+        modality: Modality, e.g. "CT".
+        num_slices: number of image files.
+        slice_spacing_mm: median gap between slice positions (mm); None if not computable.
+        files: the files, sorted by position along the slice normal.
+    """
+
+    uid: str
+    description: str
+    modality: str
+    num_slices: int
+    slice_spacing_mm: float | None
+    files: tuple[Path, ...]
+
+    def summary(self) -> str:
+        """One line: UID, description, slice count and spacing."""
+        spacing = "?" if self.slice_spacing_mm is None else f"{self.slice_spacing_mm:.3g}"
+        desc = f"{self.uid or '<empty UID>'}  {self.description!r} {self.modality}"
+        return f"{desc}, {self.num_slices} slices, {spacing} mm"
+
+
+def list_series(folder: str | Path) -> list[SeriesInfo]:
+    """List the image series under ``folder`` (searched recursively), grouped by UID.
+
+    Files that are not DICOM images are skipped and counted (logged at INFO).
+    """
+    groups, skipped = _scan(Path(folder))
+    if skipped:
+        log.info("skipped %d non-DICOM file(s) in %s", skipped, folder)
+    return [_info(uid, slices) for uid, slices in groups.items()]
+
+
+def read_series(folder: str | Path, series_uid: str | None = None) -> Volume:
+    """Read one CT series as a volume in HU, slice axis first.
+
+    Args:
+        folder: folder holding the series (searched recursively).
+        series_uid: SeriesInstanceUID to read; needed when the folder holds several.
+
+    Returns:
+        A :class:`Volume` with data ``(D, H, W)`` (int16 when all HU are integers that
+        fit, else float32) and geometry in ITK order with ``slice_axis=2``.
+
+    Raises:
+        InputError: no DICOM files, ambiguous or unknown series, not CT, < 3 slices,
+            inconsistent headers, tilt, duplicate/missing slices, uneven gaps, bad pixels.
+    """
+    folder = Path(folder)
+    groups, skipped = _scan(folder)
+    if not groups:
+        extra = f" ({skipped} non-DICOM file(s) skipped)" if skipped else ""
+        raise InputError(f"no DICOM files found in {folder}{extra}; pass a folder holding one CT series")
+    uid = _pick(folder, groups, series_uid)
+    slices, unchecked = _order(groups[uid])
+    pos = _check(folder, slices, unchecked)
+    first = slices[0][1]
+    iop = _floats(first, "ImageOrientationPatient", 6)
+    row_sp, col_sp = _floats(first, "PixelSpacing", 2)
+    normal = np.cross(iop[:3], iop[3:])
+    direction = np.column_stack([iop[:3], iop[3:], normal])
+    image = _read_pixels(folder, [p for p, _ in slices])
+    itk_dir = np.asarray(image.GetDirection()).reshape(3, 3)
+    if not np.allclose(itk_dir[:, :2], direction[:, :2], atol=_COS_TOL):
+        raise InputError(f"SimpleITK and pydicom disagree on the orientation of {folder}")
+    if not np.allclose(itk_dir[:, 2], normal, atol=_COS_TOL):
+        log.debug("ITK slice direction %s; using the sorted order's %s", itk_dir[:, 2], normal)
+    ox, oy, oz = (float(v) for v in _floats(first, "ImagePositionPatient", 3))
+    spacing = (float(col_sp), float(row_sp), float(np.median(np.diff(pos))))
+    geometry = Geometry(spacing, (ox, oy, oz), tuple(direction.ravel().tolist()), slice_axis=2)
+    thick = _floats(first, "SliceThickness", 1)  # nominal thickness, not the spacing
+    meta: dict[str, object] = {"source": str(folder), "series_uid": uid, "modality": _text(first, "Modality")}
+    meta["slice_thickness"] = float(thick[0]) if thick.size else None
+    name = _text(first, "SeriesDescription") or folder.resolve().name
+    return Volume.from_itk_array(_to_hu(sitk.GetArrayFromImage(image)), geometry, name, meta)
+
+
+def _scan(folder: Path) -> tuple[dict[str, _Slices], int]:
+    """Group image headers under ``folder`` by SeriesInstanceUID; count skipped files."""
+    if not folder.is_dir():
+        raise InputError(f"DICOM folder not found (or not a folder): {folder}")
+    groups: dict[str, _Slices] = {}
+    skipped = 0
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        ds = _read_header(path)
+        if ds is None:
+            skipped += 1
+            continue
+        groups.setdefault(_text(ds, "SeriesInstanceUID"), []).append((path, ds))
+    return groups, skipped
+
+
+def _read_header(path: Path) -> Dataset | None:
+    """The header of a DICOM image file, or None if ``path`` is not one."""
+    for force in (False, True):  # force only for files without the DICM preamble
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=force)
+        except InvalidDicomError:
+            continue
+        except Exception as err:  # truncated or garbled: not a readable DICOM file
+            log.debug("skipping %s: %s", path, err)
+            return None
+        return ds if "Rows" in ds else None
+    return None
+
+
+def series_uid_of(path: Path) -> str | None:
+    """The SeriesInstanceUID of a DICOM image file ("" when empty); None for other files."""
+    ds = _read_header(path)
+    return None if ds is None else _text(ds, "SeriesInstanceUID")
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    return str(ds.get(keyword, "") or "").strip()
+
+
+def _floats(ds: Dataset, keyword: str, size: int) -> np.ndarray:
+    """A numeric tag as ``size`` floats (empty array when missing or malformed)."""
+    value = ds.get(keyword)
+    try:
+        values = np.asarray([float(v) for v in ([value] if size == 1 else value or [])])
+    except (TypeError, ValueError):
+        return np.empty(0)
+    return values if values.size == size else np.empty(0)
+
+
+def _order(slices: _Slices) -> tuple[_Slices, np.ndarray | None]:
+    """Sort along the slice normal; also return the sorted positions along it (mm)."""
+    iop = _floats(slices[0][1], "ImageOrientationPatient", 6)
+    ipps = [_floats(ds, "ImagePositionPatient", 3) for _, ds in slices]
+    if iop.size == 0 or any(p.size == 0 for p in ipps):
+        return sorted(slices, key=lambda s: (int(s[1].get("InstanceNumber") or 0), s[0])), None
+    proj = np.asarray(ipps) @ np.cross(iop[:3], iop[3:])
+    order = np.argsort(proj, kind="stable")
+    return [slices[i] for i in order], proj[order]
+
+
+def _info(uid: str, slices: _Slices) -> SeriesInfo:
+    ordered, pos = _order(slices)
+    ds, files = ordered[0][1], tuple(p for p, _ in ordered)
+    spacing = float(np.median(np.diff(pos))) if pos is not None and len(pos) > 1 else None
+    desc, modality = _text(ds, "SeriesDescription"), _text(ds, "Modality")
+    return SeriesInfo(uid, desc, modality, len(files), spacing, files)
+
+
+def _pick(folder: Path, groups: dict[str, _Slices], series_uid: str | None) -> str:
+    if series_uid is None:
+        if len(groups) == 1:
+            return next(iter(groups))
+        listing = "; ".join(_info(u, s).summary() for u, s in groups.items())
+        empty = " (--series-uid '' for <empty UID>)" if "" in groups else ""
+        raise InputError(f"{folder} holds {len(groups)} series: {listing}; pass --series-uid UID to choose one{empty}")
+    if series_uid not in groups:
+        raise InputError(
+            f"series {series_uid!r} not found in {folder}; available: " + ", ".join(repr(u) for u in groups)
+        )
+    return series_uid
+
+
+def _check(folder: Path, slices: _Slices, pos: np.ndarray | None) -> np.ndarray:
+    """Refuse series that cannot be read as one regular, untilted CT volume.
+
+    Returns:
+        The sorted slice positions along the normal (mm), known to be evenly spaced.
+    """
+    modalities = sorted({_text(ds, "Modality") for _, ds in slices} - {""})
+    if modalities and modalities != ["CT"]:
+        raise InputError(
+            f"the series in {folder} is {'/'.join(modalities)}, thinslice needs CT; pass a folder holding a CT series"
+        )
+    if len(slices) < 3:
+        raise InputError(f"only {len(slices)} slice(s) in {folder}; thinslice needs at least 3")
+    if pos is None:
+        raise InputError(f"cannot order the slices in {folder}: no valid ImagePositionPatient")
+    p0, ds0 = slices[0]
+    checks = (("ImageOrientationPatient", 6, _COS_TOL), ("PixelSpacing", 2, _MM_TOL), ("Rows", 1, 0), ("Columns", 1, 0))
+    for keyword, size, tol in checks:
+        ref = _floats(ds0, keyword, size)
+        if ref.size != size:
+            raise InputError(f"{p0.name} in {folder} has no valid {keyword}")
+        for path, ds in slices[1:]:
+            val = _floats(ds, keyword, size)
+            if val.shape != ref.shape or not np.allclose(val, ref, rtol=0, atol=tol):
+                raise InputError(
+                    f"differing {keyword} within the series in {folder}: {ref.tolist()} in "
+                    f"{p0.name} but {val.tolist()} in {path.name}; split or fix the series"
+                )
+    tilt = max(float(np.abs(_floats(ds, "GantryDetectorTilt", 1)).sum()) for _, ds in slices)
+    ipps = np.asarray([_floats(ds, "ImagePositionPatient", 3) for _, ds in slices])
+    gaps = np.diff(pos)
+    if tilt < 0.01 and np.all(gaps > _MM_TOL):  # else: tilted or duplicates, reported below
+        iop = _floats(ds0, "ImageOrientationPatient", 6)
+        normal = np.cross(iop[:3], iop[3:])
+        steps = np.vstack([np.diff(ipps, axis=0), ipps[-1] - ipps[0]])  # neighbours and ends
+        along = steps @ normal
+        shear = np.linalg.norm(steps - along[:, None] * normal, axis=1)
+        if np.any(shear > 0.02 + 0.01 * np.abs(along)):
+            tilt = float(np.degrees(np.max(np.arctan2(shear, np.abs(along)))))
+    if tilt >= 0.01:
+        raise InputError(
+            f"gantry tilt of {tilt:.1f}° found in {folder}: tilted acquisitions are not "
+            "supported; reconstruct without tilt or resample to an orthogonal grid first"
+        )
+    if np.any(gaps <= _MM_TOL):
+        i = int(np.argmax(gaps <= _MM_TOL))
+        raise InputError(
+            f"duplicate slice position {pos[i]:.2f} mm in {folder} ({slices[i][0].name} and "
+            f"{slices[i + 1][0].name}); remove the duplicates or split the series"
+        )
+    med = float(np.median(gaps))
+    off = np.abs(gaps - med) > 0.01 * med + 0.01
+    if not np.any(off):
+        return pos
+    multiple = np.round(gaps[off] / med)
+    if np.all(multiple >= 2) and np.allclose(gaps[off], multiple * med, rtol=0.01, atol=0.01):
+        where = ", ".join(f"{pos[i]:.2f} and {pos[i + 1]:.2f} mm" for i in np.flatnonzero(off))
+        raise InputError(
+            f"missing slice between positions {where} in {folder} (slices are {med:.3g} mm "
+            "apart elsewhere); export the complete series"
+        )
+    lo, hi = int(np.argmin(gaps)), int(np.argmax(gaps))
+    raise InputError(
+        f"uneven slice spacing in {folder}: gaps from {gaps[lo]:.3g} mm (between "
+        f"{pos[lo]:.2f} and {pos[lo + 1]:.2f} mm) to {gaps[hi]:.3g} mm (between {pos[hi]:.2f} "
+        f"and {pos[hi + 1]:.2f} mm), median {med:.3g} mm; resample to even spacing first"
+    )
+
+
+def _read_pixels(folder: Path, files: list[Path]) -> sitk.Image:
+    """Voxels of the sorted files, rescaled to HU by SimpleITK."""
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames([str(f) for f in files])
+    try:
+        return reader.Execute()
+    except RuntimeError as err:
+        detail = (str(err).strip().splitlines() or ["unknown error"])[-1].strip()
+        hint = "a truncated file or an unsupported compression?"
+        raise InputError(f"cannot read the pixels in {folder} ({hint}): {detail}") from err
+
+
+def _to_hu(array: np.ndarray) -> np.ndarray:
+    """int16 when every value is an integer that fits, else float32."""
+    fits = array.size == 0 or (array.min() >= -32768 and array.max() <= 32767)
+    integral = np.issubdtype(array.dtype, np.integer) or np.array_equal(array, np.round(array))
+    return array.astype(np.int16 if fits and integral else np.float32)

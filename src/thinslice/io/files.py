@@ -1,0 +1,384 @@
+"""Reading and writing CT volumes with their geometry.
+
+Files: NIfTI (``.nii``, ``.nii.gz``), NRRD (``.nrrd``, ``.nhdr``) and MetaImage
+(``.mha``, ``.mhd``) through SimpleITK. Folders: one DICOM series (see
+:mod:`thinslice.io.dicom`). Geometry travels from the reader to the writer untouched;
+only what the caller changes (the slice spacing) differs in the output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import tempfile
+import warnings
+import zlib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from thinslice.ct import require_usable
+from thinslice.errors import InputError, OutputError
+from thinslice.io.atomic import atomic_path
+from thinslice.memory import require_memory
+from thinslice.volume import Geometry, Volume
+
+log = logging.getLogger(__name__)
+
+SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+#: Refuse volumes larger than this many voxels before allocating them (4 GiB of int16).
+MAX_VOXELS = 2**31
+
+
+def suffix_of(path: str | os.PathLike[str]) -> str:
+    """The image suffix of ``path`` (``.nii.gz`` counts as one), lower case, or ``''``."""
+    name = Path(path).name.lower()
+    return next((s for s in SUFFIXES if name.endswith(s)), "")
+
+
+def stem_of(path: str | os.PathLike[str]) -> str:
+    """File name without its image suffix (``ct.nii.gz`` -> ``ct``)."""
+    p = Path(path)
+    suffix = suffix_of(p)
+    return p.name[: len(p.name) - len(suffix)] if suffix else p.name
+
+
+def choose_slice_axis(spacing: tuple[float, float, float]) -> int:
+    """The ITK axis with the largest spacing; the third axis on a tie."""
+    largest = max(spacing)
+    if spacing[2] >= largest * (1 - 1e-6):
+        return 2
+    return int(np.argmax(spacing))
+
+
+def load(path: str | os.PathLike[str], series_uid: str | None = None) -> Volume:
+    """Read a CT volume in Hounsfield units.
+
+    Args:
+        path: a NIfTI/NRRD/MHA file or a folder holding a DICOM series.
+        series_uid: which series to read when a DICOM folder holds several.
+
+    Returns:
+        The volume, slice axis first. For files the slice axis is the axis with the
+        largest spacing (the third on a tie); for DICOM it is the acquisition axis.
+
+    Raises:
+        InputError: the path is missing, unreadable, not 3-D, or not usable CT.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"input not found: {p}; check the path")
+    if p.is_dir():
+        from thinslice.io.dicom import read_series  # pydicom only when a folder is read
+
+        volume = read_series(p, series_uid=series_uid)
+    else:
+        volume = _read_file(p)
+    _check_values(volume, p)
+    return volume
+
+
+def _read_file(p: Path) -> Volume:
+    if not suffix_of(p):
+        raise InputError(
+            f"unsupported file type: {p.name}; give a .nii, .nii.gz, .nrrd, .mha or .mhd file, "
+            "or a folder with one DICOM series"
+        )
+    if p.stat().st_size == 0:
+        raise InputError(f"{p} is empty (0 bytes); re-export the scan")
+    header = _nifti_header(p) if suffix_of(p) in (".nii", ".nii.gz") else None
+    if header is not None:  # before ITK: dimensions it would accept or cannot read (NIfTI-2)
+        _check_shape(tuple(int(n) for n in header.get_data_shape()), p)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(p))
+    try:
+        with _itk_stderr():
+            reader.ReadImageInformation()
+    except RuntimeError as err:
+        if header is not None and int(header.sizeof_hdr) == 540:
+            raise InputError(
+                f"{p.name} is NIfTI-2, which SimpleITK cannot read; save it as NIfTI-1 (.nii.gz), .nrrd or .mha"
+            ) from err
+        raise InputError(f"cannot read {p}: not a valid image file ({_first_line(err)})") from err
+    size = reader.GetSize()
+    _check_shape(size, p)
+    _check_memory_to_read(reader, p)
+    needed = _check_nifti(p, header) if header is not None else 0
+    with ThreadPoolExecutor(max_workers=1) as pool:  # zlib and ITK release the GIL
+        payload = pool.submit(_gzip_payload_size, p) if suffix_of(p) == ".nii.gz" else None
+        try:
+            with _itk_stderr() as noise:
+                image = reader.Execute()
+        except RuntimeError as err:
+            detail = next((ln for ln in noise if not ln.startswith("WARNING")), _first_line(err))
+            raise InputError(f"cannot read {p}: the file is damaged or truncated ({detail})") from err
+        if payload is not None and payload.result() < needed:
+            raise InputError(
+                f"{p} is truncated: its header needs {needed:,} bytes but the file unpacks to "
+                f"{payload.result():,}; re-export the scan"
+            )
+    if image.GetDimension() == 4:  # a 4-D file holding a single 3-D volume
+        image = image[:, :, :, 0]
+    spacing = tuple(float(s) for s in image.GetSpacing())
+    geometry = Geometry(
+        spacing=(spacing[0], spacing[1], spacing[2]),
+        origin=tuple(float(o) for o in image.GetOrigin()),  # type: ignore[arg-type]
+        direction=tuple(float(d) for d in image.GetDirection()),
+        slice_axis=choose_slice_axis((spacing[0], spacing[1], spacing[2])),
+    )
+    array = sitk.GetArrayFromImage(image)
+    del image
+    return Volume.from_itk_array(array, geometry, name=stem_of(p), meta={"source": str(p.resolve())})
+
+
+@contextlib.contextmanager
+def _itk_stderr() -> Iterator[list[str]]:
+    """Catch what ITK's C++ code prints on file descriptor 2 (MetaIO, GDCM and NIfTI
+    readers write there directly), so a bad file gives one line, not a screenful.
+
+    Yields a list that holds the caught lines once the block ends; they are also logged
+    at DEBUG (``-v``).
+    """
+    lines: list[str] = []
+    try:
+        saved = os.dup(2)
+    except OSError:  # no file descriptor 2: nothing to catch
+        yield lines
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read().decode(errors="replace")
+            lines.extend(ln.strip() for ln in text.splitlines() if ln.strip())
+            for line in lines:
+                log.debug("ITK: %s", line)
+
+
+def _check_memory_to_read(reader: sitk.ImageFileReader, p: Path) -> None:
+    """Refuse before allocating when the voxels (ITK buffer plus numpy copies) cannot fit."""
+    match = re.search(r"(\d+)-bit", sitk.GetPixelIDValueAsString(reader.GetPixelID()))
+    itemsize = (int(match.group(1)) // 8 if match else 8) * max(1, reader.GetNumberOfComponents())
+    voxels = int(np.prod(np.asarray(reader.GetSize(), dtype=np.int64)))
+    copies = 2 if choose_slice_axis(tuple(reader.GetSpacing()[:3])) == 2 else 3  # type: ignore[arg-type]
+    require_memory(voxels * itemsize * copies, f"reading {p.name}", "crop the scan or use a machine with more memory")
+
+
+def _gzip_payload_size(p: Path) -> int:
+    """Bytes a ``.gz`` file unpacks to, reading it to the end; refuses a cut or damaged stream.
+
+    ITK's NIfTI reader accepts a truncated ``.nii.gz`` silently (the missing voxels come
+    out as zeros), so the whole stream and its CRC are checked here.
+    """
+    size, complete, pending = 0, False, b""
+    try:
+        with p.open("rb") as fh:
+            unpack = zlib.decompressobj(wbits=31)  # gzip wrapper: checks the CRC and length
+            while chunk := pending or fh.read(1 << 20):
+                if complete:  # one gzip member ended: another member follows, or zero padding
+                    pending = b""
+                    if not chunk.strip(b"\0"):
+                        continue
+                    unpack, complete = zlib.decompressobj(wbits=31), False
+                size += len(unpack.decompress(chunk, 1 << 24))
+                pending = unpack.unconsumed_tail
+                if unpack.eof:
+                    complete, pending = True, unpack.unused_data
+    except zlib.error as err:
+        raise InputError(f"cannot read {p}: the gzip data is damaged ({err}); re-export the scan") from err
+    if not complete:
+        raise InputError(f"{p} is truncated: the gzip stream ends early after {size:,} bytes; re-export the scan")
+    return size
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    useful = [ln for ln in lines if not ln.startswith(("sitk::", "/", "Exception thrown"))]
+    return (useful or lines or [type(err).__name__])[-1][:200]
+
+
+def _check_shape(size: tuple[int, ...], p: Path) -> None:
+    if len(size) == 2:
+        raise InputError(f"{p.name} is a 2-D image {tuple(size)}; thinslice needs a 3-D CT volume")
+    if len(size) == 3 and min(size) == 1 and size[2] == 1:
+        raise InputError(
+            f"{p.name} has 1 slice {tuple(size)}: a 2-D image; thinslice needs a 3-D CT volume with at least 3 slices"
+        )
+    if len(size) == 4 and size[3] == 1:
+        return
+    if len(size) != 3:
+        raise InputError(
+            f"{p.name} has {len(size)} dimensions {tuple(size)}; thinslice needs one 3-D CT volume "
+            "(split 4-D series into 3-D volumes first)"
+        )
+    voxels = int(np.prod(np.asarray(size, dtype=np.int64)))
+    if voxels > MAX_VOXELS:
+        raise InputError(
+            f"{p.name} declares {size[0]}x{size[1]}x{size[2]} = {voxels:,} voxels, more than "
+            f"thinslice handles ({MAX_VOXELS:,}); crop the scan or check its header"
+        )
+
+
+def _nifti_header(p: Path) -> Any:
+    """The NIfTI header read by nibabel (header only, no voxels)."""
+    import nibabel as nib
+
+    try:
+        with _quiet_nibabel():
+            return nib.load(str(p)).header
+    except Exception as err:  # noqa: BLE001 - nibabel raises many types for bad headers
+        raise InputError(f"cannot read {p}: not a valid NIfTI file ({_first_line(err)})") from err
+
+
+@contextlib.contextmanager
+def _quiet_nibabel() -> Iterator[None]:
+    """Silence nibabel's header-fixing notes ("qform_code 236 not valid; setting to 0"):
+    it prints them on stderr itself, and nibabel's view of the header is used here only
+    for sizes and types (SimpleITK reads the geometry)."""
+    logger = logging.getLogger("nibabel.global")
+    disabled, logger.disabled = logger.disabled, True
+    try:
+        yield
+    finally:
+        logger.disabled = disabled
+
+
+def _check_nifti(p: Path, header: Any) -> int:
+    """NIfTI checks SimpleITK does not make: the file holds the voxels its header claims,
+    and float voxels are finite (ITK's NIfTI reader silently turns NaN into 0).
+
+    Returns:
+        The bytes the header needs (offset plus voxels), to compare with a ``.nii.gz``'s
+        unpacked size.
+    """
+    import nibabel as nib
+
+    needed = (
+        int(header.get_data_offset())
+        + int(np.prod(header.get_data_shape(), dtype=np.int64)) * header.get_data_dtype().itemsize
+    )
+    if suffix_of(p) == ".nii" and p.stat().st_size < needed:
+        raise InputError(
+            f"{p} is truncated: its header needs {needed:,} bytes but the file has "
+            f"{p.stat().st_size:,}; re-export the scan"
+        )
+    if np.issubdtype(header.get_data_dtype(), np.floating):
+        try:
+            with _quiet_nibabel():
+                image: Any = nib.load(str(p))
+                raw = np.asanyarray(image.dataobj)
+        except Exception as err:  # noqa: BLE001
+            raise InputError(f"cannot read {p}: the file is damaged or truncated ({_first_line(err)})") from err
+        bad = int(raw.size - np.count_nonzero(np.isfinite(raw)))
+        if bad:
+            raise InputError(f"{p.name} holds {bad:,} NaN/Inf voxels; fix or mask them before upsampling")
+    return needed
+
+
+def _check_values(volume: Volume, p: Path) -> None:
+    require_usable(volume, p.name)
+
+
+def save(
+    volume: Volume,
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    force: bool | None = None,
+) -> Path:
+    """Write ``volume`` atomically (see :mod:`thinslice.io.atomic`).
+
+    The format follows the extension: NIfTI (default for ``.nii.gz``), NRRD, MHA. The
+    voxel type is that of ``volume.data``.
+
+    Raises:
+        OutputError: unknown extension, missing or read-only folder, the output would
+            overwrite the volume's own source, it exists and ``overwrite`` is False, or the
+            write fails (disk full, permissions).
+    """
+    if force is not None:
+        warnings.warn("save(force=...) is now save(overwrite=...)", DeprecationWarning, stacklevel=2)
+        overwrite = overwrite or force
+    out = Path(path)
+    suffix = suffix_of(out)
+    check_output_path(out, overwrite=overwrite, sources=[volume.meta.get("source"), volume.meta.get("derived_from")])
+    image = to_sitk(volume)
+    try:
+        with atomic_path(out, suffix=suffix) as tmp, _itk_stderr():
+            sitk.WriteImage(image, str(tmp), useCompression=suffix in (".nii.gz", ".nrrd", ".mha"))
+    except (RuntimeError, OSError) as err:
+        raise OutputError(f"cannot write {out}: {_first_line(err)}") from err
+    return out
+
+
+def check_output_path(out: Path, *, overwrite: bool, sources: list[str | None] | None = None) -> None:
+    """Refuse an output that cannot or must not be written, before any work is done."""
+    if not suffix_of(out):
+        raise OutputError(f"unsupported output type: {out.name}; end the name with .nii.gz, .nii, .nrrd or .mha")
+    parent = out.parent if str(out.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise OutputError(f"output folder {parent} is a file, not a folder; choose another -o")
+    if not parent.is_dir():
+        raise OutputError(f"output folder does not exist: {parent}; create it first")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"output folder is not writable: {parent}; choose another -o")
+    _probe_write(parent)
+    resolved = out.resolve()
+    for src in sources or []:
+        if src and (Path(src).resolve() == resolved or (out.exists() and _same_file(src, out))):
+            raise OutputError(f"output {out} is the input file; choose another -o (inputs are never overwritten)")
+    if out.is_dir():
+        raise OutputError(f"output {out} is a folder; give a file name such as {out / 'thin.nii.gz'}")
+    if out.exists() and not overwrite:
+        raise OutputError(f"output {out} already exists; pass --overwrite to replace it")
+
+
+def _probe_write(folder: Path) -> None:
+    """Create and delete a file in ``folder``: the honest test of writability (``os.access``
+    says yes to root everywhere, even under ``/proc`` or on a read-only mount)."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".thinslice-probe-", dir=folder)
+    except OSError as err:
+        raise OutputError(f"cannot write in output folder {folder}: {err.strerror or err}; choose another -o") from err
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _same_file(a: str | os.PathLike[str], b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def to_sitk(volume: Volume) -> sitk.Image:
+    """A ``SimpleITK.Image`` with the volume's voxels and geometry."""
+    image = sitk.GetImageFromArray(volume.itk_array())
+    image.SetSpacing(volume.geometry.spacing)
+    image.SetOrigin(volume.geometry.origin)
+    image.SetDirection(volume.geometry.direction)
+    return image
+
+
+def from_sitk(image: sitk.Image, name: str = "image") -> Volume:
+    """A :class:`Volume` from a 3-D ``SimpleITK.Image`` (slice axis: largest spacing)."""
+    if image.GetDimension() != 3:
+        raise InputError(f"expected a 3-D image, got {image.GetDimension()}-D")
+    sp = tuple(float(s) for s in image.GetSpacing())
+    geometry = Geometry(
+        spacing=(sp[0], sp[1], sp[2]),
+        origin=tuple(float(o) for o in image.GetOrigin()),  # type: ignore[arg-type]
+        direction=tuple(float(d) for d in image.GetDirection()),
+        slice_axis=choose_slice_axis((sp[0], sp[1], sp[2])),
+    )
+    return Volume.from_itk_array(sitk.GetArrayFromImage(image), geometry, name=name)

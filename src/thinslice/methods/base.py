@@ -1,0 +1,88 @@
+"""What a slice-synthesis method is: the :class:`Method` interface and its result.
+
+A caller (the upsample pipeline, a batch, the evaluation protocol) asks a method what
+it can do (its factors, its memory needs, whether it gives an uncertainty map, which
+options it takes) and never tests its name.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from thinslice import grid
+
+
+@dataclass(frozen=True)
+class MethodResult:
+    """What a method returns for a ``(D, H, W)`` input at factor ``r``.
+
+    Attributes:
+        data: ``(r * (D - 1) + 1, H, W)`` float32 HU, output slice ``r * k`` on input slice ``k``.
+        uncertainty: same shape, float32 HU (the spread of the estimates), or None.
+    """
+
+    data: np.ndarray
+    uncertainty: np.ndarray | None = None
+
+
+class Method(ABC):
+    """Synthesizes the slices between acquired ones, along the slice axis (axis 0) only.
+
+    Subclasses set :attr:`name` and :attr:`description`, implement :meth:`run`, and
+    override what differs from a classical interpolator.
+
+    Attributes:
+        name: the registry name (``--method``).
+        description: one line for ``thinslice info``.
+        options: the user options this method takes (e.g. ``{"model", "fast"}``); a
+            front end refuses the others for this method.
+        gives_uncertainty: :meth:`run` returns an uncertainty map.
+        host_bytes_per_voxel: bytes it allocates per output and per input voxel while it
+            runs (measured; see RELIABILITY.md), for :meth:`host_bytes`.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    options: ClassVar[frozenset[str]] = frozenset()
+    gives_uncertainty: ClassVar[bool] = False
+    host_bytes_per_voxel: ClassVar[tuple[float, float]] = (28.0, 8.0)
+
+    @property
+    def default_scale(self) -> int:
+        """The factor used when the caller names none."""
+        return 2
+
+    @property
+    def device(self) -> str | None:
+        """Where the work runs (``"cpu"``, ``"cuda:0"``), or None for plain numpy."""
+        return None
+
+    def check_scale(self, r: object) -> int:
+        """Validate the factor ``r`` for this method, before any work.
+
+        Raises:
+            ConfigError, ModelError: ``r`` is out of range or not one this method makes.
+        """
+        return grid.check_scale(r)
+
+    def host_bytes(self, shape: tuple[int, ...], r: int) -> int:
+        """Host bytes a run needs for a ``(D, H, W)`` input already in memory."""
+        d, h, w = (int(s) for s in shape[:3])
+        per_out, per_in = self.host_bytes_per_voxel
+        return int(grid.output_slices(d, r) * h * w * per_out + d * h * w * per_in)
+
+    def device_bytes(self, shape: tuple[int, ...], r: int) -> int | None:
+        """Accelerator bytes a run needs, or None when it uses no accelerator memory."""
+        return None
+
+    @abstractmethod
+    def run(self, data: np.ndarray, r: int) -> MethodResult:
+        """Upsample ``data`` ``(D, H, W)`` (HU) by ``r`` along axis 0."""
+
+    def __call__(self, data: np.ndarray, r: int) -> np.ndarray:
+        """The upsampled array alone (see :meth:`run`)."""
+        return self.run(data, r).data

@@ -1,0 +1,172 @@
+"""The learned model as a method (``--method model``): the self-supervised cross-view networks.
+
+Without ``--model``, the checkpoints bundled in ``thinslice/weights/default_x{r}.pt`` are
+used: the one trained for the requested factor when it exists, otherwise a model whose
+factor has the requested one as a power (x4 = the x2 model applied twice).
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+
+from thinslice.errors import ModelError
+from thinslice.methods.base import Method, MethodResult
+from thinslice.methods.classical import Linear
+from thinslice.methods.registry import register
+
+if TYPE_CHECKING:  # torch loads only when a model runs, so classical methods start fast
+    from thinslice.model.inference import Synthesizer
+
+
+def bundled_models() -> dict[int, Path]:
+    """Scale -> path of every default model shipped inside the package."""
+    folder = Path(str(resources.files("thinslice") / "weights"))
+    found = {}
+    for path in sorted(folder.glob("default_x*.pt")) if folder.is_dir() else []:
+        try:
+            found[int(path.stem.removeprefix("default_x"))] = path
+        except ValueError:
+            continue
+    return found
+
+
+def bundled_model_path(scale: int = 2) -> Path | None:
+    """The bundled model for ``scale`` (or one whose factor ``scale`` is a power of)."""
+    models = bundled_models()
+    if scale in models:
+        return models[scale]
+    for base, path in sorted(models.items()):
+        k = base
+        while k < scale:
+            k *= base
+        if k == scale:
+            return path
+    return None
+
+
+#: Device memory of one batch of the network (8 images of the default widths), per pixel
+#: of an axial image plus per pixel of a through-plane output image: activations measured
+#: in float32 on the CPU (~1.5 kB per pixel at 256 x 256); bf16 autocast on CUDA needs less.
+DEVICE_BYTES_PER_PIXEL = 1500.0
+#: Weights and the CUDA context.
+DEVICE_BYTES_FIXED = 2**28
+
+
+@register
+class ModelMethod(Method):
+    """A trained checkpoint (``--model``) or the bundled models, as a :class:`Method`.
+
+    Args:
+        model: checkpoint path; None for the bundled models.
+        device: ``auto|cpu|cuda[:N]|mps``.
+        progress: show progress bars.
+        fast: fuse only the two through-plane views (less work; cost in BENCHMARKS.md).
+        batch_size: 2-D images per forward pass.
+
+    Raises:
+        ModelError: the checkpoint is unusable, or no model is bundled.
+    """
+
+    name = "model"
+    description = "the self-supervised cross-view networks (default; bundled model or --model)"
+    options: ClassVar[frozenset[str]] = frozenset({"model", "device", "progress", "fast"})
+    gives_uncertainty = True
+    #: Views accumulated on the CPU (sum, sum of squares, result, spread, rounding):
+    #: 24-25 B per output voxel measured by peak RSS (40x512x512 x4 on the CPU), plus a margin.
+    host_bytes_per_voxel: ClassVar[tuple[float, float]] = (28.0, 8.0)
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | None = None,
+        *,
+        device: str = "auto",
+        progress: bool = False,
+        fast: bool = False,
+        batch_size: int = 8,
+    ) -> None:
+        self.device_spec = device
+        self.progress = progress
+        self.fast = fast
+        self.batch_size = batch_size
+        self._loaded: dict[Path, Synthesizer] = {}
+        if model is not None:
+            self.path: Path | None = Path(model)
+            self._scale = int(self._synthesizer(self.path).scale)  # validate before any scan is read
+        else:
+            self.path = None
+            if not bundled_models():
+                raise ModelError(
+                    "no model given and this install has no bundled model; pass --model MODEL.pt "
+                    "(train one with `thinslice train`)"
+                )
+            self._scale = 2 if 2 in bundled_models() else min(bundled_models())
+
+    @property
+    def default_scale(self) -> int:
+        return self._scale
+
+    @property
+    def synthesizer(self) -> Synthesizer:
+        """The loaded model for the default factor (device, config, views)."""
+        return self._synthesizer(self._path_for(self._scale))
+
+    @property
+    def device(self) -> str:
+        return str(self.synthesizer.device)
+
+    def _synthesizer(self, path: Path) -> Synthesizer:
+        from thinslice.model.inference import load_model
+
+        if path not in self._loaded:
+            self._loaded[path] = load_model(path, device=self.device_spec)
+        return self._loaded[path]
+
+    def _path_for(self, r: int) -> Path:
+        if self.path is not None:
+            return self.path
+        path = bundled_model_path(r)
+        if path is None:
+            have = ", ".join(f"x{s}" for s in sorted(bundled_models()))
+            raise ModelError(
+                f"no bundled model makes x{r} (bundled: {have}, and their powers); "
+                "train one with `thinslice train --scale R` and pass --model"
+            )
+        return path
+
+    def check_scale(self, r: object) -> int:
+        """Refuse, before any work, a factor the model cannot make (not a power of its own).
+
+        Raises:
+            ConfigError: ``r`` is not an integer factor in range.
+            ModelError: naming the model's scale and the valid factors.
+        """
+        from thinslice.model.inference import passes_for
+
+        r = super().check_scale(r)
+        passes_for(r, self._synthesizer(self._path_for(r)).scale)
+        return r
+
+    def device_bytes(self, shape: tuple[int, ...], r: int) -> int | None:
+        """Accelerator bytes of one batch (results come back to the host batch by batch):
+        an axial ``H x W`` image and a through-plane ``r*(D-1)+1`` by ``max(H, W)`` image."""
+        d, h, w = (int(s) for s in shape[:3])
+        pixels = h * w + (r * (d - 1) + 1) * max(h, w)
+        return int(DEVICE_BYTES_PER_PIXEL * pixels) + DEVICE_BYTES_FIXED
+
+    def run(self, data: np.ndarray, r: int) -> MethodResult:
+        synth = self._synthesizer(self._path_for(r))
+        views = ("coronal", "sagittal") if self.fast and "coronal" in synth.views else "all"
+        lo, hi = synth.config.hu_min, synth.config.hu_max
+        clipped = np.clip(data, lo, hi) if (data.min() < lo or data.max() > hi) else data
+        out, unc = synth.upsample(
+            clipped, r, views=views, return_uncertainty=True, progress=self.progress, batch_size=self.batch_size
+        )
+        if clipped is not data:  # e.g. -3024 HU padding outside the field of view
+            linear = Linear()
+            out += linear(data, r) - linear(clipped, r)
+        return MethodResult(out, unc)

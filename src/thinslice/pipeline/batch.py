@@ -1,0 +1,320 @@
+"""Batch upsampling: every case of a folder or CSV (see :mod:`.cases`), resumable, and
+sharded over the processes of ``torchrun``.
+
+Complete: after each output is renamed into place (atomically), a sidecar
+``<output>.done.json`` records the settings and the output's size. With ``resume=True``
+(``--resume``) a case is skipped when its marker exists, names the same settings and
+matches the output's size; anything else (no output, an output without a marker from a
+crash, other settings) is computed again and replaces that output.
+
+A case that fails is reported with its reason and the batch goes on. Under ``torchrun``
+(``WORLD_SIZE`` > 1) rank 0 lists the cases and broadcasts the list, case ``i`` of the
+sorted list runs on rank ``i % WORLD_SIZE``, results are gathered over a gloo process
+group, and rank 0 writes the JSON report (atomically).
+
+Example:
+    >>> report = upsample_batch("scans/", "thin/", scale=2, method="cubic")  # doctest: +SKIP
+    >>> report.counts                                                         # doctest: +SKIP
+    {'done': 40, 'skipped': 0, 'failed': 1}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from thinslice import __version__, grid
+from thinslice.distributed import DistEnv, from_rank0, gather_objects, process_group
+from thinslice.errors import ConfigError, OutputError, ThinsliceError
+from thinslice.io import check_output_path, load, save
+from thinslice.io.atomic import write_json
+from thinslice.methods import Method, get_method
+from thinslice.pipeline.cases import Case, find_cases
+from thinslice.pipeline.upsample import upsample_checked
+
+log = logging.getLogger(__name__)
+
+REPORT_NAME = "thinslice_report.json"
+MARKER_SUFFIX = ".done.json"
+OUTPUT_FORMATS = ("nii.gz", "nii", "nrrd", "mha")
+@dataclass
+class CaseResult:
+    """What happened to one case. ``status`` is ``done``, ``skipped`` or ``failed``."""
+
+    name: str
+    input: str
+    series_uid: str | None
+    output: str
+    status: str
+    reason: str = ""
+    rank: int = 0
+    seconds: float = 0.0
+    input_slices: int | None = None
+    output_slices: int | None = None
+    scale: int | None = None
+
+
+@dataclass
+class BatchReport:
+    """All case results (sorted by output name) and the settings of the run."""
+
+    cases: list[CaseResult]
+    settings: dict[str, Any]
+    world_size: int = 1
+    seconds: float = 0.0
+    path: Path | None = None
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {s: sum(c.status == s for c in self.cases) for s in ("done", "skipped", "failed")}
+
+    @property
+    def failed(self) -> list[CaseResult]:
+        return [c for c in self.cases if c.status == "failed"]
+
+    def to_dict(self) -> dict[str, Any]:
+        done = self.counts["done"]
+        return {
+            "thinslice": __version__,
+            "created": self.created,
+            "settings": self.settings,
+            "world_size": self.world_size,
+            "seconds": round(self.seconds, 3),
+            "cases_per_hour": round(3600 * done / self.seconds, 1) if self.seconds > 0 and done else None,
+            "counts": {"total": len(self.cases), **self.counts},
+            "cases": [asdict(c) for c in self.cases],
+        }
+
+    def summary(self, max_failures: int = 20) -> str:
+        """A few lines: the counts, each failure with its reason, the report path."""
+        n = self.counts
+        procs = f" on {self.world_size} processes" if self.world_size > 1 else ""
+        lines = [
+            f"batch: {len(self.cases)} case(s) in {self.seconds:.1f} s{procs}: {n['done']} done, "
+            f"{n['skipped']} skipped (already complete), {n['failed']} failed"
+        ]
+        lines += [f"  failed: {c.name}: {c.reason}" for c in self.failed[:max_failures]]
+        if len(self.failed) > max_failures:
+            lines.append(f"  ... and {len(self.failed) - max_failures} more failure(s), listed in the report")
+        if self.path is not None:
+            lines.append(f"report: {self.path}")
+        return "\n".join(lines)
+
+
+def upsample_batch(
+    input: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    *,
+    scale: int | None = None,
+    target_spacing: float | None = None,
+    method: str = "model",
+    model: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+    fast: bool = False,
+    resume: bool = False,
+    overwrite: bool = False,
+    accept_non_ct: bool = False,
+    report: str | os.PathLike[str] | None = None,
+    csv_column: str | None = None,
+    output_format: str = "nii.gz",
+    progress: bool = False,
+) -> BatchReport:
+    """Upsample every case under a folder or listed in a CSV; never stops at a bad case.
+
+    Under ``torchrun`` each process takes its share of the cases (see the module doc);
+    every process returns the same merged report.
+
+    Args:
+        input: a folder (searched recursively) or a ``.csv`` file.
+        output_dir: where outputs go (created if missing); must not be ``input`` itself.
+        scale, target_spacing, method, model, device, fast: as for :func:`thinslice.upsample`;
+            the method (and model) is built once per process and reused for every case.
+        resume: skip cases whose output is complete (``--resume``); other existing
+            outputs are replaced.
+        overwrite: replace existing outputs (otherwise an existing output fails its case).
+        accept_non_ct: upsample values that do not look like CT (as :func:`thinslice.upsample`).
+        report: where rank 0 writes the JSON report; default ``output_dir/thinslice_report.json``.
+        csv_column: the CSV column holding the paths (default ``path``, else the first column).
+        output_format: ``nii.gz``, ``nii``, ``nrrd`` or ``mha``.
+        progress: show a progress bar over the cases (rank 0 only).
+
+    Returns:
+        The :class:`BatchReport`; ``report.failed`` lists the failed cases.
+
+    Raises:
+        ConfigError, InputError, OutputError: a problem with the whole batch (bad option,
+            missing input folder, unusable CSV, unwritable output folder); nothing was run.
+    """
+    start = time.perf_counter()
+    src, out_dir = Path(input), Path(output_dir)
+    report_path = Path(report) if report is not None else out_dir / REPORT_NAME
+    if output_format.lstrip(".") not in OUTPUT_FORMATS:
+        raise ConfigError(f"unknown output format {output_format!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
+    output_format = output_format.lstrip(".")
+    if scale is not None and target_spacing is not None:
+        raise ConfigError("give either --scale or --target-spacing, not both")
+    if scale is not None:
+        grid.check_scale(scale)
+    settings: dict[str, Any] = {
+        "input": str(src.absolute()),
+        "output_dir": str(out_dir.absolute()),
+        "method": method,
+        "model": None if model is None else str(Path(model).absolute()),
+        "fast": fast,
+        "scale": scale,
+        "target_spacing": target_spacing,
+        "output_format": output_format,
+    }
+    env = DistEnv.from_env()
+    with process_group(env):  # gloo: the ranks exchange only the case list and the results
+        fn = get_method(method, model=model, device=str(env.device(device)), progress=False, fast=fast)
+        cases = from_rank0(env, lambda: _prepare(src, out_dir, report_path, csv_column, output_format))
+        mine = cases[env.rank :: env.world_size]
+        run = _CaseRunner(fn, out_dir, settings, scale, target_spacing, resume, overwrite, accept_non_ct, env)
+        results = run.all(mine, progress=progress and env.is_main)
+        merged = sorted((r for part in gather_objects(env, results) for r in part), key=lambda r: r.name)
+        batch = BatchReport(merged, settings, env.world_size, time.perf_counter() - start, report_path)
+        if env.is_main:
+            write_json(report_path, batch.to_dict())
+            level = logging.WARNING if batch.failed else logging.INFO
+            log.log(level, "%s", batch.summary())
+    return batch
+
+
+def _prepare(src: Path, out_dir: Path, report: Path, csv_column: str | None, output_format: str) -> list[Case]:
+    """Rank 0's setup: check the output folder and the report's, create them, list the cases."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"output {out_dir} is a file; batch runs need an output folder")
+    if src.is_dir() and out_dir.absolute() == src.absolute():
+        raise OutputError(f"output folder {out_dir} is the input folder; choose another -o")
+    cases = find_cases(src, out_dir, csv_column=csv_column, output_format=output_format)
+    for folder in (out_dir, report.parent):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise OutputError(f"cannot create the folder {folder}: {err.strerror}") from err
+        if not os.access(folder, os.W_OK):
+            raise OutputError(f"folder {folder} is not writable; choose another -o or --report")
+    if not cases:
+        log.warning("no scans found in %s (NIfTI, NRRD, MHA files or DICOM series)", src)
+    return cases
+
+
+class _CaseRunner:
+    """Runs cases one after the other with one method object, never raising for a case."""
+
+    def __init__(
+        self,
+        fn: Method,
+        out_dir: Path,
+        settings: dict[str, Any],
+        scale: int | None,
+        target_spacing: float | None,
+        resume: bool,
+        overwrite: bool,
+        accept_non_ct: bool,
+        env: DistEnv,
+    ) -> None:
+        self.fn, self.out_dir, self.recipe = fn, out_dir, _recipe(settings)
+        self.scale, self.target_spacing = scale, target_spacing
+        self.resume, self.overwrite, self.accept_non_ct, self.rank = resume, overwrite, accept_non_ct, env.rank
+        self.tag = f"[rank {env.rank}] " if env.enabled else ""
+
+    def all(self, cases: list[Case], *, progress: bool) -> list[CaseResult]:
+        results = []
+        with logging_redirect_tqdm() if progress else contextlib.nullcontext():
+            for case in tqdm(cases, desc="cases", unit="case", disable=not progress):
+                results.append(self.one(case))
+        return results
+
+    def one(self, case: Case) -> CaseResult:
+        out = self.out_dir / case.name
+        result = CaseResult(case.name, str(case.source), case.series_uid, str(out), "failed", rank=self.rank)
+        t0 = time.perf_counter()
+        if case.error is not None:
+            result.reason = case.error
+        elif self.resume and _is_complete(out, self.recipe):
+            result.status, result.reason = "skipped", "complete"
+            log.debug("%s%s: skipped, already complete", self.tag, case.name)
+            return result
+        else:
+            try:
+                self._upsample(case, out, result)
+                result.status = "done"
+            except ThinsliceError as err:
+                result.reason = str(err)
+            except Exception as err:  # a bug or an odd file must not end the batch; report it
+                result.reason = f"unexpected {type(err).__name__}: {err} (rerun this case alone with -v)"
+                log.debug("%s%s failed", self.tag, case.name, exc_info=True)
+        result.seconds = round(time.perf_counter() - t0, 3)
+        if result.status == "failed":
+            log.warning("%s%s: failed: %s", self.tag, case.name, result.reason)
+        else:
+            slices = f"{result.input_slices} -> {result.output_slices} slices"
+            log.info("%s%s: %s in %.1f s", self.tag, case.name, slices, result.seconds)
+        return result
+
+    def _upsample(self, case: Case, out: Path, result: CaseResult) -> None:
+        marker = _marker(out)
+        replace_existing = self.overwrite or self.resume  # resume: an incomplete output is ours to redo
+        if out.exists() and not replace_existing:
+            raise OutputError(f"output {out} already exists; pass --resume to keep it or --overwrite to replace it")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        check_output_path(out, overwrite=replace_existing, sources=[str(case.source)])
+        volume = load(case.source, series_uid=case.series_uid)
+        thin, _ = upsample_checked(
+            volume,
+            self.fn,
+            scale=self.scale,
+            target_spacing=self.target_spacing,
+            accept_non_ct=self.accept_non_ct,
+        )
+        r = int(thin.meta["scale"])
+        marker.unlink(missing_ok=True)
+        save(thin, out, overwrite=replace_existing)
+        result.input_slices, result.output_slices, result.scale = volume.num_slices, thin.num_slices, r
+        write_json(
+            marker,
+            {
+                "settings": self.recipe,
+                "input": str(case.source),
+                "series_uid": case.series_uid,
+                "bytes": out.stat().st_size,
+                "input_slices": volume.num_slices,
+                "output_slices": thin.num_slices,
+                "slice_spacing_mm": thin.slice_spacing,
+                "scale": r,
+                "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+            },
+        )
+
+
+def _marker(out: Path) -> Path:
+    return out.with_name(out.name + MARKER_SUFFIX)
+
+
+def _recipe(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings that decide an output's content (what a done-marker must match)."""
+    return {k: settings[k] for k in ("method", "model", "scale", "target_spacing")}
+
+
+def _is_complete(out: Path, recipe: dict[str, Any]) -> bool:
+    """The output exists, and its marker names the same recipe and the output's size."""
+    try:
+        marker = json.loads(_marker(out).read_text())
+        return bool(marker["settings"] == recipe and marker["bytes"] == out.stat().st_size)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+

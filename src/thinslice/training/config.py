@@ -1,0 +1,174 @@
+"""How to train (:class:`TrainConfig`, :class:`LossWeights`) and the TOML file that holds both tables.
+
+A TOML file may hold a ``[model]`` and a ``[train]`` table (with an optional
+``[train.weights]`` sub-table); unknown keys are rejected by name::
+
+    [model]
+    scale = 2
+    base = "linear"
+
+    [train]
+    lr = 3e-4
+    crop_sizes = [[2, 64, 13]]
+
+    [train.weights]
+    consistency = 0.15
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from thinslice.errors import ConfigError
+from thinslice.model.config import NETWORKS, ModelConfig, check_choice, check_positive, from_mapping, read_toml
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of every loss term (METHOD.md: L1 1, wavelet 0.1, consistency 0.15 per view pair).
+
+    Attributes:
+        l1: L1 reconstruction of slices predicted from the coarser copy.
+        wavelet: high-frequency wavelet loss of the same predictions.
+        consistency: robust axial-vs-coronal and axial-vs-sagittal agreement at spacing sz/r
+            (each pair weighted by this).
+        consistency_level2: the same one level finer (sz/r^2), networks on their own output.
+        smore: in-plane self-supervision of the through-plane network (SMORE-style).
+        compactness: memory-module compactness loss.
+        separateness: memory-module separateness loss.
+    """
+
+    l1: float = 1.0
+    wavelet: float = 0.1
+    consistency: float = 0.15
+    consistency_level2: float = 0.15
+    smore: float = 1.0
+    compactness: float = 0.1
+    separateness: float = 0.1
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            if getattr(self, f.name) < 0:
+                raise ConfigError(f"loss weight {f.name} must be >= 0, got {getattr(self, f.name)}")
+
+
+DEFAULT_CROP_SIZES: tuple[tuple[int, int, int], ...] = (
+    (2, 64, 13),
+    (3, 48, 19),
+    (4, 32, 33),
+    (5, 32, 26),
+    (6, 32, 37),
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train (self-supervised, on the observed volumes only).
+
+    Attributes:
+        lr: Adam learning rate (betas 0.9, 0.99).
+        warmup_steps: the learning rate ramps up linearly over this many steps.
+        batch_size: crops per step and per process.
+        crop_sizes: ``(scale, in-plane size, slices)`` per scale; slices = r^2*k+1. A volume
+            smaller than the crop gets a smaller crop.
+        weights: the loss weights.
+        consistency_fraction: fraction of voxels (the best-agreeing ones) that count in the
+            cross-view consistency.
+        consistency_lines: how many coronal and sagittal images per crop the through-plane
+            network processes for the consistency terms (cost bound).
+        consistency_gaps: how many neighbouring gaps per crop the consistency terms cover
+            (cost bound; the second level works on the same block).
+        second_level: also enforce consistency one level finer (sz/r^2).
+        wavelet: use the wavelet high-frequency loss.
+        smore: also train the through-plane network on axial images degraded along one
+            in-plane axis to the slice spacing (SMORE idea).
+        smore_images: axial images per step for that.
+        networks: which networks to train and use: ``both``, ``axial`` or ``sr`` (ablations).
+        checkpoint_minutes: write a checkpoint at least this often.
+        val_fraction: fraction of each volume's last in-plane columns held back for validation.
+        val_every: validate every this many steps.
+        grad_clip: clip the gradient norm to this (0 = off).
+        ema: decay of the exponential moving average of the weights that inference uses
+            (0 = use the last step's weights).
+    """
+
+    lr: float = 1e-3
+    warmup_steps: int = 50
+    batch_size: int = 2
+    crop_sizes: tuple[tuple[int, int, int], ...] = DEFAULT_CROP_SIZES
+    weights: LossWeights = field(default_factory=LossWeights)
+    consistency_fraction: float = 0.25
+    consistency_lines: int = 8
+    consistency_gaps: int = 2
+    second_level: bool = True
+    wavelet: bool = True
+    smore: bool = True
+    smore_images: int = 8
+    networks: str = "both"
+    checkpoint_minutes: float = 5.0
+    val_fraction: float = 0.15
+    val_every: int = 50
+    grad_clip: float = 1.0
+    ema: float = 0.99
+
+    def __post_init__(self) -> None:
+        check_positive(self, "lr", "batch_size", "consistency_lines", "consistency_gaps", "checkpoint_minutes")
+        check_positive(self, "val_every", "smore_images")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not 0.0 < self.consistency_fraction <= 1.0:
+            raise ConfigError(f"consistency_fraction must be in (0, 1], got {self.consistency_fraction}")
+        if not 0.0 <= self.val_fraction < 0.5:
+            raise ConfigError(f"val_fraction must be in [0, 0.5), got {self.val_fraction}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ConfigError(f"ema must be in [0, 1), got {self.ema}")
+        if self.grad_clip < 0:
+            raise ConfigError(f"grad_clip must be >= 0, got {self.grad_clip}")
+        check_choice("networks", self.networks, NETWORKS)
+        for entry in self.crop_sizes:
+            if len(entry) != 3:
+                raise ConfigError(f"crop_sizes entries are [scale, size, slices], got {entry!r}")
+            r, size, slices = entry
+            if size < 8 or slices < r + 1:
+                raise ConfigError(f"crop for scale {r} must be at least 8 pixels and r+1 slices, got {entry!r}")
+
+    def crop_for(self, scale: int) -> tuple[int, int]:
+        """``(in-plane size, slices)`` of training crops at ``scale``."""
+        for r, size, slices in self.crop_sizes:
+            if r == scale:
+                return int(size), int(slices)
+        raise ConfigError(
+            f"crop_sizes has no entry for scale {scale} (has {', '.join(str(e[0]) for e in self.crop_sizes)})"
+        )
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """Build from a plain mapping (as stored in a checkpoint); unknown keys raise."""
+        return from_mapping(cls, values, "train")
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> TrainConfig:
+        """Read the ``[train]`` table of a TOML file."""
+        return load_config(path)[1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_config(path: str | Path) -> tuple[ModelConfig, TrainConfig]:
+    """Read ``[model]`` and ``[train]`` from a TOML file; missing tables give defaults.
+
+    Raises:
+        ConfigError: the file is missing or not TOML, or holds unknown tables or keys.
+    """
+    doc = read_toml(path)
+    try:
+        model = ModelConfig.from_dict(doc.get("model", {}))
+        train = TrainConfig.from_dict(doc.get("train", {}))
+    except ConfigError as err:
+        raise ConfigError(f"config file {path}: {err}") from err
+    return model, train

@@ -1,0 +1,252 @@
+"""The training loop: self-supervised, on the observed volumes only.
+
+One process, or several under ``torchrun`` (DistributedDataParallel; see
+:mod:`thinslice.distributed`). Rank 0 validates, shows progress and writes checkpoints
+(atomically, every ``checkpoint_minutes`` and at the end); every rank samples its own crops
+(seed + rank). A checkpoint holds the optimiser, the step and every rank's RNG states, so a
+killed run resumes exactly where its last checkpoint left it.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from thinslice.distributed import DistEnv, all_gather_tensor, broadcast_flags, process_group
+from thinslice.errors import ConfigError
+from thinslice.model.checkpoint import load_checkpoint, model_config_of, save_checkpoint
+from thinslice.model.config import ModelConfig
+from thinslice.model.inference import autocast_for
+from thinslice.training.config import TrainConfig
+from thinslice.training.data import CropSampler, prepare_volumes
+from thinslice.training.objective import DistillationModel
+from thinslice.training.validation import Validator
+from thinslice.volume import Volume
+
+log = logging.getLogger(__name__)
+
+
+def train(
+    volumes: Sequence[Volume | np.ndarray],
+    output: str | Path,
+    config: TrainConfig | None = None,
+    model_config: ModelConfig | None = None,
+    *,
+    steps: int | None = None,
+    minutes: float | None = None,
+    resume: bool = False,
+    seed: int = 0,
+    device: str = "auto",
+    progress: bool = True,
+) -> Path:
+    """Train a model self-supervised on the observed volumes; write a checkpoint.
+
+    Args:
+        volumes: the observed thick-slice volumes (``Volume`` or ``(D, H, W)`` HU arrays;
+            arrays carry no spacing, so SMORE is skipped for them). Only these are used.
+        output: checkpoint path (rewritten every ``config.checkpoint_minutes`` and at the
+            end, atomically).
+        config: training settings.
+        model_config: network settings (scale, widths, base interpolation, ...).
+        steps: total optimisation steps (counting those of a resumed checkpoint).
+        minutes: wall-clock budget of this call; with ``steps`` whichever ends first.
+        resume: continue from ``output`` if it exists (same step, optimizer, RNG, configs).
+        seed: seed; rank k samples with ``seed + k``. Deterministic on CPU.
+        device: ``auto|cpu|cuda|cuda:N|mps`` (under torchrun CUDA uses LOCAL_RANK).
+        progress: tqdm bar on rank 0 with losses and validation PSNR.
+
+    Returns:
+        the checkpoint path.
+
+    Raises:
+        ConfigError: neither steps nor minutes; a resumed checkpoint with another model
+            config.
+        InputError: a volume is too small for the scale.
+    """
+    config = config or TrainConfig()
+    model_config = model_config or ModelConfig()
+    output = Path(output)
+    if steps is None and minutes is None:
+        raise ConfigError("give a training length: steps or minutes")
+    if steps is not None and steps < 0 or minutes is not None and minutes <= 0:
+        raise ConfigError(f"steps must be >= 0 and minutes > 0, got {steps} and {minutes}")
+    env = DistEnv.from_env()
+    dev = env.device(device)
+    with process_group(env, dev):
+        return _train(volumes, output, config, model_config, steps, minutes, resume, seed, env, dev, progress)
+
+
+def _train(
+    volumes: Sequence[Volume | np.ndarray],
+    output: Path,
+    config: TrainConfig,
+    model_config: ModelConfig,
+    steps: int | None,
+    minutes: float | None,
+    resume: bool,
+    seed: int,
+    env: DistEnv,
+    dev: torch.device,
+    progress: bool,
+) -> Path:
+    """:func:`train` once the process group is joined."""
+    ckpt = None
+    if resume and output.exists():
+        ckpt = load_checkpoint(output)
+        stored = model_config_of(ckpt, output)
+        if stored != model_config:
+            raise ConfigError(
+                f"{output} was trained with a different model config ({stored}); "
+                "resume with the same settings or train a new model"
+            )
+        if ckpt.get("train_config"):
+            stored_train = TrainConfig.from_dict(ckpt["train_config"])
+            if stored_train != config:
+                log.warning("resuming with the training config stored in %s", output)
+            config = stored_train
+        seed = int(ckpt.get("seed", seed))
+    elif resume:
+        log.info("no checkpoint at %s yet; starting a new run", output)
+    elif output.exists() and env.is_main:
+        log.warning("overwriting %s", output)
+
+    observed = prepare_volumes(volumes, model_config, config.val_fraction)
+    torch.manual_seed(seed)  # identical initial weights on every rank
+    model = DistillationModel(model_config, config).to(dev)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.99))
+    generator = torch.Generator().manual_seed(seed + env.rank)
+    torch.manual_seed(seed + env.rank)
+    step, elapsed_before = 0, 0.0
+    metrics: dict[str, float] = {}
+    if ckpt is not None:
+        if ckpt.get("optimizer") is not None:
+            optimizer.load_state_dict(ckpt["optimizer"])
+        step = int(ckpt.get("step", 0))
+        elapsed_before = float(ckpt.get("elapsed_s", 0.0))
+        metrics = dict(ckpt.get("metrics") or {})
+        rng = ckpt.get("rng")
+        if rng and len(rng.get("sampler", [])) == env.world_size:
+            generator.set_state(rng["sampler"][env.rank])
+            torch.set_rng_state(rng["torch"][env.rank])
+        else:
+            log.warning("checkpoint RNG states do not fit %d process(es); reseeding", env.world_size)
+            generator.manual_seed(seed + env.rank + 1_000_003 * step)
+    # exponential moving average of the weights: what inference uses (steadier than SGD's last step)
+    averaged = copy.deepcopy(model).requires_grad_(False)
+    if ckpt is not None:
+        averaged.load_weights(ckpt["weights"])
+        model.load_weights(ckpt.get("train_weights") or ckpt["weights"])
+    runner: nn.Module = model
+    if env.enabled:
+        runner = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    sampler = CropSampler(observed, model_config, config, generator)
+    validator = Validator(observed, model_config) if env.is_main else None
+
+    def checkpoint() -> None:
+        states = all_gather_tensor(env, generator.get_state(), dev)
+        torch_states = all_gather_tensor(env, torch.get_rng_state(), dev)
+        if env.is_main:
+            save_checkpoint(
+                output,
+                weights=_cpu(averaged.weights()),
+                train_weights=_cpu(model.weights()),
+                model_config=model_config,
+                networks=config.networks,
+                train_config=config.to_dict(),
+                optimizer=optimizer.state_dict(),
+                step=step,
+                seed=seed,
+                world_size=env.world_size,
+                rng={"sampler": states, "torch": torch_states},
+                metrics=metrics,
+                elapsed_s=elapsed_before + time.monotonic() - start,
+            )
+
+    start = last_save = time.monotonic()
+    deadline = start + 60.0 * minutes if minutes is not None else math.inf
+    interval = 60.0 * config.checkpoint_minutes
+    bar = tqdm(
+        total=steps,
+        initial=step,
+        desc="train",
+        disable=not (progress and env.is_main),
+        dynamic_ncols=True,
+    )
+    if validator is not None and "val_base" not in metrics:
+        metrics["val_base"] = validator.baseline
+    model.train()
+    validated = -1
+    try:
+        while steps is None or step < steps:
+            now = time.monotonic()
+            stop, save = broadcast_flags(env, (now >= deadline, now - last_save >= interval), dev)
+            if stop:
+                break
+            batch = sampler.sample().to(dev)
+            for group in optimizer.param_groups:  # linear warm-up, a function of the step only
+                group["lr"] = config.lr * min(1.0, (step + 1) / max(1, config.warmup_steps))
+            with autocast_for(dev):
+                losses = runner(batch)
+            optimizer.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            if config.grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            step += 1
+            _update_average(averaged, model, config.ema, step)
+            metrics.update({k: float(v.detach()) for k, v in losses.items()})
+            if validator is not None and step % config.val_every == 0:
+                metrics["val_psnr"], validated = validator(averaged, dev), step
+                log.debug("step %d %s", step, _postfix(metrics))
+            bar.update()
+            bar.set_postfix(_postfix(metrics), refresh=False)
+            if save:
+                checkpoint()
+                last_save = time.monotonic()
+    except KeyboardInterrupt:
+        if not env.enabled:
+            log.warning("interrupted at step %d; saving %s", step, output)
+            checkpoint()
+        raise
+    finally:
+        bar.close()
+    if validator is not None and validated != step:
+        metrics["val_psnr"] = validator(averaged, dev)
+    checkpoint()
+    if env.is_main:
+        log.info(
+            "trained %d steps; validation PSNR %.2f dB (base interpolation %.2f dB)",
+            step,
+            metrics.get("val_psnr", float("nan")),
+            metrics.get("val_base", float("nan")),
+        )
+    return output
+
+
+def _cpu(weights: dict[str, dict[str, Tensor]]) -> dict[str, dict[str, Tensor]]:
+    return {k: {n: t.detach().cpu().clone() for n, t in sd.items()} for k, sd in weights.items()}
+
+
+@torch.no_grad()
+def _update_average(averaged: nn.Module, model: nn.Module, decay: float, step: int) -> None:
+    """EMA of parameters and buffers; the decay ramps up so early weights fade fast."""
+    rate = 1.0 - min(decay, (1.0 + step) / (10.0 + step))
+    for avg, new in zip(averaged.state_dict().values(), model.state_dict().values(), strict=True):
+        if avg.is_floating_point():
+            avg.lerp_(new, rate)
+        else:
+            avg.copy_(new)
+
+
+def _postfix(metrics: dict[str, float]) -> dict[str, str]:
+    keys = ("total", "rec_axial", "rec_sr", "smore", "cons1", "cons2", "val_psnr", "val_base")
+    return {k: f"{metrics[k]:.4g}" for k in keys if k in metrics}

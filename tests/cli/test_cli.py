@@ -1,0 +1,137 @@
+"""The command line as a user runs it: real files, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import thinslice
+from tests.conftest import CHEST_CROP, DICOM_CROP, LIMB_CROP, shared
+from thinslice.cli import main
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "thinslice.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_upsample_nifti_end_to_end(tmp_path):
+    out = tmp_path / "thin.nii.gz"
+    res = run("upsample", "-i", str(LIMB_CROP), "-o", str(out), "--scale", "2", "--method", "linear")
+    assert res.returncode == 0, res.stderr
+    vol = thinslice.load(out)
+    src = thinslice.load(LIMB_CROP)
+    assert vol.num_slices == 49
+    np.testing.assert_array_equal(vol.data[::2], src.data)
+    assert "wrote" in res.stderr
+
+
+def test_upsample_dicom_folder_to_nrrd(tmp_path):
+    out = tmp_path / "thin.nrrd"
+    assert main(["-q", "upsample", "-i", str(DICOM_CROP), "-o", str(out), "--target-spacing", "1"]) == 0
+    vol = thinslice.load(out)
+    src = thinslice.load(DICOM_CROP)
+    assert vol.slice_spacing == pytest.approx(1.0)
+    assert vol.num_slices == 2 * (src.num_slices - 1) + 1
+    assert vol.geometry.origin == pytest.approx(src.geometry.origin)
+    np.testing.assert_array_equal(vol.data[::2], src.data)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-i", "missing.nii.gz", "-o", "{tmp}/o.nii.gz"], "input not found"),
+        (["-i", str(LIMB_CROP), "-o", "{tmp}/o.nii.gz", "--method", "cubik"], "Did you mean 'cubic'"),
+        (["-i", str(LIMB_CROP), "-o", "{tmp}/o.nii.gz", "--target-spacing", "2"], "nearest valid"),
+        (["-i", str(LIMB_CROP), "-o", "{tmp}/o.nii.gz", "--scale", "1"], "scale must be an integer"),
+        (["-i", str(LIMB_CROP), "-o", "{tmp}/nofolder/o.nii.gz"], "output folder does not exist"),
+        (["-i", str(LIMB_CROP), "-o", "{tmp}/o.png"], "unsupported output type"),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_2(tmp_path, args, message):
+    res = run("upsample", *[a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("error: ") and message in lines[0]
+    assert "Traceback" not in res.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_output_needs_overwrite(tmp_path):
+    out = tmp_path / "o.nii.gz"
+    assert main(["-q", "upsample", "-i", str(LIMB_CROP), "-o", str(out)]) == 0
+    before = out.read_bytes()
+    assert main(["-q", "upsample", "-i", str(LIMB_CROP), "-o", str(out), "--method", "linear"]) == 2
+    assert out.read_bytes() == before
+    assert main(["-q", "upsample", "-i", str(LIMB_CROP), "-o", str(out), "--method", "linear", "--overwrite"]) == 0
+    assert out.read_bytes() != before
+
+
+def test_output_equal_to_input_is_refused(tmp_path):
+    src = tmp_path / "ct.nii.gz"
+    src.write_bytes(LIMB_CROP.read_bytes())
+    res = run("upsample", "-i", str(src), "-o", str(src), "--overwrite")
+    assert res.returncode == 2 and "is the input file" in res.stderr
+    assert src.read_bytes() == LIMB_CROP.read_bytes()
+
+
+def test_gantry_tilt_refused_from_cli(tmp_path):
+    res = run("upsample", "-i", str(shared("dicom/head_gantry_tilt")), "-o", str(tmp_path / "o.nii.gz"))
+    assert res.returncode == 2
+    assert "gantry tilt" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_version_info_and_help():
+    assert run("--version").stdout.strip() == f"thinslice {thinslice.__version__}"
+    info = run("info")
+    assert info.returncode == 0
+    for word in ("torch", "devices: cpu", "cubic", "lanczos", "linear", "model"):
+        assert word in info.stdout
+    assert "upsample" in run("--help").stdout
+
+
+def test_evaluate_cli_writes_json(tmp_path):
+    out = tmp_path / "report.json"
+    res = run(
+        "evaluate",
+        "-i",
+        str(CHEST_CROP),
+        "-i",
+        str(LIMB_CROP),
+        "--scale",
+        "2",
+        "--methods",
+        "cubic,linear",
+        "--json",
+        str(out),
+    )
+    assert res.returncode == 0, res.stderr
+    report = json.loads(out.read_text())
+    assert report["scale"] == 2 and report["degrade"] == "decimate"
+    assert {(r["volume"], r["method"]) for r in report["rows"]} == {
+        ("chest_crop", "cubic"),
+        ("chest_crop", "linear"),
+        ("limb_crop", "cubic"),
+        ("limb_crop", "linear"),
+    }
+    assert set(report["mean"]) == {"cubic", "linear"}
+    assert "PSNR_syn" in res.stdout and "MEAN" in res.stdout
+    assert "limb_crop trimmed to 25 of 25" not in res.stdout  # 25 = 2*12+1: no trimming
+
+
+def test_demo_writes_volume_figure_and_metrics(tmp_path):
+    res = run("demo", "-o", str(tmp_path / "d"))
+    assert res.returncode == 0, res.stderr
+    files = {p.name for p in (tmp_path / "d").iterdir()}
+    expected = {"sample_model.nii.gz", "sample_cubic.nii.gz", "sample_uncertainty.nii.gz", "sample_views.png"}
+    assert expected | {"sample_metrics.json"} <= files
+    assert (tmp_path / "d" / "sample_views.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    metrics = json.loads((tmp_path / "d" / "sample_metrics.json").read_text())
+    # the bundled model never saw this chest scan; it must beat cubic on it, in every metric
+    for key in ("psnr_synth", "ssim_axial", "ssim_coronal", "ssim_sagittal"):
+        assert metrics["model"][key] > metrics["cubic"][key], key
+    assert "PSNR_syn" in res.stdout

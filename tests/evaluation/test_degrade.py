@@ -1,0 +1,54 @@
+"""Thick-slice simulation: decimation and slab averaging."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from thinslice.errors import ConfigError
+from thinslice.evaluation.degrade import decimate, slab, slab_array, slab_profile
+from thinslice.grid import check_scale, usable_slices
+
+
+def test_decimate_keeps_every_rth_slice_and_geometry(chest_ct):
+    thick = decimate(chest_ct, 4)
+    assert thick.num_slices == 9
+    np.testing.assert_array_equal(thick.data, chest_ct.data[::4])
+    assert thick.slice_spacing == pytest.approx(4 * chest_ct.slice_spacing)
+    assert thick.geometry.origin == chest_ct.geometry.origin
+    assert thick.geometry.inplane_spacing == chest_ct.geometry.inplane_spacing
+
+
+@pytest.mark.parametrize("r", [2, 3, 4])
+def test_slab_profile_spans_r_slices(r):
+    profile = slab_profile(r)
+    assert profile.sum() == pytest.approx(1.0)
+    assert len(profile) == (r if r % 2 else r + 1)
+    # the profile's width (sum of weights / peak weight) is exactly r slice spacings
+    assert profile.sum() / profile.max() == pytest.approx(r)
+
+
+def test_slab_averages_by_hand(chest_ct):
+    data = chest_ct.data.astype(np.float32)
+    thick = slab(chest_ct, 2)
+    # slice 2 of the thick scan = 0.25*s3 + 0.5*s4 + 0.25*s5 of the thin one
+    expected = 0.25 * data[3] + 0.5 * data[4] + 0.25 * data[5]
+    np.testing.assert_allclose(thick.data[2], expected, atol=1e-3)
+    # first slice: the profile is cut at the edge by repeating slice 0
+    np.testing.assert_allclose(thick.data[0], 0.75 * data[0] + 0.25 * data[1], atol=1e-3)
+    assert thick.slice_spacing == pytest.approx(2.0)
+    r3 = slab_array(data, 3)
+    np.testing.assert_allclose(r3[1], (data[2] + data[3] + data[4]) / 3, atol=1e-3)
+
+
+def test_slab_blurs_but_decimate_does_not(chest_ct):
+    data = chest_ct.data.astype(np.float32)
+    assert np.abs(slab_array(data, 4) - data[::4]).mean() > 5.0
+
+
+def test_usable_slices_and_scale_validation():
+    assert usable_slices(48, 2) == 47
+    assert usable_slices(41, 4) == 41
+    for bad in (1, 0, 9, 2.5, True):
+        with pytest.raises(ConfigError, match="scale must be an integer"):
+            check_scale(bad)

@@ -1,0 +1,60 @@
+"""The evaluation protocol on real CT."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from tests.conftest import CHEST_CROP, LIMB_CROP, shared
+from thinslice.evaluation.metrics import compare
+from thinslice.evaluation.protocol import evaluate, format_table, markdown_rows
+from thinslice.io import load
+from thinslice.methods import get_method
+
+
+def test_rows_match_a_manual_run_of_the_protocol():
+    report = evaluate([CHEST_CROP], 4, methods=["cubic"])
+    truth = load(CHEST_CROP).data.astype(np.float32)  # 33 = 4*8+1 slices
+    manual = compare(truth, get_method("cubic")(truth[::4], 4), 4)
+    row = report["rows"][0]
+    for key, value in manual.items():
+        assert row[key] == pytest.approx(value)
+    assert row["seconds"] > 0 and row["slices_used"] == 33
+
+
+def test_slab_degradation_is_harder_than_decimation():
+    dec = evaluate([CHEST_CROP], 2, degrade="decimate", methods=["linear"])["rows"][0]
+    slab = evaluate([CHEST_CROP], 2, degrade="slab", methods=["linear"])["rows"][0]
+    assert slab["psnr_paper"] < dec["psnr_paper"]
+
+
+def test_trimming_is_reported(caplog):
+    with caplog.at_level(logging.WARNING):
+        report = evaluate([LIMB_CROP], 3, methods=["linear"])  # 25 slices -> 3*8+1
+    assert report["rows"][0]["slices_used"] == 25 and report["rows"][0]["slices_total"] == 25
+    report = evaluate([LIMB_CROP], 4, methods=["linear"])  # 25 = 4*6+1
+    assert report["rows"][0]["slices_used"] == 25
+    report = evaluate([CHEST_CROP], 3, methods=["linear", "cubic"])  # 33 -> 31
+    assert report["rows"][0]["slices_used"] == 31
+    table = format_table(report)
+    assert "chest_crop trimmed to 31 of 33 slices" in table
+    assert report["mean"]["linear"]["psnr_synth"] == pytest.approx(report["rows"][0]["psnr_synth"])
+
+
+def test_full_thin_chest_ranks_interpolators_sensibly():
+    report = evaluate([shared("aorta1.5mm_totalseg.nii.gz")], 2, methods=["linear", "cubic"])
+    psnr = {r["method"]: r["psnr_synth"] for r in report["rows"]}
+    assert all(25 < v < 60 for v in psnr.values())
+
+
+def test_markdown_rows_for_benchmarks():
+    report = evaluate([CHEST_CROP], 2, methods=["linear"])
+    lines = markdown_rows(report).splitlines()
+    assert lines[0].startswith("| volume | method | PSNR paper")
+    row = report["rows"][0]
+    assert lines[2] == (
+        f"| chest_crop | linear | {row['psnr_paper']:.2f} | {row['psnr_synth']:.2f} | {row['psnr_body']:.2f} | "
+        f"{row['ssim_axial']:.4f} | {row['ssim_coronal']:.4f} | {row['ssim_sagittal']:.4f} | {row['seconds']:.2f} |"
+    )

@@ -1,0 +1,230 @@
+"""Tests for thinslice.io.dicom: series listing, geometry, HU values and every refusal.
+
+The committed fixture is an 8-slice 64 x 64 crop of TotalSegmentator's chest series
+(SliceThickness 3 mm, positions 2 mm apart; see tests/data/make_fixtures_dicom.py). Bad
+series are made on the fly by editing copies of it with pydicom.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from tests.conftest import DICOM_CROP
+from tests.conftest import SHARED as SHARED_DATA
+from thinslice.errors import InputError
+from thinslice.io.dicom import SeriesInfo, list_series, read_series
+
+CROP = DICOM_CROP
+SHARED = SHARED_DATA
+
+
+def _z(path: Path) -> float:
+    return float(pydicom.dcmread(path, stop_before_pixels=True).ImagePositionPatient[2])
+
+
+def _copy(tmp_path: Path, name: str = "series") -> list[Path]:
+    """Copy the crop to ``tmp_path/name``; return its files sorted by z (the normal)."""
+    folder = tmp_path / name
+    shutil.copytree(CROP, folder)
+    return sorted(folder.iterdir(), key=_z)
+
+
+def _edit(path: Path, **tags: object) -> None:
+    ds = pydicom.dcmread(path)
+    for keyword, value in tags.items():
+        setattr(ds, keyword, value)
+    ds.save_as(path)
+
+
+def _hu(path: Path) -> np.ndarray:
+    ds = pydicom.dcmread(path)
+    return ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+
+
+def test_crop_geometry_uses_positions_not_thickness() -> None:
+    files = sorted(CROP.iterdir(), key=_z)
+    first = pydicom.dcmread(files[0])
+    vol = read_series(CROP)
+    assert vol.data.shape == (8, 64, 64)
+    assert vol.data.dtype == np.int16
+    assert vol.slice_spacing == pytest.approx(2.0)
+    assert vol.meta["slice_thickness"] == pytest.approx(3.0)
+    assert vol.geometry.slice_axis == 2
+    assert vol.geometry.spacing[:2] == pytest.approx([float(v) for v in first.PixelSpacing][::-1])
+    assert vol.geometry.origin == pytest.approx([float(v) for v in first.ImagePositionPatient])
+    iop = np.asarray(first.ImageOrientationPatient, dtype=float)
+    expected = np.column_stack([iop[:3], iop[3:], np.cross(iop[:3], iop[3:])])
+    assert np.allclose(np.reshape(vol.geometry.direction, (3, 3)), expected)
+    assert vol.name == "CT Body 3.0"
+    assert vol.meta["modality"] == "CT" and vol.meta["series_uid"] == ""
+    assert vol.meta["source"] == str(CROP)
+    for k, path in enumerate(files):  # slice k sits where file k says it does
+        ipp = [float(v) for v in pydicom.dcmread(path).ImagePositionPatient]
+        assert vol.geometry.slice_position(k) == pytest.approx(ipp)
+
+
+@pytest.mark.parametrize("k", [0, 3, 7])
+def test_hu_equal_pydicom_rescaled_pixels(k: int) -> None:
+    files = sorted(CROP.iterdir(), key=_z)
+    vol = read_series(CROP)
+    np.testing.assert_array_equal(vol.data[k], _hu(files[k]))
+
+
+def test_non_integral_hu_become_float32(tmp_path: Path) -> None:
+    files = _copy(tmp_path)
+    for path in files:
+        _edit(path, RescaleSlope=0.5, RescaleIntercept=-1024.25)
+    vol = read_series(tmp_path / "series")
+    assert vol.data.dtype == np.float32
+    np.testing.assert_allclose(vol.data[2], _hu(files[2]), atol=1e-3)
+
+
+def test_list_series_sorts_along_normal() -> None:
+    [info] = list_series(CROP)
+    assert isinstance(info, SeriesInfo)
+    assert (info.uid, info.description, info.modality) == ("", "CT Body 3.0", "CT")
+    assert info.num_slices == 8 and info.slice_spacing_mm == pytest.approx(2.0)
+    z = [_z(p) for p in info.files]
+    assert z == sorted(z) and len(set(z)) == 8
+
+
+def test_non_dicom_files_are_skipped(tmp_path: Path) -> None:
+    _copy(tmp_path)
+    (tmp_path / "series" / "notes.txt").write_text("not a DICOM file\n")
+    (tmp_path / "series" / "junk.bin").write_bytes(bytes(range(256)) * 4)
+    assert read_series(tmp_path / "series").num_slices == 8
+    assert len(list_series(tmp_path / "series")) == 1
+
+
+def test_empty_or_junk_folder(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no DICOM files found in"):
+        read_series(tmp_path)
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(InputError, match=r"no DICOM files found.*1 non-DICOM"):
+        read_series(tmp_path)
+    with pytest.raises(InputError, match="not found"):
+        read_series(tmp_path / "absent")
+
+
+def test_several_series_need_a_uid(tmp_path: Path) -> None:
+    uids = {"a": "1.2.826.0.1.3680043.10.1", "b": "1.2.826.0.1.3680043.10.2"}
+    for name, uid in uids.items():
+        files = _copy(tmp_path, name)
+        keep = 8 if name == "a" else 5
+        for path in files[keep:]:
+            path.unlink()
+        for path in files[:keep]:
+            _edit(path, SeriesInstanceUID=uid, SeriesDescription=f"series {name}")
+    found = {info.uid: info for info in list_series(tmp_path)}
+    assert set(found) == set(uids.values())
+    assert found[uids["b"]].num_slices == 5
+    with pytest.raises(InputError) as err:
+        read_series(tmp_path)
+    message = str(err.value)
+    assert "--series-uid" in message
+    assert "\n" not in message  # one line: the series are listed "; "-separated
+    lines = [entry for entry in message.split("; ") if "slices" in entry]
+    assert len(lines) == 2
+    assert any(uids["a"] in ln and "series a" in ln and "8 slices" in ln for ln in lines)
+    assert any(uids["b"] in ln and "5 slices" in ln and "2 mm" in ln for ln in lines)
+    vol = read_series(tmp_path, series_uid=uids["b"])
+    assert vol.num_slices == 5 and vol.meta["series_uid"] == uids["b"]
+    assert vol.name == "series b"
+    with pytest.raises(InputError, match=r"'9\.9' not found.*1\.2\.826\.0\.1\.3680043\.10\.1"):
+        read_series(tmp_path, series_uid="9.9")
+
+
+def test_refuses_mr(tmp_path: Path) -> None:
+    for path in _copy(tmp_path):
+        _edit(path, Modality="MR")
+    with pytest.raises(InputError, match="is MR, thinslice needs CT"):
+        read_series(tmp_path / "series")
+
+
+def test_refuses_fewer_than_three_slices(tmp_path: Path) -> None:
+    for path in _copy(tmp_path)[2:]:
+        path.unlink()
+    with pytest.raises(InputError, match="only 2 slice"):
+        read_series(tmp_path / "series")
+
+
+@pytest.mark.parametrize(
+    ("keyword", "value"),
+    [
+        ("ImageOrientationPatient", [1, 0, 0, 0, 0.99980003, 0.019996]),
+        ("PixelSpacing", [0.9, 0.9]),
+        ("Rows", 63),
+    ],
+)
+def test_refuses_inconsistent_headers(tmp_path: Path, keyword: str, value: object) -> None:
+    files = _copy(tmp_path)
+    _edit(files[4], **{keyword: value})
+    with pytest.raises(InputError, match=f"differing {keyword} within the series"):
+        read_series(tmp_path / "series")
+
+
+def test_refuses_gantry_tilt_tag(tmp_path: Path) -> None:
+    files = _copy(tmp_path)
+    for path in files:
+        _edit(path, GantryDetectorTilt=12.5)
+    _edit(files[-1], ImagePositionPatient=[-30.76171875, -265.63671875, -777.0])  # uneven too
+    with pytest.raises(InputError, match="gantry tilt of 12.5° found in .*not supported"):
+        read_series(tmp_path / "series")
+
+
+def test_refuses_sheared_positions(tmp_path: Path) -> None:
+    for k, path in enumerate(_copy(tmp_path)):
+        ipp = [float(v) for v in pydicom.dcmread(path).ImagePositionPatient]
+        _edit(path, ImagePositionPatient=[ipp[0], ipp[1] + 0.7 * k, ipp[2]])
+    angle = np.degrees(np.arctan(0.7 / 2.0))
+    with pytest.raises(InputError, match=f"gantry tilt of {angle:.1f}°.*reconstruct without"):
+        read_series(tmp_path / "series")
+
+
+def test_refuses_missing_slice(tmp_path: Path) -> None:
+    files = _copy(tmp_path)
+    files[4].unlink()
+    where = f"{_z(files[3]):.2f} and {_z(files[5]):.2f} mm"
+    with pytest.raises(InputError, match=f"missing slice between positions {where}"):
+        read_series(tmp_path / "series")
+
+
+def test_refuses_uneven_spacing(tmp_path: Path) -> None:
+    for path in _copy(tmp_path)[5:]:
+        ipp = [float(v) for v in pydicom.dcmread(path).ImagePositionPatient]
+        _edit(path, ImagePositionPatient=[ipp[0], ipp[1], ipp[2] + 0.5])
+    with pytest.raises(InputError, match=r"uneven slice spacing.*2\.5 mm.*median 2 mm"):
+        read_series(tmp_path / "series")
+
+
+def test_refuses_duplicate_positions(tmp_path: Path) -> None:
+    files = _copy(tmp_path)
+    shutil.copy(files[3], files[3].with_name("copy.dcm"))
+    with pytest.raises(InputError, match=f"duplicate slice position {_z(files[3]):.2f} mm"):
+        read_series(tmp_path / "series")
+
+
+def test_unreadable_pixels_become_input_error(tmp_path: Path) -> None:
+    files = _copy(tmp_path)
+    files[2].write_bytes(files[2].read_bytes()[:-4000])  # truncated pixel data
+    with pytest.raises(InputError, match="cannot read the pixels"):
+        read_series(tmp_path / "series")
+
+
+@pytest.mark.skipif(not (SHARED / "dicom").is_dir(), reason=f"shared data not found at {SHARED}")
+def test_full_chest_series_reads_at_position_spacing() -> None:
+    vol = read_series(SHARED / "dicom" / "chest_totalseg")
+    assert vol.data.shape == (20, 512, 512)
+    assert vol.slice_spacing == pytest.approx(2.0)
+    assert vol.meta["slice_thickness"] == pytest.approx(3.0)
+
+
+@pytest.mark.skipif(not (SHARED / "dicom").is_dir(), reason=f"shared data not found at {SHARED}")
+def test_gantry_tilt_series_is_refused() -> None:
+    with pytest.raises(InputError, match="gantry tilt of 18.5° found in"):
+        read_series(SHARED / "dicom" / "head_gantry_tilt")

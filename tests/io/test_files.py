@@ -1,0 +1,177 @@
+"""Reading and writing keep geometry exactly; bad paths get clear errors."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from tests.conftest import CHEST_CROP, LIMB_CROP, shared
+from thinslice import io
+from thinslice.errors import InputError, OutputError
+from thinslice.volume import Geometry, Volume
+
+
+def test_load_matches_simpleitk_voxels_and_header():
+    image = sitk.ReadImage(str(LIMB_CROP))
+    volume = io.load(LIMB_CROP)
+    assert volume.data.shape == (25, 64, 64)
+    assert volume.geometry.slice_axis == 2
+    assert volume.slice_spacing == pytest.approx(3.27, abs=1e-4)
+    np.testing.assert_array_equal(volume.itk_array(), sitk.GetArrayFromImage(image))
+    assert volume.geometry.origin == pytest.approx(image.GetOrigin())
+    assert volume.geometry.direction == pytest.approx(image.GetDirection())
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii", ".nrrd", ".mha"])
+def test_round_trip_every_format(tmp_path, suffix):
+    volume = io.load(CHEST_CROP)
+    out = io.save(volume, tmp_path / f"copy{suffix}")
+    again = io.load(out)
+    np.testing.assert_array_equal(again.data, volume.data)
+    assert again.data.dtype == np.int16
+    assert again.geometry.spacing == pytest.approx(volume.geometry.spacing)
+    assert again.geometry.origin == pytest.approx(volume.geometry.origin)
+    assert again.geometry.direction == pytest.approx(volume.geometry.direction)
+
+
+def test_slice_axis_is_largest_spacing_in_any_position(tmp_path):
+    """A scan stored with its thick axis first (ITK axis 0) still upsamples that axis."""
+    array = np.arange(5 * 6 * 7, dtype=np.int16).reshape(5, 6, 7)  # (k, j, i)
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((4.0, 0.7, 0.7))
+    image.SetOrigin((10.0, -5.0, 3.0))
+    path = tmp_path / "thick_first.nii.gz"
+    sitk.WriteImage(image, str(path))
+    volume = io.load(path)
+    assert volume.geometry.slice_axis == 0
+    assert volume.data.shape == (7, 5, 6)  # i first
+    np.testing.assert_array_equal(volume.itk_array(), array)
+    assert io.choose_slice_axis((1.5, 1.5, 1.5)) == 2  # tie: third axis
+
+
+def test_save_refuses_existing_output_without_overwrite(tmp_path):
+    volume = io.load(LIMB_CROP)
+    out = io.save(volume, tmp_path / "a.nii.gz")
+    before = out.read_bytes()
+    with pytest.raises(OutputError, match="already exists; pass --overwrite"):
+        io.save(volume, out)
+    assert out.read_bytes() == before
+    io.save(volume, out, overwrite=True)
+
+
+def test_save_refuses_to_overwrite_its_own_input(tmp_path):
+    src = tmp_path / "in.nii.gz"
+    src.write_bytes(LIMB_CROP.read_bytes())
+    volume = io.load(src)
+    with pytest.raises(OutputError, match="is the input file"):
+        io.save(volume, src, overwrite=True)
+    assert src.read_bytes() == LIMB_CROP.read_bytes()
+
+
+def test_save_refuses_bad_destinations(tmp_path):
+    volume = io.load(LIMB_CROP)
+    with pytest.raises(OutputError, match="does not exist"):
+        io.save(volume, tmp_path / "missing" / "x.nii.gz")
+    with pytest.raises(OutputError, match="unsupported output type"):
+        io.save(volume, tmp_path / "x.png")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write into read-only folders")
+def test_save_refuses_read_only_folder(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    with pytest.raises(OutputError, match="not writable"):
+        io.save(io.load(LIMB_CROP), folder / "x.nii.gz")
+
+
+def test_save_is_atomic_and_leaves_no_temporary_files(tmp_path, monkeypatch):
+    volume = io.load(LIMB_CROP)
+
+    def broken_write(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(sitk, "WriteImage", broken_write)
+    with pytest.raises(OutputError, match="disk full"):
+        io.save(volume, tmp_path / "x.nii.gz")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "name", "message"),
+    [
+        (b"", "empty.nii.gz", "is empty"),
+        (b"\x1f\x8b\x08\x00garbage" * 10, "junk.nii.gz", "cannot read"),
+        (b"hello", "notes.txt", "unsupported file type"),
+    ],
+)
+def test_load_refuses_bad_files(tmp_path, content, name, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=message):
+        io.load(path)
+    assert path.read_bytes() == content
+
+
+def test_load_refuses_missing_path(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        io.load(tmp_path / "nope.nii.gz")
+
+
+def test_load_refuses_truncated_nifti(tmp_path):
+    full = tmp_path / "full.nii"
+    io.save(io.load(LIMB_CROP), full)
+    cut = tmp_path / "cut.nii"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    with pytest.raises(InputError, match="truncated"):
+        io.load(cut)
+
+
+@pytest.mark.parametrize(
+    ("shape", "message"), [((64, 64), "2-D"), ((2, 8, 8), "2 slice"), ((3, 4, 8, 8), "4 dimensions")]
+)
+def test_load_refuses_wrong_dimensions(tmp_path, shape, message):
+    path = tmp_path / "bad.nii.gz"
+    array = np.zeros(shape, dtype=np.int16)
+    image = sitk.GetImageFromArray(array, isVector=False)
+    if len(shape) == 3:
+        image.SetSpacing((0.8, 0.8, 3.0))
+    sitk.WriteImage(image, str(path))
+    with pytest.raises(InputError, match=message):
+        io.load(path)
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii", ".mha"])
+def test_load_refuses_nan_and_inf(tmp_path, suffix):
+    import nibabel as nib
+
+    array = np.zeros((8, 8, 5), dtype=np.float32)  # (i, j, k)
+    array[2, 3, 3] = np.nan
+    array[1, 1, 1] = np.inf
+    path = tmp_path / f"nan{suffix}"
+    if suffix == ".mha":
+        sitk.WriteImage(sitk.GetImageFromArray(array.T.copy()), str(path))
+    else:
+        nib.save(nib.Nifti1Image(array, np.diag([0.8, 0.8, 3.0, 1.0])), str(path))
+    with pytest.raises(InputError, match="2 NaN/Inf voxels"):
+        io.load(path)
+
+
+def test_geometry_slice_positions():
+    geo = Geometry(spacing=(0.8, 0.8, 5.0), origin=(1.0, 2.0, 3.0), direction=(1, 0, 0, 0, 0, -1, 0, 1, 0))
+    np.testing.assert_allclose(geo.slice_position(2), [1.0, 2.0 - 10.0, 3.0])
+    half = geo.with_slice_spacing(2.5)
+    assert half.origin == geo.origin and half.direction == geo.direction
+    assert half.inplane_spacing == (0.8, 0.8)
+    np.testing.assert_allclose(half.slice_position(4), geo.slice_position(2))
+
+
+def test_full_shared_scans_load_with_expected_slice_axis():
+    volume = io.load(shared("abd5mm_crlm1004.nii.gz"))
+    assert volume.data.shape == (41, 512, 512)
+    assert volume.slice_spacing == pytest.approx(5.0)
+    assert isinstance(volume, Volume)

@@ -1,0 +1,91 @@
+"""The learned model through the product's real paths: API, CLI, bundled weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+import thinslice
+from tests.conftest import LIMB_CROP
+from thinslice.cli import main
+from thinslice.errors import ConfigError, ModelError
+from thinslice.methods.learned import ModelMethod, bundled_model_path, bundled_models
+
+
+def test_model_is_the_default_method_and_keeps_acquired_slices():
+    src = thinslice.load(LIMB_CROP)
+    out, spread = thinslice.upsample(src, scale=2, uncertainty=True)
+    assert out.meta["scale"] == 2 and out.num_slices == 49
+    np.testing.assert_array_equal(out.data[::2], src.data)
+    assert out.geometry.origin == src.geometry.origin
+    assert spread.data.shape == out.data.shape and spread.geometry == out.geometry
+    assert spread.data.dtype == np.float32 and (spread.data >= 0).all()
+    assert np.all(spread.data[::2] == 0) and spread.data[1::2].mean() > 0
+    linear = thinslice.upsample(src, scale=2, method="linear")
+    assert np.abs(out.data[1::2].astype(float) - linear.data[1::2]).mean() > 0.5  # the network did something
+
+
+def test_bundled_models_cover_x2_and_x4():
+    assert 2 in bundled_models()
+    assert bundled_model_path(4) is not None
+    thin = thinslice.upsample(LIMB_CROP, scale=4)
+    assert thin.num_slices == 4 * 24 + 1
+    if bundled_model_path(5) is None:
+        with pytest.raises(ModelError, match="x5"):
+            thinslice.upsample(LIMB_CROP, scale=5)
+
+
+def test_fast_uses_two_views():
+    src = thinslice.load(LIMB_CROP)
+    full = thinslice.upsample(src, scale=2)
+    fast = thinslice.upsample(src, scale=2, fast=True)
+    np.testing.assert_array_equal(fast.data[::2], src.data)
+    assert not np.array_equal(fast.data, full.data)
+    with pytest.raises(ConfigError, match="--fast applies to --method model"):
+        thinslice.upsample(src, scale=2, method="cubic", fast=True)
+
+
+def test_values_below_the_window_follow_linear_interpolation():
+    """-3024 HU padding outside the field of view stays -3024 in synthesized slices."""
+    src = thinslice.load(LIMB_CROP)
+    data = src.data.copy()
+    data[:, :, :10] = -3024
+    out = thinslice.upsample(src.with_data(data), scale=2)
+    padding = out.data[:, :, :8].astype(int)
+    assert padding.max() <= -2974  # within 50 HU of -3024: the network only nudges it (it sees -1024 air)
+    assert out.data[1::2, :, 20:].min() > -1100
+
+
+def test_cli_writes_uncertainty_next_to_the_result(tmp_path):
+    out, unc = tmp_path / "thin.nii.gz", tmp_path / "unc.nii.gz"
+    assert main(["-q", "upsample", "-i", str(LIMB_CROP), "-o", str(out), "--uncertainty", str(unc)]) == 0
+    a, b = sitk.ReadImage(str(out)), sitk.ReadImage(str(unc))
+    assert a.GetSize() == b.GetSize() and a.GetSpacing() == b.GetSpacing() and a.GetOrigin() == b.GetOrigin()
+    assert b.GetPixelID() == sitk.sitkFloat32
+
+
+def test_uncertainty_needs_the_model(tmp_path, capsys):
+    code = main(
+        [
+            "upsample",
+            "-i",
+            str(LIMB_CROP),
+            "-o",
+            str(tmp_path / "o.nii.gz"),
+            "--method",
+            "cubic",
+            "--uncertainty",
+            str(tmp_path / "u.nii.gz"),
+        ]
+    )
+    assert code == 2
+    assert "--uncertainty applies to --method model" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_explicit_checkpoint_for_another_scale_is_refused_before_work():
+    method = ModelMethod(bundled_model_path(2), device="cpu")
+    assert method.default_scale == 2
+    with pytest.raises(ModelError, match="not a power"):
+        method.check_scale(3)

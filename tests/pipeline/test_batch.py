@@ -1,0 +1,221 @@
+"""Batch upsampling: case listing and naming, CSV input, failure isolation, --resume,
+and a 2-process torchrun run (gloo on the CPU)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pydicom
+import pytest
+
+import thinslice
+from tests.conftest import CHEST_CROP, DICOM_CROP, LIMB_CROP
+from thinslice.cli import main
+from thinslice.errors import ConfigError
+from thinslice.pipeline.batch import MARKER_SUFFIX, find_cases, upsample_batch
+
+GOOD = ["chest/sub/chest_crop.nii.gz", "dicom/chest_totalseg_crop.nii.gz", "limb/limb_crop.nii.gz"]
+
+
+def make_tree(root: Path) -> Path:
+    """Two NIfTI scans in subfolders, a DICOM series, a broken file and a text file."""
+    (root / "limb").mkdir(parents=True)
+    (root / "chest" / "sub").mkdir(parents=True)
+    shutil.copy(LIMB_CROP, root / "limb")
+    shutil.copy(CHEST_CROP, root / "chest" / "sub")
+    shutil.copytree(DICOM_CROP, root / "dicom" / DICOM_CROP.name)
+    (root / "broken.nii.gz").write_bytes(os.urandom(2000))
+    (root / "notes.txt").write_text("not a scan")
+    return root
+
+
+def read_report(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def by_name(report: dict) -> dict[str, dict]:
+    names = [c["name"] for c in report["cases"]]
+    assert len(names) == len(set(names)), names  # every case listed once
+    return {c["name"]: c for c in report["cases"]}
+
+
+def mtimes(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*.nii.gz")}
+
+
+def test_folder_batch_isolates_failures_and_resumes(tmp_path, capsys):
+    src, out = make_tree(tmp_path / "in"), tmp_path / "out"
+    assert main(["upsample", "-i", str(src), "-o", str(out), "--scale", "2", "--method", "linear"]) == 2
+    report = read_report(out / "thinslice_report.json")
+    cases = by_name(report)
+    assert sorted(cases) == sorted([*GOOD, "broken.nii.gz"])
+    assert report["counts"] == {"total": 4, "done": 3, "skipped": 0, "failed": 1}
+    assert "cannot read" in cases["broken.nii.gz"]["reason"]
+    assert sorted(mtimes(out)) == GOOD
+    thin = thinslice.load(out / "limb" / "limb_crop.nii.gz")
+    assert thin.num_slices == 2 * (thinslice.load(LIMB_CROP).num_slices - 1) + 1
+    err = capsys.readouterr().err
+    assert "3 done, 0 skipped (already complete), 1 failed" in err and "failed: broken.nii.gz: cannot read" in err
+
+    before = mtimes(out)
+    (out / "limb" / ("limb_crop.nii.gz" + MARKER_SUFFIX)).unlink()  # as if it crashed before the marker
+    assert main(["upsample", "-i", str(src), "-o", str(out), "--scale", "2", "--method", "linear", "--resume"]) == 2
+    cases = by_name(read_report(out / "thinslice_report.json"))
+    assert [cases[n]["status"] for n in GOOD] == ["skipped", "skipped", "done"]
+    after = mtimes(out)
+    assert after["limb/limb_crop.nii.gz"] != before["limb/limb_crop.nii.gz"]
+    assert {k: v for k, v in after.items() if "limb" not in k} == {k: v for k, v in before.items() if "limb" not in k}
+
+    # without --resume or --overwrite, an existing output fails its case and says what to do
+    report_path = tmp_path / "again.json"
+    args = ["upsample", "-i", str(src), "-o", str(out), "-m", "linear", "--report", str(report_path)]
+    assert main(args) == 2
+    assert "--resume" in by_name(read_report(report_path))["limb/limb_crop.nii.gz"]["reason"]
+
+
+def test_names_mirror_inputs(tmp_path):
+    src = tmp_path / "in"
+    (src / "a").mkdir(parents=True)
+    (src / "b").mkdir()
+    shutil.copy(LIMB_CROP, src / "a" / "ct.nii.gz")
+    thinslice.save(thinslice.load(LIMB_CROP), src / "b" / "scan.nrrd")
+    (src / "a" / ".hidden.nii.gz").write_bytes(b"x")
+    # a folder holding two series: the copy gets another SeriesInstanceUID
+    two = src / "pat" / "mixed"
+    shutil.copytree(DICOM_CROP, two)
+    for f in sorted(DICOM_CROP.iterdir()):
+        ds = pydicom.dcmread(f)
+        ds.SeriesInstanceUID = "1.2.3.4"
+        ds.save_as(two / f"copy_{f.name}")
+    # one series spread over a folder and its subfolder is one case, named after the top
+    split = src / "split"
+    (split / "more").mkdir(parents=True)
+    files = sorted(DICOM_CROP.iterdir())
+    for i, f in enumerate(files):
+        shutil.copy(f, split / ("more" if i % 2 else "") / f.name)
+    shutil.copytree(src / "a", src / "out" / "a")  # the output folder inside the input: left out
+    cases = find_cases(src, src / "out")  # the crop's SeriesInstanceUID is empty: "nouid"
+    assert [c.name for c in cases] == [
+        "a/ct.nii.gz",
+        "b/scan.nii.gz",
+        "pat/mixed_1.2.3.4.nii.gz",
+        "pat/mixed_nouid.nii.gz",
+        "split.nii.gz",
+    ]
+    assert {c.series_uid for c in cases if c.name.startswith("pat/")} == {"1.2.3.4", ""}
+    assert [c.name for c in find_cases(src / "b", output_format="mha")] == ["scan.mha"]
+    assert [c.name for c in find_cases(split)] == ["split.nii.gz"]  # DICOM files directly in the input folder
+    report = upsample_batch(src / "split", tmp_path / "split_out", scale=2, method="linear")
+    assert report.counts["done"] == 1
+    assert thinslice.load(tmp_path / "split_out" / "split.nii.gz").num_slices == 2 * len(files) - 1
+
+    clash = tmp_path / "clash"
+    clash.mkdir()
+    shutil.copy(LIMB_CROP, clash / "ct.nii.gz")
+    shutil.copy(LIMB_CROP, clash / "CT.nii")  # same output name on a case-insensitive disk
+    names = [c.name for c in find_cases(clash)]
+    assert len(set(n.lower() for n in names)) == 2
+    assert all(n.lower().startswith("ct_") and n.endswith(".nii.gz") for n in names)
+
+
+def test_csv_input(tmp_path):
+    data = tmp_path / "data"
+    (data / "scans").mkdir(parents=True)
+    shutil.copy(LIMB_CROP, data / "scans" / "limb.nii.gz")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(CHEST_CROP, elsewhere / "chest.nii.gz")
+    table = data / "cases.csv"
+    table.write_text(
+        "case,path,note\n"
+        "1,scans/limb.nii.gz,relative to the CSV\n"
+        f"2,{elsewhere / 'chest.nii.gz'},absolute\n"
+        f"3,{DICOM_CROP},a DICOM folder\n"
+        "4,scans/missing.nii.gz,\n"
+        "5,,empty cell: ignored\n"
+    )
+    out = tmp_path / "out"
+    report = upsample_batch(table, out, scale=2, method="linear")
+    cases = {c.name: c for c in report.cases}
+    chest = (elsewhere / "chest.nii.gz").relative_to("/").as_posix()
+    dicom = (DICOM_CROP.parent / (DICOM_CROP.name + ".nii.gz")).relative_to("/").as_posix()
+    assert sorted(cases) == sorted(["scans/limb.nii.gz", chest, dicom, "scans/missing.nii.gz"])
+    assert cases["scans/missing.nii.gz"].status == "failed" and "not found" in cases["scans/missing.nii.gz"].reason
+    assert report.counts == {"done": 3, "skipped": 0, "failed": 1}
+    assert (out / chest).is_file() and (out / dicom).is_file()
+
+    # --csv-column picks another column; without a `path` column the first column is used
+    (data / "other.csv").write_text("file\nscans/limb.nii.gz\n")
+    assert [c.name for c in find_cases(data / "other.csv")] == ["scans/limb.nii.gz"]
+    with pytest.raises(ConfigError, match="Did you mean 'path'"):
+        find_cases(table, csv_column="paths")
+
+
+def test_unexpected_errors_are_isolated_and_method_built_once(tmp_path, monkeypatch):
+    import thinslice.pipeline.batch as batch
+
+    src = make_tree(tmp_path / "in")
+    (src / "broken.nii.gz").unlink()
+    built = []
+    real_get, real_load = batch.get_method, batch.load
+
+    def counting_get(name, **options):
+        built.append(name)
+        return real_get(name, **options)
+
+    def flaky_load(path, series_uid=None):
+        if "chest_crop" in str(path):
+            raise RuntimeError("disk hiccup")
+        return real_load(path, series_uid=series_uid)
+
+    monkeypatch.setattr(batch, "get_method", counting_get)
+    monkeypatch.setattr(batch, "load", flaky_load)
+    report = upsample_batch(src, tmp_path / "out", scale=3, method="cubic")
+    assert built == ["cubic"]
+    assert report.counts == {"done": 2, "skipped": 0, "failed": 1}
+    assert "unexpected RuntimeError: disk hiccup" in report.failed[0].reason
+
+
+def test_batch_options_checked(tmp_path):
+    out = tmp_path / "o.nii.gz"
+    assert main(["upsample", "-i", str(LIMB_CROP), "-o", str(out), "--resume"]) == 2  # single file: not a batch
+    assert not out.exists()
+    with pytest.raises(ConfigError, match="not both"):
+        upsample_batch(DICOM_CROP.parent, tmp_path / "out", scale=2, target_spacing=1.0)
+    args = ["upsample", "-i", str(DICOM_CROP.parent), "-o", str(tmp_path / "out"), "--series-uid", "1.2"]
+    assert main(args) == 2  # a batch reads every series
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes(tmp_path):
+    src, out = make_tree(tmp_path / "in"), tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    cmd += ["-m", "thinslice.cli", "-q", "upsample", "-i", str(src), "-o", str(out), "-r", "2", "-m", "linear"]
+
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    assert res.returncode != 0, res.stderr  # the broken case fails the run
+    assert "1 of 4 case(s) failed" in res.stderr
+    report = read_report(out / "thinslice_report.json")
+    cases = by_name(report)
+    assert report["world_size"] == 2
+    assert [cases[n]["status"] for n in GOOD] == ["done"] * 3
+    assert {c["rank"] for c in cases.values()} == {0, 1}  # sorted cases dealt out in turn
+    assert [cases[n]["rank"] for n in sorted(cases)] == [i % 2 for i in range(4)]
+    assert cases["broken.nii.gz"]["status"] == "failed" and "cannot read" in cases["broken.nii.gz"]["reason"]
+    assert sorted(mtimes(out)) == GOOD
+    assert not [p for p in out.rglob(".*")]  # no temporary files left
+
+    before = mtimes(out)
+    res = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=240, env=env)
+    assert res.returncode != 0, res.stderr
+    cases = by_name(read_report(out / "thinslice_report.json"))
+    assert [cases[n]["status"] for n in GOOD] == ["skipped"] * 3
+    assert cases["broken.nii.gz"]["status"] == "failed"
+    assert mtimes(out) == before

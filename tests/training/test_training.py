@@ -1,0 +1,214 @@
+"""Training: configs, crops, a step that learns, exact resume, checkpoints, DDP under torchrun."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from thinslice.errors import ConfigError, InputError
+from thinslice.model.checkpoint import load_checkpoint
+from thinslice.model.config import ModelConfig
+from thinslice.model.inference import load_model
+from thinslice.training.config import LossWeights, TrainConfig, load_config
+from thinslice.training.data import CropSampler, degrade_inplane, prepare_volumes
+from thinslice.training.loop import train
+from thinslice.training.objective import DistillationModel
+from thinslice.volume import Geometry, Volume
+
+MODEL = ModelConfig(axial_width=8, axial_blocks=1, sr_width=8, sr_groups=1, sr_blocks=1)
+TRAIN = TrainConfig(
+    batch_size=1,
+    crop_sizes=((2, 24, 5), (3, 24, 10)),
+    consistency_lines=4,
+    val_every=2,
+    lr=1e-3,
+)
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture
+def volume(small_ct: np.ndarray) -> Volume:
+    """The small crop as a thick-slice Volume (every 2nd slice: 6.54 mm)."""
+    geometry = Geometry((0.98, 0.98, 6.54), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    return Volume(np.ascontiguousarray(small_ct[::2, :40, :40]), geometry, "limb")
+
+
+def test_config_toml_round_trip_and_unknown_keys(tmp_path: Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text(
+        '[model]\nscale = 3\nbase = "cubic"\n[train]\nlr = 1\ncrop_sizes = [[3, 32, 19]]\n'
+        "[train.weights]\nconsistency = 0.2\n"
+    )
+    model, train_cfg = load_config(good)
+    assert model.scale == 3 and model.base == "cubic"
+    assert train_cfg.lr == 1.0 and train_cfg.crop_for(3) == (32, 19)
+    assert train_cfg.weights == LossWeights(consistency=0.2)
+    assert TrainConfig.from_dict(train_cfg.to_dict()) == train_cfg
+    assert ModelConfig.from_toml(good) == model
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train]\nlearning_rate = 1e-4\nbatchsize = 2\n")
+    with pytest.raises(ConfigError, match="batchsize \\(did you mean batch_size\\?\\), learning_rate"):
+        load_config(bad)
+    bad.write_text("[modle]\nscale = 2\n")
+    with pytest.raises(ConfigError, match="modle"):
+        load_config(bad)
+    bad.write_text('[model]\nscale = "two"\n')
+    with pytest.raises(ConfigError, match="integer"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="did you mean 'cubic'"):
+        ModelConfig(base="cubik")
+    with pytest.raises(ConfigError, match="no entry for scale 4"):
+        TRAIN.crop_for(4)
+
+
+def test_crops_fit_small_volumes(volume: Volume) -> None:
+    cfg = replace(TRAIN, crop_sizes=((2, 64, 33),))  # larger than the volume
+    observed = prepare_volumes([volume], MODEL, cfg.val_fraction)
+    sampler = CropSampler(observed, MODEL, cfg, torch.Generator().manual_seed(0))
+    batch = sampler.sample()
+    d = volume.data.shape[0]
+    n = batch.crop.shape[1]
+    assert n <= d and (n - 1) % 2 == 0 and batch.crop.shape[2:] == (40, observed[0].train_w)
+    assert float(batch.crop.min()) >= 0.0 and float(batch.crop.max()) <= 1.0
+    assert batch.smore_in is not None and batch.smore_target is not None
+    assert batch.smore_target.shape[2] == 2 * (batch.smore_in.shape[2] - 1) + 1
+    with pytest.raises(InputError, match="needs at least 3"):
+        prepare_volumes([volume.data[:2]], MODEL, 0.1)
+
+
+def test_degrade_inplane_matches_decimation() -> None:
+    images = torch.rand(3, 16, 40)
+    lr, hr = degrade_inplane(images, ratio=3.3, scale=2)
+    assert hr.shape == (3, 1, 2 * (lr.shape[2] - 1) + 1, 16)
+    assert torch.equal(lr, hr[:, :, ::2])
+    assert degrade_inplane(images[..., :4], ratio=3.3, scale=2) is None
+
+
+def test_training_steps_lower_the_loss(volume: Volume) -> None:
+    observed = prepare_volumes([volume], MODEL, 0.0)
+    torch.manual_seed(0)
+    sampler = CropSampler(observed, MODEL, TRAIN, torch.Generator().manual_seed(0))
+    batch = sampler.sample()
+    model = DistillationModel(MODEL, TRAIN)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.99))
+    losses = []
+    for _ in range(12):
+        out = model(batch)
+        assert {"rec_axial", "rec_sr", "smore", "cons1", "cons2", "total"} <= set(out)
+        optimizer.zero_grad()
+        out["total"].backward()
+        optimizer.step()
+        losses.append(float(out["total"].detach()))
+    assert losses[-1] < losses[0]
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    ckpt = load_checkpoint(path)
+    return {f"{k}.{n}": t for k, sd in ckpt["weights"].items() for n, t in sd.items()}
+
+
+def test_resume_continues_exactly(volume: Volume, tmp_path: Path) -> None:
+    full = train([volume], tmp_path / "full.pt", TRAIN, MODEL, steps=4, progress=False, seed=3)
+    part = tmp_path / "part.pt"
+    train([volume], part, TRAIN, MODEL, steps=2, progress=False, seed=3)
+    assert load_checkpoint(part)["step"] == 2
+    train([volume], part, TRAIN, MODEL, steps=4, resume=True, progress=False, seed=3)
+    a, b = load_checkpoint(full), load_checkpoint(part)
+    assert a["step"] == b["step"] == 4
+    assert a["optimizer"]["state"][0]["step"] == b["optimizer"]["state"][0]["step"]
+    wa, wb = _weights(full), _weights(part)
+    assert wa.keys() == wb.keys()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert torch.equal(a["rng"]["sampler"][0], b["rng"]["sampler"][0])
+    with pytest.raises(ConfigError, match="different model config"):
+        train([volume], part, TRAIN, replace(MODEL, sr_width=4), steps=5, resume=True)
+
+
+def test_interrupted_run_saves_and_resumes(volume: Volume, tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "model.pt"
+    real_sample = CropSampler.sample
+    calls = {"n": 0}
+
+    def flaky(self):  # noqa: ANN001, ANN202
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_sample(self)
+
+    monkeypatch.setattr(CropSampler, "sample", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        train([volume], path, TRAIN, MODEL, steps=4, progress=False)
+    ckpt = load_checkpoint(path)
+    assert ckpt["step"] == 2
+    monkeypatch.setattr(CropSampler, "sample", real_sample)
+    train([volume], path, TRAIN, MODEL, steps=3, resume=True, progress=False)
+    ckpt = load_checkpoint(path)
+    assert ckpt["step"] == 3 and ckpt["thinslice_version"]
+    assert ckpt["model_config"]["scale"] == 2 and ckpt["hu_window"] == [-1024.0, 3072.0]
+    assert np.isfinite(ckpt["metrics"]["val_psnr"])
+    out = load_model(path, device="cpu").upsample(volume.data)
+    assert np.array_equal(out[::2], volume.data.astype(np.float32))
+
+
+def test_scale_three_and_plain_arrays(small_ct: np.ndarray, tmp_path: Path) -> None:
+    model = replace(MODEL, scale=3)
+    path = train([small_ct[:10, :30, :30]], tmp_path / "x3.pt", TRAIN, model, steps=1, progress=False)
+    synth = load_model(path, device="cpu")
+    assert synth.scale == 3
+    assert synth.upsample(small_ct[:4, :30, :30]).shape == (10, 30, 30)
+    with pytest.raises(ConfigError, match="steps or minutes"):
+        train([small_ct], tmp_path / "x.pt", TRAIN, model)
+
+
+@pytest.mark.parametrize(
+    ("networks", "memory", "views"),
+    [("axial", True, ("axial",)), ("sr", False, ("coronal", "sagittal"))],
+)
+def test_ablations_train_and_load(volume: Volume, tmp_path: Path, networks: str, memory: bool, views) -> None:
+    model = replace(MODEL, memory=memory, memory_items=4)
+    config = replace(TRAIN, networks=networks, second_level=False, wavelet=False, smore=False)
+    path = train([volume], tmp_path / "m.pt", config, model, steps=2, progress=False)
+    ckpt = load_checkpoint(path)
+    assert ckpt["networks"] == networks and ckpt["train_config"]["wavelet"] is False
+    synth = load_model(path, device="cpu")
+    assert synth.views == views
+    assert synth.upsample(volume.data[:3]).shape == (5, 40, 40)
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_on_cpu(volume: Volume, tmp_path: Path) -> None:
+    sitk = pytest.importorskip("SimpleITK")
+    image = sitk.GetImageFromArray(volume.data)
+    image.SetSpacing((0.98, 0.98, 6.54))
+    source = tmp_path / "thick.nii.gz"
+    sitk.WriteImage(image, str(source))
+    config = tmp_path / "tiny.toml"
+    config.write_text(
+        "[model]\naxial_width = 8\naxial_blocks = 1\nsr_width = 8\nsr_groups = 1\nsr_blocks = 1\n"
+        "[train]\nbatch_size = 1\ncrop_sizes = [[2, 24, 5]]\nconsistency_lines = 4\n"
+    )
+    output = tmp_path / "ddp.pt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2",
+        "--standalone", "-m", "thinslice.cli", "train",
+        "-i", str(source), "-o", str(output), "--steps", "3", "--config", str(config),
+        "--device", "cpu", "--quiet",
+    ]  # fmt: skip
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-2000:]
+    ckpt = load_checkpoint(output)
+    assert ckpt["step"] == 3 and ckpt["world_size"] == 2
+    assert len(ckpt["rng"]["sampler"]) == 2
+    assert not torch.equal(ckpt["rng"]["sampler"][0], ckpt["rng"]["sampler"][1])
+    synth = load_model(output, device="cpu")
+    assert synth.upsample(volume.data[:4]).shape == (7, 40, 40)
