@@ -31,6 +31,7 @@ import SimpleITK as sitk
 
 import thinslice
 from tests.conftest import CHEST_CROP, DICOM_CROP, LIMB_CROP
+from thinslice import grid
 from thinslice import memory as resources
 from thinslice.cli import main
 from thinslice.ct import ct_value_problem
@@ -561,7 +562,7 @@ def test_memory_estimate_bounds_the_real_peak(method: str) -> None:
     for r in (2, 5):
         tracemalloc.start()
         try:
-            upsample_volume(vol, fn, r)
+            upsample_volume(vol, fn, grid.Plan(r, 4.0 / r))
             peak = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()

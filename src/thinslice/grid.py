@@ -5,10 +5,17 @@ The one place these rules are written down:
 * a factor ``r`` is an integer from :data:`MIN_SCALE` to :data:`MAX_SCALE`;
 * ``D`` slices become ``r * (D - 1) + 1``: the first slice keeps its position and output
   slice ``r * k`` lies on input slice ``k`` (both ends acquired);
-* a target spacing must divide the slice spacing by such an integer (within 1 %).
+* a target spacing that divides the slice spacing by such an integer (within 1 %) is made
+  directly; any other finer target is made by synthesizing at the next factor up and
+  resampling linearly (:func:`plan_for_spacing`);
+* acquired slices no thicker than the output slices are kept bit-identical; thicker ones
+  are re-estimated like every other output slice (:func:`keeps_acquired`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -47,24 +54,81 @@ def keep_acquired(out: np.ndarray, acquired: np.ndarray, r: int) -> np.ndarray:
     return out
 
 
-def scale_for_spacing(slice_spacing: float, target_spacing: float) -> int:
-    """The integer factor that turns ``slice_spacing`` into ``target_spacing`` (mm).
+@dataclass(frozen=True)
+class Plan:
+    """How to reach an output grid: synthesize at factor ``r``, then (for a ratio that is
+    not a factor the method makes) resample the fine slices linearly onto the output grid.
+
+    Attributes:
+        r: the factor the method runs at.
+        spacing: the output slice spacing, mm.
+        positions: output slice ``k`` lies at fine slice ``positions[k]`` (fractional), or
+            None when the output is the fine grid itself.
+    """
+
+    r: int
+    spacing: float
+    positions: np.ndarray | None = None
+
+    def output_slices(self, num_slices: int) -> int:
+        return output_slices(num_slices, self.r) if self.positions is None else len(self.positions)
+
+
+def plan_for_spacing(
+    num_slices: int, slice_spacing: float, target_spacing: float, makes: Callable[[int], bool]
+) -> Plan:
+    """The :class:`Plan` that turns ``num_slices`` slices ``slice_spacing`` mm apart into
+    slices ``target_spacing`` mm apart, for a method that makes the factors ``makes`` accepts.
+
+    An integer ratio the method makes is used directly. Otherwise (2.5 mm -> 1 mm, or 3 mm
+    -> 1 mm with a method that makes only x2 and x4) the smallest factor ``r`` above the
+    ratio that the method makes is synthesized, and the output slices, which start at the
+    first slice and cover the stack, are linearly interpolated from those fine slices.
 
     Raises:
-        ConfigError: the target is not a positive number, or does not divide the spacing
-            by an integer in range; the message names the nearest valid targets.
+        ConfigError: the target is not a positive number, not finer than the spacing, or
+            finer than the largest factor reaches.
     """
+    ratio = _ratio(slice_spacing, target_spacing)
+    r = round(ratio)
+    if abs(ratio - r) <= RATIO_TOLERANCE * ratio and MIN_SCALE <= r <= MAX_SCALE and makes(r):
+        return Plan(int(r), slice_spacing / r)
+    if ratio < 1 + RATIO_TOLERANCE:
+        raise ConfigError(
+            f"target spacing {target_spacing:g} mm is not finer than the slice spacing {slice_spacing:.4g} mm; "
+            "thinslice only makes slices thinner"
+        )
+    for candidate in range(max(MIN_SCALE, int(np.ceil(ratio - RATIO_TOLERANCE * ratio))), MAX_SCALE + 1):
+        if makes(candidate):
+            count = int(np.floor((num_slices - 1) * ratio + 1e-6)) + 1
+            positions = np.arange(count) * (candidate / ratio)
+            return Plan(candidate, float(target_spacing), positions)
+    raise ConfigError(
+        f"target spacing {target_spacing:g} mm needs more than x{MAX_SCALE} from {slice_spacing:.4g} mm "
+        "(or a factor this method does not make); choose a coarser target"
+    )
+
+
+def resample_slices(fine: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Linear interpolation of ``fine`` ``(N, H, W)`` at fractional slice ``positions``;
+    float32 out. A position on a fine slice returns that slice exactly."""
+    lo = np.clip(np.floor(positions).astype(int), 0, fine.shape[0] - 1)
+    hi = np.minimum(lo + 1, fine.shape[0] - 1)
+    frac = (positions - lo).astype(np.float32)
+    out = np.empty((len(positions), *fine.shape[1:]), dtype=np.float32)
+    for k, (a, b, t) in enumerate(zip(lo, hi, frac, strict=True)):
+        out[k] = fine[a] if t == 0 else (1 - t) * fine[a].astype(np.float32) + t * fine[b]
+    return out
+
+
+def keeps_acquired(thickness: float, output_spacing: float) -> bool:
+    """Whether acquired slices go into the output unchanged: when they are no thicker than
+    the output slices (decimation-like input). Thicker slices are averages over their
+    thickness, so every output slice is synthesized, the acquired positions too."""
+    return thickness <= output_spacing * (1 + RATIO_TOLERANCE)
+
+
+def _ratio(slice_spacing: float, target_spacing: float) -> float:
     if not np.isfinite(target_spacing) or target_spacing <= 0:
         raise ConfigError(f"--target-spacing must be a positive number of mm, got {target_spacing}")
-    ratio = slice_spacing / target_spacing
-    r = round(ratio)
-    if abs(ratio - r) <= RATIO_TOLERANCE * ratio and MIN_SCALE <= r <= MAX_SCALE:
-        return int(r)
-    lo = max(MIN_SCALE, min(MAX_SCALE, int(np.floor(ratio))))
-    hi = min(MAX_SCALE, max(MIN_SCALE, int(np.ceil(ratio))))
-    options = sorted({slice_spacing / lo, slice_spacing / hi}, reverse=True)
-    nearest = " or ".join(f"{o:.4g} mm (x{round(slice_spacing / o)})" for o in options)
-    raise ConfigError(
-        f"target spacing {target_spacing:g} mm does not divide the slice spacing "
-        f"{slice_spacing:.4g} mm by an integer from {MIN_SCALE} to {MAX_SCALE}; nearest valid: {nearest}"
-    )
+    return slice_spacing / target_spacing

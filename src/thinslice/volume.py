@@ -74,16 +74,27 @@ class Volume:
         geometry: the header geometry (see :class:`Geometry`).
         name: a short label (file stem) for reports.
         meta: free-form facts from the reader (source path, series UID, ...).
+        slice_thickness: width (mm) of each slice's profile along the slice axis (DICOM
+            SliceThickness); ``None`` when unknown, read as equal to the slice spacing
+            (contiguous slices, the clinical norm). See :attr:`thickness`.
     """
 
     data: np.ndarray
     geometry: Geometry
     name: str = "volume"
     meta: dict[str, Any] = field(default_factory=dict)
+    slice_thickness: float | None = None
 
     def __post_init__(self) -> None:
         if self.data.ndim != 3:
             raise ConfigError(f"a volume must be 3-D, got shape {self.data.shape}")
+        if self.slice_thickness is not None and not (np.isfinite(self.slice_thickness) and self.slice_thickness > 0):
+            raise ConfigError(f"slice thickness must be a positive number of mm, got {self.slice_thickness}")
+
+    @property
+    def thickness(self) -> float:
+        """The slice thickness in mm: :attr:`slice_thickness`, or the slice spacing when unknown."""
+        return float(self.slice_thickness) if self.slice_thickness is not None else self.slice_spacing
 
     @property
     def num_slices(self) -> int:
@@ -99,13 +110,26 @@ class Volume:
 
     @classmethod
     def from_itk_array(
-        cls, array: np.ndarray, geometry: Geometry, name: str = "volume", meta: dict | None = None
+        cls,
+        array: np.ndarray,
+        geometry: Geometry,
+        name: str = "volume",
+        meta: dict | None = None,
+        slice_thickness: float | None = None,
     ) -> Volume:
         """Build from an array in SimpleITK order ``(k, j, i)``."""
         data = np.moveaxis(array, 2 - geometry.slice_axis, 0)
-        return cls(np.ascontiguousarray(data), geometry, name, dict(meta or {}))
+        return cls(np.ascontiguousarray(data), geometry, name, dict(meta or {}), slice_thickness)
 
-    def with_data(self, data: np.ndarray, slice_spacing: float | None = None) -> Volume:
-        """A new volume sharing this geometry (optionally with a new slice spacing)."""
-        geo = self.geometry if slice_spacing is None else self.geometry.with_slice_spacing(slice_spacing)
-        return Volume(data, geo, self.name, dict(self.meta))
+    def with_data(
+        self, data: np.ndarray, slice_spacing: float | None = None, slice_thickness: float | None = None
+    ) -> Volume:
+        """A new volume sharing this geometry (optionally with a new slice spacing).
+
+        The thickness is kept when the spacing is, and otherwise is ``slice_thickness``
+        (``None``: equal to the new spacing).
+        """
+        if slice_spacing is None:
+            return Volume(data, self.geometry, self.name, dict(self.meta), slice_thickness or self.slice_thickness)
+        geo = self.geometry.with_slice_spacing(slice_spacing)
+        return Volume(data, geo, self.name, dict(self.meta), slice_thickness)

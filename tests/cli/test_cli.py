@@ -45,7 +45,7 @@ def test_upsample_dicom_folder_to_nrrd(tmp_path):
     [
         (["-i", "missing.nii.gz", "-o", "{tmp}/o.nii.gz"], "input not found"),
         (["-i", str(LIMB_CROP), "-o", "{tmp}/o.nii.gz", "--method", "cubik"], "Did you mean 'cubic'"),
-        (["-i", str(LIMB_CROP), "-o", "{tmp}/o.nii.gz", "--target-spacing", "2"], "nearest valid"),
+        (["-i", str(LIMB_CROP), "-o", "{tmp}/o.nii.gz", "--target-spacing", "5"], "not finer than the slice spacing"),
         (["-i", str(LIMB_CROP), "-o", "{tmp}/o.nii.gz", "--scale", "1"], "scale must be an integer"),
         (["-i", str(LIMB_CROP), "-o", "{tmp}/nofolder/o.nii.gz"], "output folder does not exist"),
         (["-i", str(LIMB_CROP), "-o", "{tmp}/o.png"], "unsupported output type"),

@@ -52,3 +52,18 @@ def test_usable_slices_and_scale_validation():
     for bad in (1, 0, 9, 2.5, True):
         with pytest.raises(ConfigError, match="scale must be an integer"):
             check_scale(bad)
+
+
+def test_profile_degradation_says_its_thickness_and_averages(chest_ct) -> None:
+    from thinslice.evaluation.degrade import degrade_array, profile
+
+    truth = chest_ct.data[:21].astype(np.float32)
+    thick, width = degrade_array(truth, 5, "profile")
+    assert width == 5.0 and thick.shape == (5, *truth.shape[1:])
+    np.testing.assert_allclose(thick[2], truth[8:13].mean(axis=0), atol=1e-3)  # box of 5 slices on slice 10
+    _, decimated_width = degrade_array(truth, 5, "decimate")
+    assert decimated_width == 1.0  # the kept slices keep their own thickness
+    vol = profile(chest_ct, 4, thickness_mm=6.0)
+    assert vol.slice_spacing == pytest.approx(4 * chest_ct.slice_spacing) and vol.thickness == pytest.approx(6.0)
+    with pytest.raises(ConfigError, match="applies to --degrade profile"):
+        degrade_array(truth, 2, "slab", 3.0)

@@ -53,7 +53,7 @@ def test_crop_geometry_uses_positions_not_thickness() -> None:
     assert vol.data.shape == (8, 64, 64)
     assert vol.data.dtype == np.int16
     assert vol.slice_spacing == pytest.approx(2.0)
-    assert vol.meta["slice_thickness"] == pytest.approx(3.0)
+    assert vol.slice_thickness == pytest.approx(3.0)
     assert vol.geometry.slice_axis == 2
     assert vol.geometry.spacing[:2] == pytest.approx([float(v) for v in first.PixelSpacing][::-1])
     assert vol.geometry.origin == pytest.approx([float(v) for v in first.ImagePositionPatient])
@@ -221,7 +221,7 @@ def test_full_chest_series_reads_at_position_spacing() -> None:
     vol = read_series(SHARED / "dicom" / "chest_totalseg")
     assert vol.data.shape == (20, 512, 512)
     assert vol.slice_spacing == pytest.approx(2.0)
-    assert vol.meta["slice_thickness"] == pytest.approx(3.0)
+    assert vol.slice_thickness == pytest.approx(3.0)
 
 
 @pytest.mark.skipif(not (SHARED / "dicom").is_dir(), reason=f"shared data not found at {SHARED}")

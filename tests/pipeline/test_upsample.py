@@ -9,7 +9,7 @@ import SimpleITK as sitk
 import thinslice
 from tests.conftest import LIMB_CROP, shared
 from thinslice.errors import ConfigError
-from thinslice.grid import scale_for_spacing
+from thinslice.grid import Plan, plan_for_spacing
 
 
 def _assert_geometry_kept(src, out, r):
@@ -70,9 +70,11 @@ def test_simpleitk_image_in_simpleitk_image_out():
 def test_target_spacing_picks_the_integer_factor():
     out = thinslice.upsample(LIMB_CROP, target_spacing=3.27 / 4)
     assert out.num_slices == 4 * 24 + 1
-    assert scale_for_spacing(5.0, 1.25) == 4
-    with pytest.raises(ConfigError, match=r"nearest valid: 2\.5 mm \(x2\) or 1\.667 mm \(x3\)"):
-        scale_for_spacing(5.0, 2.0)
+    assert plan_for_spacing(25, 5.0, 1.25, lambda r: True) == Plan(4, 1.25)
+    with pytest.raises(ConfigError, match="not finer than the slice spacing"):
+        plan_for_spacing(25, 5.0, 6.0, lambda r: True)
+    with pytest.raises(ConfigError, match="needs more than x8"):
+        plan_for_spacing(25, 5.0, 0.5, lambda r: True)
     with pytest.raises(ConfigError, match="either --scale or --target-spacing"):
         thinslice.upsample(LIMB_CROP, scale=2, target_spacing=1.0)
 

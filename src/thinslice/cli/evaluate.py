@@ -16,7 +16,13 @@ log = logging.getLogger("thinslice")
 def evaluate(
     inputs: options.Inputs,
     scale: options.Scale = None,
-    degrade: Annotated[str, typer.Option("--degrade", help="decimate or slab.")] = "decimate",
+    degrade: Annotated[
+        str, typer.Option("--degrade", help="profile (realistic thick slices), decimate (the paper's) or slab.")
+    ] = "decimate",
+    thickness: Annotated[
+        float | None,
+        typer.Option("--thickness", help="--degrade profile: slice thickness in mm (default: r x the spacing)."),
+    ] = None,
     methods: Annotated[str, typer.Option("--methods", help="Comma-separated method names.")] = "cubic,linear",
     model: options.Model = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON.")] = None,
@@ -41,6 +47,7 @@ def evaluate(
         device=device,
         progress=options.show_progress(),
         fast=fast,
+        thickness=thickness,
     )
     typer.echo(format_table(report))
     if json_out is not None:

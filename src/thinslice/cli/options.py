@@ -41,6 +41,14 @@ Resume = Annotated[
     bool,
     typer.Option("--resume", help="Skip what is done: finished batch cases, or the steps in the checkpoint at -o."),
 ]
+SliceThickness = Annotated[
+    float | None,
+    typer.Option(
+        "--slice-thickness",
+        help="Thickness (mm) of the input slices, if the file does not say (DICOM SliceThickness); "
+        "default: the slice spacing.",
+    ),
+]
 Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="Only warnings and errors; no progress bars.")]
 Verbose = Annotated[int, typer.Option("-v", "--verbose", count=True, help="More detail; -v shows tracebacks.")]
 

@@ -41,6 +41,15 @@ def upsample(
         str | None, typer.Option("--csv-column", help="Batch: CSV column of the paths (default: path, else the first).")
     ] = None,
     output_format: Annotated[str, typer.Option("--output-format", help="Batch: nii.gz, nii, nrrd or mha.")] = "nii.gz",
+    slice_thickness: options.SliceThickness = None,
+    output_thickness: Annotated[
+        float | None,
+        typer.Option("--output-thickness", help="Thickness (mm) the output declares; default its spacing."),
+    ] = None,
+    keep_acquired: Annotated[
+        bool,
+        typer.Option("--keep-acquired", help="Keep thick acquired slices unchanged (else re-estimated)."),
+    ] = False,
     quiet: options.Quiet = False,
     verbose: options.Verbose = 0,
 ) -> None:
@@ -67,7 +76,8 @@ def upsample(
             raise ConfigError("--uncertainty names one file; it applies to single scans, not batches")
         settings: dict[str, Any] = {"scale": scale, "target_spacing": target_spacing, "method": method}
         settings |= {"model": model, "device": device, "fast": fast, "resume": resume, "report": report}
-        settings |= {"overwrite": overwrite, "accept_non_ct": accept_non_ct}
+        settings |= {"overwrite": overwrite, "accept_non_ct": accept_non_ct, "slice_thickness": slice_thickness}
+        settings |= {"output_thickness": output_thickness, "keep_acquired": keep_acquired}
         _batch(source, output, csv_column=csv_column, output_format=output_format, **settings)
         return
     batch_only = {"--resume": resume, "--report": report, "--csv-column": csv_column}
@@ -75,8 +85,10 @@ def upsample(
     given = [name for name, value in batch_only.items() if value]
     if given:
         raise ConfigError(f"{', '.join(given)} only apply to batch runs (-i FOLDER or CSV, -o FOLDER)")
+    acquisition = {"slice_thickness": slice_thickness, "output_thickness": output_thickness}
+    acquisition["keep_acquired"] = keep_acquired
     _single(source, output, scale, target_spacing, method, model, fast, uncertainty, series_uid, overwrite,
-            accept_non_ct, device)  # fmt: skip
+            accept_non_ct, device, acquisition)  # fmt: skip
 
 
 def _single(
@@ -92,6 +104,7 @@ def _single(
     overwrite: bool,
     accept_non_ct: bool,
     device: str,
+    acquisition: dict[str, Any],
 ) -> None:
     from thinslice.io import check_output_path, load, save
     from thinslice.pipeline.upsample import upsample as run
@@ -111,6 +124,7 @@ def _single(
         accept_non_ct=accept_non_ct,
         fast=fast,
         uncertainty=uncertainty is not None,
+        **acquisition,
     )
     if uncertainty is not None:
         result, spread = result

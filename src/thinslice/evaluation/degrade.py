@@ -1,13 +1,17 @@
 """Thick-slice simulation: make a coarser scan from a finer one.
 
-Two models of a thick-slice acquisition at ``r`` times the slice spacing:
+Three models of a thick-slice acquisition at ``r`` times the slice spacing:
 
 * :func:`decimate` keeps every ``r``-th slice (the protocol of Fang et al., CVPR 2022);
-* :func:`slab` also averages each kept slice over a slice profile ``r`` slices wide,
-  centred on it: the partial-volume blur of a real thick reconstruction.
+  the kept slices keep their own (thin) thickness;
+* :func:`slab` also averages each kept slice over ``r`` slices (half-weight end taps);
+* :func:`profile` averages over a box profile of any thickness (default ``r`` slices: a
+  contiguous thick acquisition) with exact partial end taps (:mod:`thinslice.profile`):
+  the measure of record, as real thick slices are such averages.
 
-Both keep slice 0 where it was, so a volume of ``r * k + 1`` slices becomes one of
-``k + 1`` slices whose slice ``j`` sits at original slice ``r * j``.
+All keep slice 0 where it was, so a volume of ``r * k + 1`` slices becomes one of
+``k + 1`` slices whose slice ``j`` sits at original slice ``r * j``. Each says the
+thickness of the slices it makes, so that a method can know what it is given.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from thinslice.errors import ConfigError
 from thinslice.grid import check_scale
+from thinslice.profile import profile_degrade
 from thinslice.volume import Volume
 
 
@@ -43,9 +49,48 @@ def slab_array(data: np.ndarray, r: int) -> np.ndarray:
     return blurred[:: check_scale(r)]
 
 
+def profile_array(data: np.ndarray, r: int, thickness: float | None = None) -> np.ndarray:
+    """Average over a box ``thickness`` slices wide (default ``r``), keep every ``r``-th; float32."""
+    r = check_scale(r)
+    width = float(r if thickness is None else thickness)
+    if not np.isfinite(width) or width <= 0:
+        raise ConfigError(f"thickness must be a positive number, got {thickness}")
+    count = (data.shape[0] - 1) // r + 1
+    thick, _ = profile_degrade(data, 1.0, float(r), width, axis=0)
+    return thick[:count]
+
+
+def check_degradation(kind: str, thickness: float | None = None) -> None:
+    """Refuse an unknown degradation, or a thickness for one that has no free profile width.
+
+    Raises:
+        ConfigError: naming the valid choices.
+    """
+    if kind not in DEGRADATIONS:
+        raise ConfigError(f"unknown degradation '{kind}'; choose one of {', '.join(DEGRADATIONS)}")
+    if thickness is not None and kind != "profile":
+        raise ConfigError(f"--thickness applies to --degrade profile, not {kind}")
+
+
+def degrade_array(data: np.ndarray, r: int, kind: str, thickness: float | None = None) -> tuple[np.ndarray, float]:
+    """The thick copy of ``data`` by degradation ``kind`` and its slices' thickness, both
+    in slices of ``data`` (``thickness`` applies to ``profile``: default ``r``).
+
+    Raises:
+        ConfigError: unknown ``kind``, or a thickness given for another kind.
+    """
+    check_degradation(kind, thickness)
+    if kind == "decimate":
+        return np.ascontiguousarray(decimate_array(data, r)), 1.0
+    if kind == "slab":
+        return slab_array(data, r), float(r)
+    return profile_array(data, r, thickness), float(r if thickness is None else thickness)
+
+
 def decimate(volume: Volume, r: int) -> Volume:
-    """Thick-slice copy keeping every ``r``-th slice; slice spacing times ``r``."""
-    return volume.with_data(np.ascontiguousarray(decimate_array(volume.data, r)), volume.slice_spacing * r)
+    """Thick-slice copy keeping every ``r``-th slice; slice spacing times ``r``, thickness kept."""
+    thick = np.ascontiguousarray(decimate_array(volume.data, r))
+    return volume.with_data(thick, volume.slice_spacing * r, slice_thickness=volume.thickness)
 
 
 def slab(volume: Volume, r: int) -> Volume:
@@ -53,4 +98,12 @@ def slab(volume: Volume, r: int) -> Volume:
     return volume.with_data(slab_array(volume.data, r), volume.slice_spacing * r)
 
 
-DEGRADATIONS = {"decimate": decimate_array, "slab": slab_array}
+def profile(volume: Volume, r: int, thickness_mm: float | None = None) -> Volume:
+    """Thick-slice copy averaged over a box ``thickness_mm`` wide (default ``r`` times the
+    spacing, contiguous); spacing times ``r``, thickness as given."""
+    width = None if thickness_mm is None else thickness_mm / volume.slice_spacing
+    thick = profile_array(volume.data, r, width)
+    return volume.with_data(thick, volume.slice_spacing * r, slice_thickness=thickness_mm)
+
+
+DEGRADATIONS = {"decimate": decimate_array, "slab": slab_array, "profile": profile_array}

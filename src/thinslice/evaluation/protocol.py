@@ -20,7 +20,7 @@ import numpy as np
 
 from thinslice import grid
 from thinslice.errors import ConfigError
-from thinslice.evaluation.degrade import DEGRADATIONS
+from thinslice.evaluation.degrade import check_degradation, degrade_array
 from thinslice.evaluation.metrics import METRIC_NAMES, compare
 from thinslice.io import load
 from thinslice.methods import get_method
@@ -39,8 +39,18 @@ def evaluate(
     device: str = "auto",
     progress: bool = False,
     fast: bool = False,
+    thickness: float | None = None,
 ) -> dict[str, Any]:
     """Run the protocol on every input with every method.
+
+    Each method is told the thickness of the slices it gets (decimation: the input's own;
+    slab and profile: the profile width), as ``--slice-thickness`` would. Acquired slices
+    no thicker than the output's are put back unchanged, as upsample does; thicker ones
+    are the method's estimate, and ``psnr`` (all slices) scores them too.
+
+    Args:
+        thickness: the profile width in mm for ``degrade="profile"`` (default ``r``
+            times the input spacing: contiguous thick slices).
 
     Returns:
         ``{"scale": r, "degrade": ..., "rows": [{"volume", "method", <metrics>,
@@ -48,8 +58,9 @@ def evaluate(
         ``seconds`` is the wall time of the synthesis alone.
     """
     r = grid.check_scale(scale)
-    if degrade not in DEGRADATIONS:
-        raise ConfigError(f"unknown degradation '{degrade}'; choose decimate or slab")
+    check_degradation(degrade, thickness)
+    if thickness is not None and not (np.isfinite(thickness) and thickness > 0):
+        raise ConfigError(f"--thickness must be a positive number of mm, got {thickness}")
     if not methods:
         raise ConfigError("give at least one method")
     options = {"model": model, "device": device, "progress": progress, "fast": fast}
@@ -64,19 +75,23 @@ def evaluate(
         if used != total:
             log.warning("%s: %d slices is not %d*k+1; using the first %d", volume.name, total, r, used)
         truth = volume.data[:used].astype(np.float32)
-        observed = DEGRADATIONS[degrade](truth, r).astype(np.float32)
+        width = None if thickness is None else thickness / volume.slice_spacing
+        observed, observed_thickness = degrade_array(truth, r, degrade, width)  # thickness in truth slices
         for name, fn in built.items():
             start = time.perf_counter()
-            pred = fn(observed, r)
+            pred = fn(observed.astype(np.float32), r, thickness=observed_thickness / r)
             seconds = time.perf_counter() - start
-            if degrade == "decimate":
+            if grid.keeps_acquired(observed_thickness, 1.0):
                 grid.keep_acquired(pred, observed, r)  # as upsample does
             row: dict[str, Any] = {"volume": volume.name, "method": name}
             row.update(compare(truth, pred, r))
             row.update(seconds=seconds, slices_used=used, slices_total=total)
             rows.append(row)
             log.info("%s / %s: psnr_synth %.2f dB", volume.name, name, row["psnr_synth"])
-    return {"scale": r, "degrade": degrade, "rows": rows, "mean": _means(rows, list(built))}
+    report = {"scale": r, "degrade": degrade, "rows": rows, "mean": _means(rows, list(built))}
+    if degrade == "profile":
+        report["thickness_mm"] = thickness
+    return report
 
 
 def _means(rows: list[dict[str, Any]], methods: list[str]) -> dict[str, dict[str, float]]:

@@ -107,11 +107,27 @@ def read_series(folder: str | Path, series_uid: str | None = None) -> Volume:
     ox, oy, oz = (float(v) for v in _floats(first, "ImagePositionPatient", 3))
     spacing = (float(col_sp), float(row_sp), float(np.median(np.diff(pos))))
     geometry = Geometry(spacing, (ox, oy, oz), tuple(direction.ravel().tolist()), slice_axis=2)
-    thick = _floats(first, "SliceThickness", 1)  # nominal thickness, not the spacing
     meta: dict[str, object] = {"source": str(folder), "series_uid": uid, "modality": _text(first, "Modality")}
-    meta["slice_thickness"] = float(thick[0]) if thick.size else None
     name = _text(first, "SeriesDescription") or folder.resolve().name
-    return Volume.from_itk_array(_to_hu(sitk.GetArrayFromImage(image)), geometry, name, meta)
+    thickness = _thickness(first, spacing[2], folder)
+    return Volume.from_itk_array(_to_hu(sitk.GetArrayFromImage(image)), geometry, name, meta, thickness)
+
+
+def _thickness(ds: Dataset, spacing: float, folder: Path) -> float | None:
+    """SliceThickness (mm), checked against the spacing from the positions.
+
+    Thicker than the spacing is an overlapping reconstruction, thinner leaves gaps; both
+    are legitimate and logged. A missing or unusable value gives None (read as the spacing).
+    """
+    thick = _floats(ds, "SliceThickness", 1)
+    if not thick.size or not np.isfinite(thick[0]) or thick[0] <= 0:
+        log.info("%s: no usable SliceThickness; assuming the slices are %.3g mm thick (contiguous)", folder, spacing)
+        return None
+    value = float(thick[0])
+    if abs(value - spacing) > 0.05 * spacing:
+        kind = "overlapping" if value > spacing else "with gaps between them"
+        log.info("%s: slices %.3g mm thick every %.3g mm (%s)", folder, value, spacing, kind)
+    return value
 
 
 def _scan(folder: Path) -> tuple[dict[str, _Slices], int]:

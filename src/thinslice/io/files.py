@@ -132,9 +132,25 @@ def _read_file(p: Path) -> Volume:
         direction=tuple(float(d) for d in image.GetDirection()),
         slice_axis=choose_slice_axis((spacing[0], spacing[1], spacing[2])),
     )
+    thickness = _read_thickness(image)
     array = sitk.GetArrayFromImage(image)
     del image
-    return Volume.from_itk_array(array, geometry, name=stem_of(p), meta={"source": str(p.resolve())})
+    return Volume.from_itk_array(array, geometry, stem_of(p), {"source": str(p.resolve())}, thickness)
+
+
+#: How thinslice records the slice thickness in files: NIfTI keeps it in ``descrip`` (80
+#: characters), NRRD and MetaImage as a header note; all three carry ITK's file notes.
+_THICKNESS_NOTE = re.compile(r"slice_thickness=([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)")
+
+
+def _read_thickness(image: sitk.Image) -> float | None:
+    """The slice thickness a previous thinslice run wrote into the header notes, if any."""
+    for key in ("ITK_FileNotes", "descrip"):
+        if image.HasMetaDataKey(key):
+            match = _THICKNESS_NOTE.search(image.GetMetaData(key))
+            if match and float(match.group(1)) > 0:
+                return float(match.group(1))
+    return None
 
 
 @contextlib.contextmanager
@@ -313,6 +329,7 @@ def save(
     suffix = suffix_of(out)
     check_output_path(out, overwrite=overwrite, sources=[volume.meta.get("source"), volume.meta.get("derived_from")])
     image = to_sitk(volume)
+    image.SetMetaData("ITK_FileNotes", f"thinslice slice_thickness={volume.thickness:.6g}")
     try:
         with atomic_path(out, suffix=suffix) as tmp, _itk_stderr():
             sitk.WriteImage(image, str(tmp), useCompression=suffix in (".nii.gz", ".nrrd", ".mha"))

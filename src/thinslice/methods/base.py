@@ -14,6 +14,7 @@ from typing import ClassVar
 import numpy as np
 
 from thinslice import grid
+from thinslice.errors import ThinsliceError
 
 
 @dataclass(frozen=True)
@@ -79,10 +80,26 @@ class Method(ABC):
         """Accelerator bytes a run needs, or None when it uses no accelerator memory."""
         return None
 
-    @abstractmethod
-    def run(self, data: np.ndarray, r: int) -> MethodResult:
-        """Upsample ``data`` ``(D, H, W)`` (HU) by ``r`` along axis 0."""
+    def makes(self, r: int) -> bool:
+        """Whether :meth:`check_scale` accepts ``r``."""
+        try:
+            self.check_scale(r)
+        except ThinsliceError:
+            return False
+        return True
 
-    def __call__(self, data: np.ndarray, r: int) -> np.ndarray:
+    @abstractmethod
+    def run(self, data: np.ndarray, r: int, *, thickness: float = 1.0) -> MethodResult:
+        """Upsample ``data`` ``(D, H, W)`` (HU) by ``r`` along axis 0.
+
+        Args:
+            data: the acquired slices.
+            r: the factor.
+            thickness: the slice thickness in units of the slice spacing (1: contiguous
+                slices; larger: overlapping; 1/r or less: thin slices, as decimation
+                gives). Methods that model the slice profile use it; interpolators don't.
+        """
+
+    def __call__(self, data: np.ndarray, r: int, *, thickness: float = 1.0) -> np.ndarray:
         """The upsampled array alone (see :meth:`run`)."""
-        return self.run(data, r).data
+        return self.run(data, r, thickness=thickness).data

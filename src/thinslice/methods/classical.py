@@ -53,7 +53,7 @@ class Linear(Method):
     description = "linear interpolation between neighbouring slices"
     host_bytes_per_voxel: ClassVar[tuple[float, float]] = (12.0, 4.0)
 
-    def run(self, data: np.ndarray, r: int) -> MethodResult:
+    def run(self, data: np.ndarray, r: int, *, thickness: float = 1.0) -> MethodResult:
         return MethodResult(polyphase(data, r, linear_kernel, 1))
 
 
@@ -63,7 +63,7 @@ class Lanczos(Method):
     description = "Lanczos-3 windowed-sinc interpolation along the slice axis"
     host_bytes_per_voxel: ClassVar[tuple[float, float]] = (12.0, 4.0)
 
-    def run(self, data: np.ndarray, r: int) -> MethodResult:
+    def run(self, data: np.ndarray, r: int, *, thickness: float = 1.0) -> MethodResult:
         return MethodResult(polyphase(data, r, lanczos3_kernel, 3))
 
 
@@ -73,7 +73,7 @@ class Cubic(Method):
     description = "cubic B-spline interpolation along the slice axis (not-a-knot ends)"
     host_bytes_per_voxel: ClassVar[tuple[float, float]] = (12.0, 16.0)
 
-    def run(self, data: np.ndarray, r: int) -> MethodResult:
+    def run(self, data: np.ndarray, r: int, *, thickness: float = 1.0) -> MethodResult:
         d = data.shape[0]
         if d < 4:
             return MethodResult(polyphase(data, r, linear_kernel, 1))

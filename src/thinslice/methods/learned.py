@@ -158,7 +158,7 @@ class ModelMethod(Method):
         pixels = h * w + (r * (d - 1) + 1) * max(h, w)
         return int(DEVICE_BYTES_PER_PIXEL * pixels) + DEVICE_BYTES_FIXED
 
-    def run(self, data: np.ndarray, r: int) -> MethodResult:
+    def run(self, data: np.ndarray, r: int, *, thickness: float = 1.0) -> MethodResult:
         synth = self._synthesizer(self._path_for(r))
         views = ("coronal", "sagittal") if self.fast and "coronal" in synth.views else "all"
         lo, hi = synth.config.hu_min, synth.config.hu_max

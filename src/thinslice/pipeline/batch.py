@@ -125,6 +125,9 @@ def upsample_batch(
     resume: bool = False,
     overwrite: bool = False,
     accept_non_ct: bool = False,
+    slice_thickness: float | None = None,
+    output_thickness: float | None = None,
+    keep_acquired: bool = False,
     report: str | os.PathLike[str] | None = None,
     csv_column: str | None = None,
     output_format: str = "nii.gz",
@@ -144,6 +147,7 @@ def upsample_batch(
             outputs are replaced.
         overwrite: replace existing outputs (otherwise an existing output fails its case).
         accept_non_ct: upsample values that do not look like CT (as :func:`thinslice.upsample`).
+        slice_thickness, output_thickness, keep_acquired: as for :func:`thinslice.upsample`.
         report: where rank 0 writes the JSON report; default ``output_dir/thinslice_report.json``.
         csv_column: the CSV column holding the paths (default ``path``, else the first column).
         output_format: ``nii.gz``, ``nii``, ``nrrd`` or ``mha``.
@@ -175,6 +179,9 @@ def upsample_batch(
         "scale": scale,
         "target_spacing": target_spacing,
         "output_format": output_format,
+        "slice_thickness": slice_thickness,
+        "output_thickness": output_thickness,
+        "keep_acquired": keep_acquired,
     }
     env = DistEnv.from_env()
     with process_group(env):  # gloo: the ranks exchange only the case list and the results
@@ -226,7 +233,7 @@ class _CaseRunner:
         accept_non_ct: bool,
         env: DistEnv,
     ) -> None:
-        self.fn, self.out_dir, self.recipe = fn, out_dir, _recipe(settings)
+        self.fn, self.out_dir, self.settings, self.recipe = fn, out_dir, settings, _recipe(settings)
         self.scale, self.target_spacing = scale, target_spacing
         self.resume, self.overwrite, self.accept_non_ct, self.rank = resume, overwrite, accept_non_ct, env.rank
         self.tag = f"[rank {env.rank}] " if env.enabled else ""
@@ -279,6 +286,9 @@ class _CaseRunner:
             scale=self.scale,
             target_spacing=self.target_spacing,
             accept_non_ct=self.accept_non_ct,
+            slice_thickness=self.settings["slice_thickness"],
+            output_thickness=self.settings["output_thickness"],
+            keep_acquired=self.settings["keep_acquired"],
         )
         r = int(thin.meta["scale"])
         marker.unlink(missing_ok=True)
@@ -306,7 +316,8 @@ def _marker(out: Path) -> Path:
 
 def _recipe(settings: dict[str, Any]) -> dict[str, Any]:
     """The settings that decide an output's content (what a done-marker must match)."""
-    return {k: settings[k] for k in ("method", "model", "scale", "target_spacing")}
+    keys = ("method", "model", "scale", "target_spacing", "slice_thickness", "output_thickness", "keep_acquired")
+    return {k: settings[k] for k in keys}
 
 
 def _is_complete(out: Path, recipe: dict[str, Any]) -> bool:

@@ -42,41 +42,68 @@ def to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return values.astype(dtype)
 
 
-def resolve_scale(volume: Volume, scale: int | None, target_spacing: float | None, default: int) -> int:
+def resolve_plan(volume: Volume, fn: Method, scale: int | None, target_spacing: float | None) -> grid.Plan:
+    """The factor (and any resampling) that gives the wanted output grid with method ``fn``.
+
+    Raises:
+        ConfigError, ModelError: both or invalid ``scale``/``target_spacing``, or a
+            factor the method does not make.
+    """
     if scale is not None and target_spacing is not None:
         raise ConfigError("give either --scale or --target-spacing, not both")
     if target_spacing is not None:
-        return grid.scale_for_spacing(volume.slice_spacing, target_spacing)
-    return grid.check_scale(default if scale is None else scale)
+        return grid.plan_for_spacing(volume.num_slices, volume.slice_spacing, target_spacing, fn.makes)
+    r = fn.check_scale(fn.default_scale if scale is None else scale)
+    return grid.Plan(r, volume.slice_spacing / r)
 
 
-def upsample_volume(volume: Volume, method: Method, r: int) -> tuple[Volume, Volume | None]:
-    """Apply ``method`` at factor ``r``; acquired slices are copied bit-identically.
+def upsample_volume(
+    volume: Volume,
+    method: Method,
+    plan: grid.Plan,
+    *,
+    output_thickness: float | None = None,
+    keep_acquired: bool = False,
+) -> tuple[Volume, Volume | None]:
+    """Apply ``method`` along ``plan``; the geometry keeps origin, direction and in-plane spacing.
 
-    The output keeps origin, direction and in-plane spacing; its slice spacing is the
-    input's divided by ``r`` and output slice ``r * k`` is input slice ``k``.
+    The output's first slice lies on the input's first slice and its slices are
+    ``plan.spacing`` apart. Acquired slices are copied bit-identically when they are no
+    thicker than the output slices (:func:`thinslice.grid.keeps_acquired`) or when
+    ``keep_acquired``; thicker ones are re-estimated like the other output slices.
 
     Returns:
         the result and, when the method gives one, its uncertainty (float32 HU).
     """
+    r = plan.r
     try:
-        result = method.run(volume.data.astype(np.float32), r)
+        result = method.run(
+            volume.data.astype(np.float32), r, thickness=volume.thickness / volume.slice_spacing
+        )
     except MemoryError as err:  # the estimate in check_resources was too low
         raise ResourceError(f"ran out of memory upsampling {volume.name} x{r}; {memory_hint()}") from err
     expected = (grid.output_slices(volume.num_slices, r), *volume.data.shape[1:])
     if result.data.shape != expected:
         raise RuntimeError(f"method returned shape {result.data.shape}, expected {expected}")
-    out = grid.keep_acquired(to_dtype(result.data, output_dtype(volume.data)), volume.data, r)
-    upsampled = volume.with_data(out, volume.slice_spacing / r)
+    dtype = output_dtype(volume.data)
+    out = to_dtype(result.data, dtype)
+    if keep_acquired or grid.keeps_acquired(volume.thickness, plan.spacing):
+        grid.keep_acquired(out, volume.data, r)
+    spread = result.uncertainty
+    if plan.positions is not None:  # a ratio the method does not make: onto the output grid
+        out = to_dtype(grid.resample_slices(out, plan.positions), dtype)
+        spread = None if spread is None else grid.resample_slices(spread, plan.positions)
+    upsampled = volume.with_data(out, plan.spacing, output_thickness)
     source = upsampled.meta.pop("source", None)  # the result was not read from there...
     if source is not None:
         upsampled.meta["derived_from"] = source  # ...but save() must never overwrite it
-    upsampled.meta["scale"] = r
-    spread = None
-    if result.uncertainty is not None:
-        spread = upsampled.with_data(np.asarray(result.uncertainty, dtype=np.float32))
-        spread.name = f"{volume.name}_uncertainty"
-    return upsampled, spread
+    ratio = volume.slice_spacing / plan.spacing
+    upsampled.meta["scale"] = int(round(ratio)) if abs(ratio - round(ratio)) < 1e-6 else round(ratio, 4)
+    uncertainty = None
+    if spread is not None:
+        uncertainty = upsampled.with_data(np.asarray(spread, dtype=np.float32))
+        uncertainty.name = f"{volume.name}_uncertainty"
+    return upsampled, uncertainty
 
 
 def upsample(
@@ -92,6 +119,9 @@ def upsample(
     accept_non_ct: bool = False,
     fast: bool = False,
     uncertainty: bool = False,
+    slice_thickness: float | None = None,
+    output_thickness: float | None = None,
+    keep_acquired: bool = False,
     force: bool | None = None,
 ) -> Any:
     """Synthesize the slices between the acquired ones.
@@ -101,7 +131,10 @@ def upsample(
             or DICOM folder).
         scale: the factor ``r`` (2-8); the output has ``r * (D - 1) + 1`` slices.
             Defaults to the model's own scale for ``method="model"``, else 2.
-        target_spacing: alternative to ``scale``: the wanted slice spacing in mm.
+        target_spacing: alternative to ``scale``: the wanted slice spacing in mm. Any
+            finer spacing works: a ratio the method makes is made directly, others by
+            synthesizing at the next factor up and resampling linearly (see
+            :func:`thinslice.grid.plan_for_spacing`).
         method: a name from :func:`thinslice.methods.available`.
         model: a checkpoint for ``method="model"`` (default: the bundled model).
         device: ``auto``, ``cpu``, ``cuda[:N]`` or ``mps``.
@@ -111,6 +144,12 @@ def upsample(
             cost in BENCHMARKS.md).
         uncertainty: also return the per-voxel disagreement between the model's views
             (HU, same grid as the result; 0 at acquired slices). Model only.
+        slice_thickness: the input's slice thickness in mm, overriding what the file says
+            (DICOM SliceThickness); without either, the slices are taken as contiguous
+            (thickness = spacing), and that is logged.
+        output_thickness: the thickness (mm) the output declares; default its spacing.
+        keep_acquired: copy the acquired slices into the output even when they are
+            thicker than the output slices (by default those are re-estimated).
 
     Raises:
         InputError: unreadable input, fewer than 3 slices, NaN/Inf voxels, or (without
@@ -143,7 +182,14 @@ def upsample(
     else:
         volume = load(image, series_uid=series_uid)
     result, spread = upsample_checked(
-        volume, fn, scale=scale, target_spacing=target_spacing, accept_non_ct=accept_non_ct
+        volume,
+        fn,
+        scale=scale,
+        target_spacing=target_spacing,
+        accept_non_ct=accept_non_ct,
+        slice_thickness=slice_thickness,
+        output_thickness=output_thickness,
+        keep_acquired=keep_acquired,
     )
     if not uncertainty:
         return to_sitk(result) if is_sitk else result
@@ -158,6 +204,9 @@ def upsample_checked(
     scale: int | None = None,
     target_spacing: float | None = None,
     accept_non_ct: bool = False,
+    slice_thickness: float | None = None,
+    output_thickness: float | None = None,
+    keep_acquired: bool = False,
 ) -> tuple[Volume, Volume | None]:
     """The checks and the work of :func:`upsample` for a loaded volume and a built method
     ``fn``; a batch builds the method once and calls this per volume.
@@ -170,12 +219,27 @@ def upsample_checked(
     """
     require_usable(volume)
     check_ct_values(volume, accept_non_ct=accept_non_ct)
-    r = fn.check_scale(resolve_scale(volume, scale, target_spacing, fn.default_scale))
-    check_resources(volume, r, fn)
+    for name, value in (("--slice-thickness", slice_thickness), ("--output-thickness", output_thickness)):
+        if value is not None and not (np.isfinite(value) and value > 0):
+            raise ConfigError(f"{name} must be a positive number of mm, got {value}")
+    if slice_thickness is not None:
+        volume = volume.with_data(volume.data, slice_thickness=slice_thickness)
+    plan = resolve_plan(volume, fn, scale, target_spacing)
+    check_resources(volume, plan.r, fn)
     log.info(
-        "%s: %d slices at %.4g mm -> x%d with %s", volume.name, volume.num_slices, volume.slice_spacing, r, fn.name
+        "%s: %d slices at %.4g mm, %.4g mm thick%s -> %d at %.4g mm with %s (x%d%s)",
+        volume.name,
+        volume.num_slices,
+        volume.slice_spacing,
+        volume.thickness,
+        " (assumed: contiguous; --slice-thickness to say otherwise)" if volume.slice_thickness is None else "",
+        plan.output_slices(volume.num_slices),
+        plan.spacing,
+        fn.name,
+        plan.r,
+        ", resampled" if plan.positions is not None else "",
     )
-    return upsample_volume(volume, fn, r)
+    return upsample_volume(volume, fn, plan, output_thickness=output_thickness, keep_acquired=keep_acquired)
 
 
 def check_resources(volume: Volume, r: int, fn: Method) -> None:

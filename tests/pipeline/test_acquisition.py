@@ -1,0 +1,80 @@
+"""The acquisition model in the pipeline: slice thickness in and out, which slices are kept,
+and every common clinical target grid (integer and non-integer ratios)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import thinslice
+from tests.conftest import CHEST_CROP, DICOM_CROP, LIMB_CROP
+from thinslice.cli import main
+from thinslice.grid import keeps_acquired, plan_for_spacing, resample_slices
+
+
+def test_thickness_from_dicom_from_the_flag_and_written_to_every_format(tmp_path: Path) -> None:
+    series = thinslice.load(DICOM_CROP)
+    assert series.slice_spacing == pytest.approx(2.0) and series.slice_thickness == pytest.approx(3.0)
+    limb = thinslice.load(LIMB_CROP)
+    assert limb.slice_thickness is None and limb.thickness == pytest.approx(limb.slice_spacing)
+    for ext in ("nii.gz", "nrrd", "mha"):
+        out = tmp_path / f"thin.{ext}"
+        args = ["-q", "upsample", "-i", str(LIMB_CROP), "-o", str(out), "-r", "2", "-m", "linear"]
+        assert main([*args, "--slice-thickness", "5", "--output-thickness", "2.5"]) == 0
+        assert thinslice.load(out).slice_thickness == pytest.approx(2.5)
+    default = thinslice.upsample(LIMB_CROP, scale=2, method="linear")
+    assert default.thickness == pytest.approx(default.slice_spacing)  # output thickness = its spacing
+    bad = ["-q", "upsample", "-i", str(LIMB_CROP), "-o", str(tmp_path / "x.nii.gz"), "--slice-thickness", "0"]
+    assert main(bad) == 2
+
+
+def test_keep_rule_follows_the_thickness() -> None:
+    assert keeps_acquired(1.0, 1.0) and keeps_acquired(1.0, 2.5)  # decimation-like: kept
+    assert not keeps_acquired(5.0, 1.0)  # 5 mm averages: re-estimated
+
+
+@pytest.mark.parametrize("r", [2, 3, 4, 5, 6])
+def test_every_factor_gives_the_right_grid_with_the_bundled_model(r: int, one_thread: None) -> None:
+    chest = thinslice.load(CHEST_CROP)  # a crop with air in it, so it reads as CT
+    thick = chest.with_data(chest.data[:24:4].copy(), slice_spacing=4.0)
+    target = thick.slice_spacing / r
+    out = thinslice.upsample(thick, target_spacing=target, device="cpu")
+    assert out.num_slices == r * 5 + 1
+    assert out.slice_spacing == pytest.approx(target)
+    assert out.geometry.origin == thick.geometry.origin and out.geometry.direction == thick.geometry.direction
+    assert out.geometry.inplane_spacing == thick.geometry.inplane_spacing
+    # thickness = spacing (contiguous): every output slice is an estimate, but where the
+    # model has nothing to add the acquired slice stays close
+    assert np.abs(out.data[::r].astype(float) - thick.data).mean() < 40
+
+
+def test_non_integer_ratio_resamples_the_fine_grid(tmp_path: Path) -> None:
+    vol = thinslice.load(LIMB_CROP)  # 3.27 mm
+    out = thinslice.upsample(vol, target_spacing=1.0, method="linear")
+    span = (vol.num_slices - 1) * vol.slice_spacing
+    assert out.num_slices == int(np.floor(span / 1.0 + 1e-6)) + 1
+    assert out.slice_spacing == pytest.approx(1.0)
+    # linear along z: slice k of the output is the linear blend of the two inputs around k mm
+    z = np.arange(out.num_slices) * 1.0 / vol.slice_spacing
+    lo = np.floor(z).astype(int).clip(0, vol.num_slices - 2)
+    t = (z - lo)[:, None, None]
+    expected = (1 - t) * vol.data[lo] + t * vol.data[lo + 1]
+    assert np.abs(out.data - np.rint(expected)).max() <= 1
+    # 2.5 mm -> 1 mm: x5 then every other fine slice, exactly
+    plan = plan_for_spacing(9, 2.5, 1.0, lambda r: r in (2, 4, 8))
+    assert plan.r == 4 and plan.spacing == 1.0 and len(plan.positions) == 21
+    fine = np.arange(33, dtype=np.float32)[:, None, None] * np.ones((1, 2, 2), np.float32)
+    np.testing.assert_allclose(resample_slices(fine, plan.positions)[:, 0, 0], np.arange(21) * 1.6, rtol=1e-6)
+
+
+def test_clinical_pairs_work_with_no_model_flag(one_thread: None) -> None:
+    """5 -> 1, 5 -> 1.25, 5 -> 2.5, 3 -> 1, 2.5 -> 1 and 2 -> 1 mm with the bundled models."""
+    base = thinslice.load(CHEST_CROP)
+    crop = base.data[:5, :24, :24].copy()
+    for spacing, target in ((5.0, 1.0), (5.0, 1.25), (5.0, 2.5), (3.0, 1.0), (2.5, 1.0), (2.0, 1.0)):
+        vol = base.with_data(crop, slice_spacing=spacing)
+        out = thinslice.upsample(vol, target_spacing=target, device="cpu")
+        assert out.slice_spacing == pytest.approx(target)
+        assert out.num_slices == int(np.floor(4 * spacing / target + 1e-6)) + 1

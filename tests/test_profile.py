@@ -1,0 +1,116 @@
+"""The acquisition model: slice profiles and thick-slice simulation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from thinslice.errors import ConfigError
+from thinslice.profile import (
+    profile_degrade,
+    profile_degrade_torch,
+    profile_matrix,
+    slice_profile_kernel,
+    smore_pair,
+)
+
+
+@pytest.mark.parametrize("thickness", [1.0, 2.0, 2.5, 3.0, 5.0, 3.7])
+@pytest.mark.parametrize("softness", [0.0, 1.5])
+def test_kernel_sums_to_one_and_is_symmetric(thickness: float, softness: float) -> None:
+    taps = slice_profile_kernel(thickness, 1.0, softness)
+    assert len(taps) % 2 == 1
+    assert taps.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(taps, taps[::-1], atol=1e-12)
+    assert (taps >= 0).all()
+
+
+def test_kernel_exact_partial_taps() -> None:
+    np.testing.assert_allclose(slice_profile_kernel(5.0, 1.0), np.full(5, 0.2))
+    np.testing.assert_allclose(slice_profile_kernel(2.0, 1.0), [0.25, 0.5, 0.25])
+    # 3 mm box on a 1.25 mm grid: 2.4 samples wide -> 0.7 of each end cell
+    np.testing.assert_allclose(slice_profile_kernel(3.0, 1.25), np.array([0.7, 1.0, 0.7]) / 2.4)
+    assert slice_profile_kernel(1.0, 1.0).tolist() == [1.0]
+
+
+def test_softness_widens_the_profile() -> None:
+    hard, soft = slice_profile_kernel(3.0, 1.0), slice_profile_kernel(3.0, 1.0, softness=2.0)
+    var = lambda t: float((t * (np.arange(len(t)) - len(t) // 2) ** 2).sum())  # noqa: E731
+    assert var(soft) > var(hard)
+
+
+def test_ramp_keeps_its_value_at_the_centre() -> None:
+    thin = np.arange(40, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32)
+    thick, pos = profile_degrade(thin, 1.0, 5.0, 5.0, axis=0, offset=5.0)
+    inside = (pos >= 3) & (pos <= 36)  # box fully inside the data
+    np.testing.assert_allclose(thick[inside, 0], pos[inside], atol=1e-4)
+    # fractional positions and a non-integer thickness keep a ramp too
+    thick, pos = profile_degrade(thin, 1.0, 2.7, 3.3, axis=0, offset=4.6)
+    inside = (pos >= 3) & (pos <= 36)
+    np.testing.assert_allclose(thick[inside, 1], pos[inside], atol=1e-4)
+
+
+def test_step_gives_the_exact_partial_average() -> None:
+    thin = np.zeros(30, np.float32)
+    thin[15:] = 1.0  # cells 15.. are 1: the edge sits at 14.5
+    thick, pos = profile_degrade(thin, 1.0, 1.0, 4.0, offset=0.0)
+    # box [p-2, p+2] over the edge at 14.5: fraction above it
+    expected = np.clip((pos + 2.0 - 14.5) / 4.0, 0.0, 1.0)
+    np.testing.assert_allclose(thick, expected, atol=1e-6)
+
+
+def test_overlap_and_gaps() -> None:
+    thin = np.zeros(41, np.float32)
+    thin[20] = 1.0
+    # thickness 3 > spacing 2 (overlap): the impulse is seen by two neighbouring slices
+    thick, pos = profile_degrade(thin, 1.0, 2.0, 3.0, offset=1.0)
+    seen = pos[thick > 0]
+    assert set(seen.tolist()) == {19.0, 21.0}
+    np.testing.assert_allclose(thick[thick > 0], [1 / 3, 1 / 3], atol=1e-6)
+    # thickness 1 < spacing 4 (gaps): an impulse between slices is not seen at all
+    thick, pos = profile_degrade(thin, 1.0, 4.0, 1.0, offset=2.0)
+    assert 20 not in pos.tolist()
+    assert np.all(thick == 0)
+
+
+def test_non_integer_ratio_positions_and_shape() -> None:
+    thin = np.random.default_rng(0).normal(size=(50, 4, 5)).astype(np.float32)
+    thick, pos = profile_degrade(thin, 0.8, 3.0, 3.0, axis=0)
+    np.testing.assert_allclose(pos, np.arange(len(pos)) * 3.75)
+    assert pos[-1] <= 49 < pos[-1] + 3.75
+    assert thick.shape == (len(pos), 4, 5)
+    # other axes: same operator
+    thick2, _ = profile_degrade(np.moveaxis(thin, 0, 2), 0.8, 3.0, 3.0, axis=2)
+    np.testing.assert_allclose(np.moveaxis(thick2, 2, 0), thick, atol=1e-5)
+
+
+def test_matrix_rows_sum_to_one() -> None:
+    m, _ = profile_matrix(37, 1.0, 2.6, 4.1, offset=0.3, softness=1.0)
+    np.testing.assert_allclose(m.sum(axis=1), 1.0)
+
+
+def test_torch_matches_numpy() -> None:
+    img = np.random.default_rng(1).random((3, 6, 40)).astype(np.float32)
+    ref, _ = profile_degrade(img, 1.0, 3.5, 3.5, axis=2, offset=0.5)
+    out = profile_degrade_torch(torch.from_numpy(img), 1.0, 3.5, 3.5, offset=0.5)
+    np.testing.assert_allclose(out.numpy(), ref, atol=1e-5)
+
+
+def test_smore_pair_shapes_and_alignment() -> None:
+    img = torch.arange(64, dtype=torch.float32).repeat(2, 8, 1)  # ramp along x
+    pair = smore_pair(img, 1.25, 5, offset=0.0)
+    assert pair is not None
+    low, target = pair
+    assert target.shape[-2] == 5 * (low.shape[-2] - 1) + 1
+    assert low.shape[:2] == (2, 1) and low.shape[-1] == 8
+    # the thick rows sit at the target rows 0, r, 2r (a ramp away from the edges agrees)
+    np.testing.assert_allclose(low[0, 0, 1:-1, 0], target[0, 0, 5:-5:5, 0], atol=1e-4)
+    assert smore_pair(img[..., :5], 1.25, 5) is None
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ConfigError):
+        slice_profile_kernel(0.0, 1.0)
+    with pytest.raises(ConfigError):
+        profile_degrade(np.zeros(3), 1.0, 1.0, 1.0, offset=5.0)
