@@ -182,3 +182,31 @@ def test_resolve_device() -> None:
     else:
         with pytest.raises(ConfigError, match="does not exist"):
             resolve_device(f"cuda:{torch.cuda.device_count()}")
+
+
+def test_sharpen_network_changes_acquired_rows_and_inference_uses_them() -> None:
+    from thinslice.model.config import ModelConfig
+    from thinslice.model.inference import Synthesizer
+    from thinslice.model.nets import ThroughPlaneSR, build_networks
+
+    torch.manual_seed(0)
+    net = ThroughPlaneSR(scale=3, sharpen=True)
+    x = torch.rand(2, 1, 5, 12)
+    assert torch.equal(net(x)[:, :, ::3], x)  # zero-initialised tail: base interpolation
+    torch.nn.init.normal_(net.tail.weight, std=0.1)
+    out = net(x)
+    assert out.shape == (2, 1, 13, 12)
+    assert not torch.allclose(out[:, :, ::3], x)
+    cfg = ModelConfig(scale=3, sharpen=True)
+    axial, sr = build_networks(cfg)
+    sr.load_state_dict(net.state_dict())
+    synth = Synthesizer(axial, sr, cfg, device="cpu")
+    vol = np.random.default_rng(0).uniform(-500, 500, (4, 12, 12)).astype(np.float32)
+    sharp, unc = synth.upsample(vol, return_uncertainty=True)
+    assert not np.allclose(sharp[::3], vol)
+    assert np.isfinite(unc).all()
+    kept = synth.upsample(vol, keep_acquired=True)
+    np.testing.assert_array_equal(kept[::3], vol)
+    # the acquired rows come from the two through-plane views only
+    only_sr = synth.upsample(vol, views="coronal,sagittal")
+    np.testing.assert_allclose(sharp[::3], only_sr[::3], atol=1e-2)

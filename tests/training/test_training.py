@@ -212,3 +212,18 @@ def test_torchrun_ddp_on_cpu(volume: Volume, tmp_path: Path) -> None:
     assert not torch.equal(ckpt["rng"]["sampler"][0], ckpt["rng"]["sampler"][1])
     synth = load_model(output, device="cpu")
     assert synth.upsample(volume.data[:4]).shape == (7, 40, 40)
+
+
+def test_profile_training_sharpens_and_loads(volume: Volume, tmp_path: Path) -> None:
+    """Acquisition-model training: SMORE pairs from box profiles, a sharpening model."""
+    mc = replace(MODEL, sharpen=True)
+    tc = replace(TRAIN, profile=True)
+    observed = prepare_volumes([volume], mc, 0.0)
+    batch = CropSampler(observed, mc, tc, torch.Generator().manual_seed(0)).sample()
+    assert batch.smore_in is not None and batch.smore_target is not None
+    assert batch.smore_target.shape[-2] == 2 * (batch.smore_in.shape[-2] - 1) + 1
+    out = train([volume], tmp_path / "p.pt", tc, mc, steps=3, device="cpu", progress=False)
+    synth = load_model(out, "cpu")
+    assert synth.config.sharpen
+    thin = synth.upsample(volume.data[:5].astype(np.float32))
+    assert thin.shape == (9, *volume.data.shape[1:])

@@ -32,6 +32,8 @@ def info() -> None:
     typer.echo("methods:")
     for name, text in available().items():
         typer.echo(f"  {name:8s} {text}")
-    models = bundled_models()
-    listed = ", ".join(f"x{r} ({p.name})" for r, p in sorted(models.items())) or "none"
-    typer.echo(f"bundled models: {listed}; powers of these factors apply a model repeatedly")
+    for family, use in (("profile", "thick slices"), ("default", "thin slices")):
+        models = bundled_models(family)
+        listed = ", ".join(f"x{r} ({p.name})" for r, p in sorted(models.items())) or "none"
+        typer.echo(f"bundled models for {use}: {listed}")
+    typer.echo("powers of these factors apply a model repeatedly; other ratios resample the next factor up")

@@ -1,12 +1,22 @@
 """The learned model as a method (``--method model``): the self-supervised cross-view networks.
 
-Without ``--model``, the checkpoints bundled in ``thinslice/weights/default_x{r}.pt`` are
-used: the one trained for the requested factor when it exists, otherwise a model whose
-factor has the requested one as a power (x4 = the x2 model applied twice).
+Without ``--model``, the checkpoints bundled in ``thinslice/weights/`` are used. Two
+families, picked by the acquisition:
+
+* ``profile_x{r}.pt``: trained under the acquisition model (thick slices are averages
+  over their thickness); used for slices thicker than the output's, and it re-estimates
+  every output slice, the acquired positions too;
+* ``default_x{r}.pt``: trained on thin slices (decimation); used for thin inputs, and it
+  keeps the acquired slices.
+
+Within a family, the model trained for the requested factor is used when it exists,
+otherwise one whose factor has the requested one as a power (x4 = x2 applied twice); a
+family that makes neither falls back to the other.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from importlib import resources
 from pathlib import Path
@@ -14,6 +24,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from thinslice import grid
 from thinslice.errors import ModelError
 from thinslice.methods.base import Method, MethodResult
 from thinslice.methods.classical import Linear
@@ -22,22 +33,25 @@ from thinslice.methods.registry import register
 if TYPE_CHECKING:  # torch loads only when a model runs, so classical methods start fast
     from thinslice.model.inference import Synthesizer
 
+log = logging.getLogger(__name__)
+FAMILIES = ("profile", "default")
 
-def bundled_models() -> dict[int, Path]:
-    """Scale -> path of every default model shipped inside the package."""
+
+def bundled_models(family: str = "default") -> dict[int, Path]:
+    """Scale -> path of every model of ``family`` shipped inside the package."""
     folder = Path(str(resources.files("thinslice") / "weights"))
     found = {}
-    for path in sorted(folder.glob("default_x*.pt")) if folder.is_dir() else []:
+    for path in sorted(folder.glob(f"{family}_x*.pt")) if folder.is_dir() else []:
         try:
-            found[int(path.stem.removeprefix("default_x"))] = path
+            found[int(path.stem.removeprefix(f"{family}_x"))] = path
         except ValueError:
             continue
     return found
 
 
-def bundled_model_path(scale: int = 2) -> Path | None:
-    """The bundled model for ``scale`` (or one whose factor ``scale`` is a power of)."""
-    models = bundled_models()
+def bundled_model_path(scale: int = 2, family: str = "default") -> Path | None:
+    """The bundled model of ``family`` for ``scale`` (or one whose factor ``scale`` is a power of)."""
+    models = bundled_models(family)
     if scale in models:
         return models[scale]
     for base, path in sorted(models.items()):
@@ -99,12 +113,12 @@ class ModelMethod(Method):
             self._scale = int(self._synthesizer(self.path).scale)  # validate before any scan is read
         else:
             self.path = None
-            if not bundled_models():
+            if not any(bundled_models(f) for f in FAMILIES):
                 raise ModelError(
                     "no model given and this install has no bundled model; pass --model MODEL.pt "
                     "(train one with `thinslice train`)"
                 )
-            self._scale = 2 if 2 in bundled_models() else min(bundled_models())
+            self._scale = 2
 
     @property
     def default_scale(self) -> int:
@@ -126,17 +140,23 @@ class ModelMethod(Method):
             self._loaded[path] = load_model(path, device=self.device_spec)
         return self._loaded[path]
 
-    def _path_for(self, r: int) -> Path:
+    def _path_for(self, r: int, thick: bool = False) -> Path:
+        """The checkpoint for factor ``r``: ``--model``, else the bundled family that fits
+        the acquisition (``thick``: slices thicker than the output's), else the other one."""
         if self.path is not None:
             return self.path
-        path = bundled_model_path(r)
-        if path is None:
-            have = ", ".join(f"x{s}" for s in sorted(bundled_models()))
-            raise ModelError(
-                f"no bundled model makes x{r} (bundled: {have}, and their powers); "
-                "train one with `thinslice train --scale R` and pass --model"
-            )
-        return path
+        order = FAMILIES if thick else FAMILIES[::-1]
+        for family in order:
+            path = bundled_model_path(r, family)
+            if path is not None:
+                if family != order[0]:
+                    log.info("no bundled %s model makes x%d; using %s", order[0], r, path.name)
+                return path
+        have = ", ".join(f"{p.stem}" for f in FAMILIES for p in bundled_models(f).values())
+        raise ModelError(
+            f"no bundled model makes x{r} (bundled: {have}, and their powers); "
+            "train one with `thinslice train --scale R` and pass --model"
+        )
 
     def check_scale(self, r: object) -> int:
         """Refuse, before any work, a factor the model cannot make (not a power of its own).
@@ -148,7 +168,10 @@ class ModelMethod(Method):
         from thinslice.model.inference import passes_for
 
         r = super().check_scale(r)
-        passes_for(r, self._synthesizer(self._path_for(r)).scale)
+        if self.path is not None:
+            passes_for(r, self._synthesizer(self.path).scale)
+        else:
+            self._path_for(r)
         return r
 
     def device_bytes(self, shape: tuple[int, ...], r: int) -> int | None:
@@ -159,12 +182,19 @@ class ModelMethod(Method):
         return int(DEVICE_BYTES_PER_PIXEL * pixels) + DEVICE_BYTES_FIXED
 
     def run(self, data: np.ndarray, r: int, *, thickness: float = 1.0) -> MethodResult:
-        synth = self._synthesizer(self._path_for(r))
+        thick = not grid.keeps_acquired(thickness * r, 1.0)  # thicker than the output slices
+        synth = self._synthesizer(self._path_for(r, thick))
         views = ("coronal", "sagittal") if self.fast and "coronal" in synth.views else "all"
         lo, hi = synth.config.hu_min, synth.config.hu_max
         clipped = np.clip(data, lo, hi) if (data.min() < lo or data.max() > hi) else data
         out, unc = synth.upsample(
-            clipped, r, views=views, return_uncertainty=True, progress=self.progress, batch_size=self.batch_size
+            clipped,
+            r,
+            views=views,
+            return_uncertainty=True,
+            progress=self.progress,
+            batch_size=self.batch_size,
+            keep_acquired=not (thick and synth.config.sharpen),
         )
         if clipped is not data:  # e.g. -3024 HU padding outside the field of view
             linear = Linear()

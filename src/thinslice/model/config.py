@@ -59,6 +59,11 @@ class ModelConfig:
         base: classical interpolation along the slice axis on which the networks add a
             residual (``linear`` or ``cubic``); an untrained model reproduces it exactly.
         fusion: how the three views are combined at inference (``mean`` or ``median``).
+        sharpen: the through-plane network also predicts the output rows at the acquired
+            positions (a thick slice is not a thin one: it is deconvolved, see
+            :mod:`thinslice.profile`), and inference replaces the acquired slices by the
+            coronal/sagittal estimate instead of copying them. Train with
+            ``TrainConfig.profile``.
         hu_min: lower end of the HU window mapped to 0.
         hu_max: upper end of the HU window mapped to 1.
     """
@@ -74,6 +79,7 @@ class ModelConfig:
     memory_items: int = 10
     base: str = "linear"
     fusion: str = "mean"
+    sharpen: bool = False
     hu_min: float = HU_WINDOW[0]
     hu_max: float = HU_WINDOW[1]
 

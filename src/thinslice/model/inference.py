@@ -98,6 +98,7 @@ def synthesize_views(
     device: torch.device | str = "cpu",
     spread: bool = False,
     progress: bool = False,
+    keep_acquired: bool = True,
 ) -> tuple[Tensor, Tensor | None]:
     """One application of the networks: ``(D, H, W)`` -> ``(r*(D-1)+1, H, W)``.
 
@@ -114,9 +115,13 @@ def synthesize_views(
         device: where the networks run; results are accumulated on the CPU.
         spread: also return the per-voxel standard deviation across views.
         progress: show a tqdm bar.
+        keep_acquired: copy the acquired slices into the output (thin input slices). When
+            False (thick input slices, a ``sharpen`` network), the output at an acquired
+            position is the mean of the coronal and sagittal views only: the axial network
+            sees only the two thick slices around a gap and contributes to the new slices.
 
     Returns:
-        fused normalised volume (acquired slices equal the input) and the spread or None.
+        fused normalised volume and the spread or None.
     """
     device = torch.device(device)
     d, h, w = x.shape
@@ -173,9 +178,19 @@ def synthesize_views(
                 raise ConfigError(f"unknown view {view!r}; choose from {', '.join(VIEWS)}")
     bar.close()
     fused, spread_t = acc.result()
-    fused[::r] = x
-    if spread_t is not None:
-        spread_t[::r] = 0
+    n_sr = sum(v in views for v in ("coronal", "sagittal"))
+    if keep_acquired or n_sr == 0:
+        fused[::r] = x
+        if spread_t is not None:
+            spread_t[::r] = 0
+    elif "axial" in views and acc.fusion == "mean":
+        # the axial view added nothing at acquired rows: renormalise by the views that did
+        k = len(views) / n_sr
+        mean = fused[::r] * k
+        if spread_t is not None:
+            var = (spread_t[::r] ** 2 + fused[::r] ** 2) * k - mean**2
+            spread_t[::r] = var.clamp_(min=0).sqrt_()
+        fused[::r] = mean
     return fused, spread_t
 
 
@@ -258,6 +273,7 @@ class Synthesizer:
         return_uncertainty: bool = False,
         batch_size: int = 8,
         progress: bool = False,
+        keep_acquired: bool | None = None,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Synthesize the slices between the acquired ones.
 
@@ -269,6 +285,8 @@ class Synthesizer:
                 acquired slices).
             batch_size: 2-D images per forward pass (bounds memory).
             progress: show progress bars.
+            keep_acquired: copy the acquired slices unchanged (default: unless the model
+                was trained to sharpen thick slices, ``config.sharpen``).
 
         Returns:
             ``(scale*(D-1)+1, H, W)`` float32 HU; slices ``k*scale`` equal ``data[k]``
@@ -288,6 +306,7 @@ class Synthesizer:
         cfg = self.config
         width = cfg.hu_max - cfg.hu_min
         r = self.scale
+        keep = not cfg.sharpen if keep_acquired is None else keep_acquired
         current = arr
         uncertainty: np.ndarray | None = None
         for _ in range(passes):
@@ -304,14 +323,16 @@ class Synthesizer:
                 device=self.device,
                 spread=return_uncertainty,
                 progress=progress,
+                keep_acquired=keep,
             )
             del x
             out = denormalize(fused.clamp_(0.0, 1.0), cfg.hu_min, cfg.hu_max).numpy()
-            out[::r] = current  # acquired slices, unchanged
+            if keep:
+                out[::r] = current  # acquired slices, unchanged
             if return_uncertainty:
                 assert spread is not None
                 unc = (spread * width).numpy()
-                if uncertainty is not None:
+                if uncertainty is not None and keep:
                     unc[::r] = uncertainty
                 uncertainty = unc
             current = out

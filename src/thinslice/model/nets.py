@@ -240,10 +240,11 @@ class ThroughPlaneSR(nn.Module):
         blocks: blocks per group.
         unshuffle: space-to-depth factor along the in-plane axis only (speed).
         base: classical interpolation the residual is added to (``linear`` or ``cubic``).
+        sharpen: also predict a residual at the acquired rows (deconvolution of thick
+            slices); otherwise output row ``k*r`` equals input row ``k`` exactly.
 
     Shapes:
-        input ``(B, 1, D, X)``; output ``(B, 1, r*(D-1)+1, X)``. Output row ``k*r`` equals
-        input row ``k`` exactly (the residual is zero there).
+        input ``(B, 1, D, X)``; output ``(B, 1, r*(D-1)+1, X)``.
 
     Example:
         >>> net = ThroughPlaneSR(scale=2)
@@ -259,6 +260,7 @@ class ThroughPlaneSR(nn.Module):
         blocks: int = 2,
         unshuffle: int = 2,
         base: str = "linear",
+        sharpen: bool = False,
     ) -> None:
         super().__init__()
         check_scale(scale)
@@ -267,12 +269,14 @@ class ThroughPlaneSR(nn.Module):
         self.scale = scale
         self.unshuffle = unshuffle
         self.base = base
+        self.sharpen = sharpen
         self.head = nn.Conv2d(unshuffle, width, 3, padding=1)
         self.body = nn.Sequential(
             *[ResidualGroup(width, blocks) for _ in range(groups)],
             nn.Conv2d(width, width, 3, padding=1),
         )
-        self.tail = nn.Conv2d(width, (scale - 1) * unshuffle, 3, padding=1)
+        self.rows = scale if sharpen else scale - 1  # residual rows per input row
+        self.tail = nn.Conv2d(width, self.rows * unshuffle, 3, padding=1)
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)  # type: ignore[arg-type]
 
@@ -293,10 +297,11 @@ class ThroughPlaneSR(nn.Module):
         x = x.view(b, d, xu // u, u).permute(0, 3, 1, 2)
         feat = self.head(x)
         feat = feat + self.body(feat)
-        t = self.tail(feat).view(b, r - 1, u, d, xu // u)
-        # -> (B, D, r-1, X): residual for offsets 1..r-1 after each input row
-        t = t.permute(0, 3, 1, 4, 2).reshape(b, d, r - 1, xu)[..., :x_len]
-        residual = torch.cat([t.new_zeros(b, d, 1, x_len), t], dim=2)
+        k = self.rows
+        t = self.tail(feat).view(b, k, u, d, xu // u)
+        # -> (B, D, k, X): residual for offsets (0 if sharpen), 1..r-1 of each input row
+        t = t.permute(0, 3, 1, 4, 2).reshape(b, d, k, xu)[..., :x_len]
+        residual = t if self.sharpen else torch.cat([t.new_zeros(b, d, 1, x_len), t], dim=2)
         residual = residual.reshape(b, 1, d * r, x_len)[:, :, : r * (d - 1) + 1]
         return base + residual
 
@@ -327,5 +332,6 @@ def build_networks(
             blocks=config.sr_blocks,
             unshuffle=config.sr_unshuffle,
             base=config.base,
+            sharpen=config.sharpen,
         )
     return axial, sr

@@ -87,6 +87,11 @@ class TrainConfig:
         smore: also train the through-plane network on axial images degraded along one
             in-plane axis to the slice spacing (SMORE idea).
         smore_images: axial images per step for that.
+        profile: train under the acquisition model (:mod:`thinslice.profile`): the coarser
+            copy of a crop is a box average over r slices (not ``V[::r]``), and the SMORE
+            input is an in-plane axis averaged with the thick box profile and sampled at the
+            thick spacing, its target the thin profile at the thin spacing (every row, the
+            acquired positions included); the thin spacing is at least one pixel.
         networks: which networks to train and use: ``both``, ``axial`` or ``sr`` (ablations).
         checkpoint_minutes: write a checkpoint at least this often.
         val_fraction: fraction of each volume's last in-plane columns held back for validation.
@@ -108,6 +113,7 @@ class TrainConfig:
     wavelet: bool = True
     smore: bool = True
     smore_images: int = 8
+    profile: bool = False
     networks: str = "both"
     checkpoint_minutes: float = 5.0
     val_fraction: float = 0.15

@@ -20,6 +20,7 @@ from torch import Tensor
 from thinslice.errors import InputError
 from thinslice.model.config import ModelConfig
 from thinslice.model.inference import normalize
+from thinslice.profile import profile_degrade_torch, smore_pair
 from thinslice.training.config import TrainConfig
 from thinslice.volume import Volume
 
@@ -201,7 +202,21 @@ class CropSampler:
             axis = int(torch.randint(0, 2, (1,), generator=g))  # 0: degrade W, 1: degrade H
             pixel = vol.spacing[2 - axis]
             ratio = vol.spacing[0] / (r * pixel)
-            if ratio >= 1.0:
+            if self.config.profile:
+                # acquisition model: thin box `step` pixels at spacing `step`, thick box r*step
+                # at spacing r*step (step at least one pixel: finer than the pixels is not known)
+                count = self.config.smore_images
+                which = torch.randint(0, crop.shape[0], (count,), generator=g)
+                picks = torch.randint(0, n, (count,), generator=g)
+                images = crop[which, picks]
+                if axis == 1:
+                    images = images.transpose(1, 2)
+                step = max(1.0, ratio)
+                offset = float(torch.rand(1, generator=g)) * step
+                pair = smore_pair(images, step, r, offset)
+                if pair is not None:
+                    batch.smore_in, batch.smore_target = pair
+            elif ratio >= 1.0:
                 count = self.config.smore_images
                 which = torch.randint(0, crop.shape[0], (count,), generator=g)
                 picks = torch.randint(0, n, (count,), generator=g)
@@ -213,3 +228,12 @@ class CropSampler:
                 if pair is not None:
                     batch.smore_in, batch.smore_target = pair
         return batch
+
+
+def coarser_copy(vol: Tensor, r: int, profile: bool, dim: int = 1) -> Tensor:
+    """The crop one level coarser along ``dim``: ``V[::r]``, or (``profile``) its slices
+    averaged over a box r slices wide at the same positions (the acquisition model)."""
+    if not profile:
+        return vol[(slice(None),) * dim + (slice(None, None, r),)]
+    n = vol.shape[dim]
+    return profile_degrade_torch(vol, 1.0, float(r), float(r), count=(n - 1) // r + 1, dim=dim)

@@ -149,7 +149,7 @@ def _train(
     if env.enabled:
         runner = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     sampler = CropSampler(observed, model_config, config, generator)
-    validator = Validator(observed, model_config) if env.is_main else None
+    validator = Validator(observed, model_config, config.profile) if env.is_main else None
 
     def checkpoint() -> None:
         states = all_gather_tensor(env, generator.get_state(), dev)

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from thinslice.model.config import ModelConfig
 from thinslice.model.nets import build_networks, interpolate_slices
 from thinslice.training.config import TrainConfig
-from thinslice.training.data import Batch
+from thinslice.training.data import Batch, coarser_copy
 from thinslice.training.losses import reconstruction_loss, robust_consistency
 
 
@@ -101,7 +101,7 @@ class DistillationModel(nn.Module):
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         cfg, wts, r = self.config, self.config.weights, self.r
         vol = batch.crop
-        low = vol[:, ::r]
+        low = coarser_copy(vol, r, cfg.profile)
         losses: dict[str, Tensor] = {}
         total = vol.new_zeros(())
         recon = lambda p, t: reconstruction_loss(  # noqa: E731

@@ -10,7 +10,7 @@ from torch import Tensor
 from thinslice.model.config import ModelConfig
 from thinslice.model.inference import VIEWS, synthesize_views
 from thinslice.model.nets import interpolate_slices
-from thinslice.training.data import ObservedVolume, fit_slices
+from thinslice.training.data import ObservedVolume, coarser_copy, fit_slices
 from thinslice.training.objective import DistillationModel
 
 
@@ -21,7 +21,7 @@ class Validator:
     classical base interpolation on the same slices, the floor the model must beat.
     """
 
-    def __init__(self, volumes: list[ObservedVolume], model_config: ModelConfig) -> None:
+    def __init__(self, volumes: list[ObservedVolume], model_config: ModelConfig, profile: bool = False) -> None:
         self.r = model_config.scale
         self.model_config = model_config
         self.items: list[tuple[Tensor, Tensor]] = []  # (coarser copy, observed band)
@@ -33,7 +33,7 @@ class Validator:
             n = min(n, self.r * 16 + 1)
             y0 = max(0, (h - 192) // 2)
             band = vol.data[:n, y0 : y0 + 192, vol.train_w :]
-            self.items.append((band[:: self.r].contiguous(), band))
+            self.items.append((coarser_copy(band, self.r, profile, dim=0).contiguous(), band))
         self.baseline = self._score(None) if self.items else float("nan")
 
     def _score(self, model: DistillationModel | None, device: torch.device | None = None) -> float:
@@ -53,9 +53,11 @@ class Validator:
                     fusion=self.model_config.fusion,
                     batch_size=16,
                     device=device or "cpu",
+                    keep_acquired=not self.model_config.sharpen,
                 )
             keep = torch.ones(target.shape[0], dtype=torch.bool)
-            keep[:: self.r] = False
+            if not self.model_config.sharpen:  # a sharpening model is scored on every row
+                keep[:: self.r] = False
             diff = pred.clamp(0, 1)[keep].double() - target[keep].double()
             sq += float((diff**2).sum())
             count += diff.numel()
