@@ -78,3 +78,21 @@ def test_clinical_pairs_work_with_no_model_flag(one_thread: None) -> None:
         out = thinslice.upsample(vol, target_spacing=target, device="cpu")
         assert out.slice_spacing == pytest.approx(target)
         assert out.num_slices == int(np.floor(4 * spacing / target + 1e-6)) + 1
+
+
+def test_adapt_fine_tunes_a_copy_and_changes_the_output(tmp_path: Path, one_thread: None) -> None:
+    from thinslice.methods.learned import bundled_model_path
+
+    chest = thinslice.load(CHEST_CROP)
+    thick = chest.with_data(chest.data[:25:4].copy(), slice_spacing=4.0)
+    source = tmp_path / "thick.nii.gz"
+    thinslice.save(thick, source)
+    before_input, before_model = source.read_bytes(), bundled_model_path(2).read_bytes()
+    plain = thinslice.upsample(source, scale=2, device="cpu")
+    tuned = thinslice.upsample(source, scale=2, device="cpu", adapt=0.05)
+    assert tuned.data.shape == plain.data.shape
+    assert np.abs(tuned.data.astype(float) - plain.data).mean() > 0.01  # the weights moved
+    assert source.read_bytes() == before_input and bundled_model_path(2).read_bytes() == before_model
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["thick.nii.gz"]
+    with pytest.raises(thinslice.errors.ConfigError, match="--adapt"):
+        thinslice.upsample(source, scale=2, method="linear", adapt=0.05)

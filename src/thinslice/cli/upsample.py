@@ -42,6 +42,10 @@ def upsample(
     ] = None,
     output_format: Annotated[str, typer.Option("--output-format", help="Batch: nii.gz, nii, nrrd or mha.")] = "nii.gz",
     slice_thickness: options.SliceThickness = None,
+    adapt: Annotated[
+        float | None,
+        typer.Option("--adapt", metavar="MINUTES", help="Model: first fine-tune it on this scan for MINUTES."),
+    ] = None,
     output_thickness: Annotated[
         float | None,
         typer.Option("--output-thickness", help="Thickness (mm) the output declares; default its spacing."),
@@ -77,7 +81,7 @@ def upsample(
         settings: dict[str, Any] = {"scale": scale, "target_spacing": target_spacing, "method": method}
         settings |= {"model": model, "device": device, "fast": fast, "resume": resume, "report": report}
         settings |= {"overwrite": overwrite, "accept_non_ct": accept_non_ct, "slice_thickness": slice_thickness}
-        settings |= {"output_thickness": output_thickness, "keep_acquired": keep_acquired}
+        settings |= {"output_thickness": output_thickness, "keep_acquired": keep_acquired, "adapt": adapt}
         _batch(source, output, csv_column=csv_column, output_format=output_format, **settings)
         return
     batch_only = {"--resume": resume, "--report": report, "--csv-column": csv_column}
@@ -87,6 +91,7 @@ def upsample(
         raise ConfigError(f"{', '.join(given)} only apply to batch runs (-i FOLDER or CSV, -o FOLDER)")
     acquisition = {"slice_thickness": slice_thickness, "output_thickness": output_thickness}
     acquisition["keep_acquired"] = keep_acquired
+    acquisition["adapt"] = adapt
     _single(source, output, scale, target_spacing, method, model, fast, uncertainty, series_uid, overwrite,
             accept_non_ct, device, acquisition)  # fmt: skip
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
 from thinslice import grid
-from thinslice.errors import ThinsliceError
+from thinslice.errors import ConfigError, ThinsliceError
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ class Method(ABC):
         options: the user options this method takes (e.g. ``{"model", "fast"}``); a
             front end refuses the others for this method.
         gives_uncertainty: :meth:`run` returns an uncertainty map.
+        adaptable: it has a checkpoint that can be fine-tuned on the scan in hand
+            (:meth:`checkpoint_for`, :meth:`with_checkpoint`; ``--adapt``).
         host_bytes_per_voxel: bytes it allocates per output and per input voxel while it
             runs (measured; see RELIABILITY.md), for :meth:`host_bytes`.
     """
@@ -50,6 +53,7 @@ class Method(ABC):
     description: ClassVar[str]
     options: ClassVar[frozenset[str]] = frozenset()
     gives_uncertainty: ClassVar[bool] = False
+    adaptable: ClassVar[bool] = False
     host_bytes_per_voxel: ClassVar[tuple[float, float]] = (28.0, 8.0)
 
     @property
@@ -87,6 +91,19 @@ class Method(ABC):
         except ThinsliceError:
             return False
         return True
+
+    def checkpoint_for(self, r: int, thickness: float = 1.0) -> Path:
+        """The checkpoint :meth:`run` would use at factor ``r`` for slices ``thickness``
+        spacings thick (adaptable methods only).
+
+        Raises:
+            ConfigError: the method has no checkpoint.
+        """
+        raise ConfigError(f"method {self.name} has no trained weights to adapt; use --method model")
+
+    def with_checkpoint(self, path: Path) -> Method:
+        """The same method running another checkpoint (adaptable methods only)."""
+        raise ConfigError(f"method {self.name} has no trained weights to adapt; use --method model")
 
     @abstractmethod
     def run(self, data: np.ndarray, r: int, *, thickness: float = 1.0) -> MethodResult:

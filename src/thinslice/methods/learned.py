@@ -90,6 +90,7 @@ class ModelMethod(Method):
     description = "the self-supervised cross-view networks (default; bundled model or --model)"
     options: ClassVar[frozenset[str]] = frozenset({"model", "device", "progress", "fast"})
     gives_uncertainty = True
+    adaptable = True
     #: Views accumulated on the CPU (sum, sum of squares, result, spread, rounding):
     #: 24-25 B per output voxel measured by peak RSS (40x512x512 x4 on the CPU), plus a margin.
     host_bytes_per_voxel: ClassVar[tuple[float, float]] = (28.0, 8.0)
@@ -173,6 +174,14 @@ class ModelMethod(Method):
         else:
             self._path_for(r)
         return r
+
+    def checkpoint_for(self, r: int, thickness: float = 1.0) -> Path:
+        return self._path_for(r, thick=not grid.keeps_acquired(thickness * r, 1.0))
+
+    def with_checkpoint(self, path: Path) -> ModelMethod:
+        return ModelMethod(
+            path, device=self.device_spec, progress=self.progress, fast=self.fast, batch_size=self.batch_size
+        )
 
     def device_bytes(self, shape: tuple[int, ...], r: int) -> int | None:
         """Accelerator bytes of one batch (results come back to the host batch by batch):

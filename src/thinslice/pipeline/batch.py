@@ -128,6 +128,7 @@ def upsample_batch(
     slice_thickness: float | None = None,
     output_thickness: float | None = None,
     keep_acquired: bool = False,
+    adapt: float | None = None,
     report: str | os.PathLike[str] | None = None,
     csv_column: str | None = None,
     output_format: str = "nii.gz",
@@ -147,7 +148,8 @@ def upsample_batch(
             outputs are replaced.
         overwrite: replace existing outputs (otherwise an existing output fails its case).
         accept_non_ct: upsample values that do not look like CT (as :func:`thinslice.upsample`).
-        slice_thickness, output_thickness, keep_acquired: as for :func:`thinslice.upsample`.
+        slice_thickness, output_thickness, keep_acquired, adapt: as for :func:`thinslice.upsample`
+            (``adapt`` fine-tunes a copy of the model on each case).
         report: where rank 0 writes the JSON report; default ``output_dir/thinslice_report.json``.
         csv_column: the CSV column holding the paths (default ``path``, else the first column).
         output_format: ``nii.gz``, ``nii``, ``nrrd`` or ``mha``.
@@ -182,6 +184,8 @@ def upsample_batch(
         "slice_thickness": slice_thickness,
         "output_thickness": output_thickness,
         "keep_acquired": keep_acquired,
+        "adapt": adapt,
+        "device": device,
     }
     env = DistEnv.from_env()
     with process_group(env):  # gloo: the ranks exchange only the case list and the results
@@ -289,6 +293,8 @@ class _CaseRunner:
             slice_thickness=self.settings["slice_thickness"],
             output_thickness=self.settings["output_thickness"],
             keep_acquired=self.settings["keep_acquired"],
+            adapt=self.settings["adapt"],
+            device=self.settings["device"],
         )
         r = int(thin.meta["scale"])
         marker.unlink(missing_ok=True)
@@ -316,7 +322,9 @@ def _marker(out: Path) -> Path:
 
 def _recipe(settings: dict[str, Any]) -> dict[str, Any]:
     """The settings that decide an output's content (what a done-marker must match)."""
-    keys = ("method", "model", "scale", "target_spacing", "slice_thickness", "output_thickness", "keep_acquired")
+    keys = (
+        "method", "model", "scale", "target_spacing", "slice_thickness", "output_thickness", "keep_acquired", "adapt",
+    )  # fmt: skip
     return {k: settings[k] for k in keys}
 
 

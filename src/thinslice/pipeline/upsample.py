@@ -122,6 +122,7 @@ def upsample(
     slice_thickness: float | None = None,
     output_thickness: float | None = None,
     keep_acquired: bool = False,
+    adapt: float | None = None,
     force: bool | None = None,
 ) -> Any:
     """Synthesize the slices between the acquired ones.
@@ -150,6 +151,8 @@ def upsample(
         output_thickness: the thickness (mm) the output declares; default its spacing.
         keep_acquired: copy the acquired slices into the output even when they are
             thicker than the output slices (by default those are re-estimated).
+        adapt: minutes to fine-tune the model on this scan first (self-supervised; the
+            bundled checkpoint is copied to a temporary folder, never changed).
 
     Raises:
         InputError: unreadable input, fewer than 3 slices, NaN/Inf voxels, or (without
@@ -190,6 +193,9 @@ def upsample(
         slice_thickness=slice_thickness,
         output_thickness=output_thickness,
         keep_acquired=keep_acquired,
+        adapt=adapt,
+        device=device,
+        progress=progress,
     )
     if not uncertainty:
         return to_sitk(result) if is_sitk else result
@@ -207,6 +213,9 @@ def upsample_checked(
     slice_thickness: float | None = None,
     output_thickness: float | None = None,
     keep_acquired: bool = False,
+    adapt: float | None = None,
+    device: str = "auto",
+    progress: bool = False,
 ) -> tuple[Volume, Volume | None]:
     """The checks and the work of :func:`upsample` for a loaded volume and a built method
     ``fn``; a batch builds the method once and calls this per volume.
@@ -239,7 +248,14 @@ def upsample_checked(
         plan.r,
         ", resampled" if plan.positions is not None else "",
     )
-    return upsample_volume(volume, fn, plan, output_thickness=output_thickness, keep_acquired=keep_acquired)
+    if adapt is None:
+        return upsample_volume(volume, fn, plan, output_thickness=output_thickness, keep_acquired=keep_acquired)
+    from thinslice.pipeline.adapt import adapted  # the trainer loads only when asked for
+
+    if not fn.adaptable:
+        raise ConfigError(f"--adapt fine-tunes trained weights; method {fn.name} has none (use --method model)")
+    with adapted(fn, volume, plan.r, adapt, device=device, progress=progress) as tuned:
+        return upsample_volume(volume, tuned, plan, output_thickness=output_thickness, keep_acquired=keep_acquired)
 
 
 def check_resources(volume: Volume, r: int, fn: Method) -> None:

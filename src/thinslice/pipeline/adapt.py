@@ -1,0 +1,49 @@
+"""``--adapt``: fine-tune the bundled model on the scan in hand before synthesizing it.
+
+Self-supervised, as the method intends: the scan's own in-plane axes and slices are the
+training signal (:mod:`thinslice.training`), starting from the bundled checkpoint the
+acquisition calls for. The adapted checkpoint lives in a temporary folder that is
+removed afterwards; nothing is written next to the input or the output.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from thinslice.errors import ConfigError
+from thinslice.methods import Method
+from thinslice.model.checkpoint import load_checkpoint, model_config_of
+from thinslice.training.config import TrainConfig
+from thinslice.training.loop import train
+from thinslice.volume import Volume
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def adapted(
+    fn: Method, volume: Volume, r: int, minutes: float, *, device: str = "auto", progress: bool = False
+) -> Iterator[Method]:
+    """``fn`` fine-tuned for ``minutes`` on ``volume`` (for the block; then cleaned up).
+
+    Raises:
+        ConfigError: the method has no weights to adapt, or ``minutes`` is not positive.
+    """
+    if not minutes > 0:
+        raise ConfigError(f"--adapt takes a positive number of minutes, got {minutes}")
+    source = fn.checkpoint_for(r, volume.thickness / volume.slice_spacing)
+    stored = load_checkpoint(source)
+    model_config = model_config_of(stored, source)
+    config = TrainConfig.from_dict(stored["train_config"]) if stored.get("train_config") else TrainConfig()
+    with tempfile.TemporaryDirectory(prefix="thinslice-adapt-") as folder:
+        checkpoint = Path(folder) / source.name
+        shutil.copyfile(source, checkpoint)
+        log.info("adapting %s to %s for %.3g min", source.name, volume.name, minutes)
+        train([volume], checkpoint, config, model_config, minutes=minutes, resume=True, device=device,
+              progress=progress)  # fmt: skip
+        yield fn.with_checkpoint(checkpoint)
