@@ -114,6 +114,17 @@ def read_series(folder: str | Path, series_uid: str | None = None) -> Volume:
     return Volume.from_itk_array(_to_hu(sitk.GetArrayFromImage(image)), geometry, name, meta)
 
 
+def headers_by_series(folder: str | Path) -> dict[str, list[Dataset]]:
+    """The image headers (no pixels) under ``folder``, searched recursively, grouped by
+    SeriesInstanceUID ("" for an empty one); files that are not DICOM images are skipped.
+
+    Raises:
+        InputError: ``folder`` is not a folder.
+    """
+    groups, _ = _scan(Path(folder))
+    return {uid: [ds for _, ds in slices] for uid, slices in groups.items()}
+
+
 def _scan(folder: Path) -> tuple[dict[str, _Slices], int]:
     """Group image headers under ``folder`` by SeriesInstanceUID; count skipped files."""
     if not folder.is_dir():
