@@ -79,6 +79,11 @@ class Method(ABC):
         """Accelerator bytes a run needs, or None when it uses no accelerator memory."""
         return None
 
+    def provenance(self, r: int) -> str:
+        """What makes a result at factor ``r``, in a few words for a derived series or a
+        report (the name, and for a learned method its model file)."""
+        return self.name
+
     @abstractmethod
     def run(self, data: np.ndarray, r: int) -> MethodResult:
         """Upsample ``data`` ``(D, H, W)`` (HU) by ``r`` along axis 0."""

@@ -151,6 +151,12 @@ class ModelMethod(Method):
         passes_for(r, self._synthesizer(self._path_for(r)).scale)
         return r
 
+    def provenance(self, r: int) -> str:
+        """``model default_x2.pt (bundled)``: the checkpoint that makes factor ``r``."""
+        origin = "bundled" if self.path is None else "--model"
+        views = ", coronal and sagittal views only" if self.fast else ""
+        return f"{self.name} {self._path_for(r).name} ({origin}{views})"
+
     def device_bytes(self, shape: tuple[int, ...], r: int) -> int | None:
         """Accelerator bytes of one batch (results come back to the host batch by batch):
         an axial ``H x W`` image and a through-plane ``r*(D-1)+1`` by ``max(H, W)`` image."""

@@ -128,13 +128,7 @@ def upsample(
     if force is not None:
         warnings.warn("upsample(force=...) is now accept_non_ct=...", DeprecationWarning, stacklevel=2)
         accept_non_ct = accept_non_ct or force
-    unused = unused_options(method, model=model, fast=fast)
-    if uncertainty and not method_class(method).gives_uncertainty:
-        unused.append("uncertainty")
-    if unused:
-        flags = ", ".join(f"--{name}" for name in unused)
-        raise ConfigError(f"{flags} applies to --method model, not {method}")
-    fn = get_method(method, model=model, device=device, progress=progress, fast=fast)  # before reading the scan
+    fn = build_method(method, model=model, device=device, progress=progress, fast=fast, uncertainty=uncertainty)
     is_sitk = type(image).__name__ == "Image" and type(image).__module__.startswith("SimpleITK")
     if isinstance(image, Volume):
         volume = image
@@ -149,6 +143,31 @@ def upsample(
         return to_sitk(result) if is_sitk else result
     assert spread is not None  # the method gives one (checked above)
     return (to_sitk(result), to_sitk(spread)) if is_sitk else (result, spread)
+
+
+def build_method(
+    method: str,
+    *,
+    model: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+    progress: bool = False,
+    fast: bool = False,
+    uncertainty: bool = False,
+) -> Method:
+    """Build ``method`` (before any scan is read), refusing options it does not take.
+
+    Raises:
+        ConfigError: an unknown method, or an option (``model``, ``fast``,
+            ``uncertainty``) the method does not take.
+        ModelError: the checkpoint cannot be used.
+    """
+    unused = unused_options(method, model=model, fast=fast)
+    if uncertainty and not method_class(method).gives_uncertainty:
+        unused.append("uncertainty")
+    if unused:
+        flags = ", ".join(f"--{name}" for name in unused)
+        raise ConfigError(f"{flags} applies to --method model, not {method}")
+    return get_method(method, model=model, device=device, progress=progress, fast=fast)
 
 
 def upsample_checked(
