@@ -188,6 +188,9 @@ def test_batch_options_checked(tmp_path):
     with pytest.raises(ConfigError, match="not both"):
         upsample_batch(DICOM_CROP.parent, tmp_path / "out", scale=2, target_spacing=1.0)
     args = ["upsample", "-i", str(DICOM_CROP.parent), "-o", str(tmp_path / "out"), "--series-uid", "1.2"]
+    assert main(args) == 2  # --series-uid picks one scan (not found here), never a batch
+    assert not (tmp_path / "out").exists()
+    args = [*args[:-2], "--output-format", "nii.gz", "--series-uid", "1.2"]
     assert main(args) == 2  # a batch reads every series
     assert not (tmp_path / "out").exists()
 

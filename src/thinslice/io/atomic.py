@@ -3,7 +3,8 @@
 A process killed while writing leaves at most a hidden ``.NAME.<host>-<pid>.<random>.part``
 file, never a half-written file at the name the user asked for; the next write of the
 same output removes such leftovers of dead processes on this machine. Images, checkpoints,
-JSON reports and markers all go through :func:`atomic_path`.
+JSON reports, pictures and markers all go through :func:`atomic_path`; a DICOM series (a
+folder of files) goes through :func:`atomic_folder`, the same mechanism for a folder.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import os
 import re
 import secrets
+import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,6 +61,60 @@ def atomic_path(out: str | os.PathLike[str], *, suffix: str = "") -> Iterator[Pa
         raise
 
 
+@contextlib.contextmanager
+def atomic_folder(out: str | os.PathLike[str], *, replace: bool = False) -> Iterator[Path]:
+    """Yield a new hidden folder next to ``out``; rename it onto ``out`` when the block ends.
+
+    The folder (``.NAME.<host>-<pid>.<random>.part``) is created empty before the block
+    runs. If the block raises, it is removed with everything in it and ``out`` is
+    untouched. An empty ``out`` is simply replaced; an ``out`` that holds files is
+    replaced only with ``replace=True``: it is renamed aside
+    (``.NAME.<host>-<pid>.<random>.old``), the new folder renamed into place, and the old
+    one deleted last, or renamed back if the second rename fails. (A process killed
+    between the two renames leaves the old folder under its hidden ``.old`` name; it is
+    never deleted automatically.)
+
+    Raises:
+        OutputError: the parent folder does not take new folders, ``out`` is a file, or
+            ``out`` holds files and ``replace`` is False.
+    """
+    out = Path(out)
+    remove_stale_parts(out)
+    tag = f"{writer_tag()}.{secrets.token_hex(4)}"
+    part = out.parent / f".{out.name}.{tag}.part"
+    try:
+        part.mkdir(mode=0o777)  # 0777 less the umask, like any new folder
+    except OSError as err:
+        raise OutputError(f"cannot write in {out.parent}: {err.strerror or err}; choose another output") from err
+    try:
+        yield part
+        _move_folder_into_place(part, out, out.parent / f".{out.name}.{tag}.old", replace)
+    except BaseException:
+        shutil.rmtree(part, ignore_errors=True)
+        raise
+
+
+def _move_folder_into_place(part: Path, out: Path, old: Path, replace: bool) -> None:
+    if out.is_dir() and not out.is_symlink() and not any(out.iterdir()):
+        out.rmdir()
+    if not out.exists() and not out.is_symlink():
+        os.rename(part, out)
+        return
+    if not out.is_dir() or out.is_symlink():
+        raise OutputError(f"output {out} is a file, not a folder; choose another output")
+    if not replace:
+        raise OutputError(f"output folder {out} already holds files; pass --overwrite to replace them")
+    os.rename(out, old)
+    try:
+        os.rename(part, out)
+    except BaseException:
+        os.rename(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    if old.exists():
+        log.warning("could not delete the replaced folder %s; remove it by hand", old)
+
+
 def write_text(out: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` to ``out`` atomically, flushed to disk before the rename."""
     out = Path(out)
@@ -75,7 +131,7 @@ def write_json(out: str | os.PathLike[str], data: object) -> Path:
 
 
 def remove_stale_parts(out: Path) -> None:
-    """Delete partial files of ``out`` left by processes on this machine that were killed.
+    """Delete partial files (or folders) of ``out`` left by processes on this machine that were killed.
 
     Only POSIX (a process is alive if ``kill(pid, 0)`` finds it); files of live or remote
     processes are left alone.
@@ -92,9 +148,13 @@ def remove_stale_parts(out: Path) -> None:
         match = pattern.fullmatch(name)
         if match is None or int(match.group(1)) == os.getpid() or _alive(int(match.group(1))):
             continue
+        stale = out.parent / name
         with contextlib.suppress(OSError):
-            (out.parent / name).unlink()
-            log.info("removed %s, left by an interrupted run", out.parent / name)
+            if stale.is_dir() and not stale.is_symlink():  # a partial folder (atomic_folder)
+                shutil.rmtree(stale)
+            else:
+                stale.unlink()
+            log.info("removed %s, left by an interrupted run", stale)
 
 
 def _alive(pid: int) -> bool:

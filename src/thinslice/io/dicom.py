@@ -121,13 +121,24 @@ def _thickness(ds: Dataset, spacing: float, folder: Path) -> float | None:
     """
     thick = _floats(ds, "SliceThickness", 1)
     if not thick.size or not np.isfinite(thick[0]) or thick[0] <= 0:
-        log.info("%s: no usable SliceThickness; assuming the slices are %.3g mm thick (contiguous)", folder, spacing)
+        log.debug("%s: no usable SliceThickness; assuming the slices are %.3g mm thick (contiguous)", folder, spacing)
         return None
     value = float(thick[0])
     if abs(value - spacing) > 0.05 * spacing:
         kind = "overlapping" if value > spacing else "with gaps between them"
-        log.info("%s: slices %.3g mm thick every %.3g mm (%s)", folder, value, spacing, kind)
+        log.debug("%s: slices %.3g mm thick every %.3g mm (%s)", folder, value, spacing, kind)
     return value
+
+
+def headers_by_series(folder: str | Path) -> dict[str, list[Dataset]]:
+    """The image headers (no pixels) under ``folder``, searched recursively, grouped by
+    SeriesInstanceUID ("" for an empty one); files that are not DICOM images are skipped.
+
+    Raises:
+        InputError: ``folder`` is not a folder.
+    """
+    groups, _ = _scan(Path(folder))
+    return {uid: [ds for _, ds in slices] for uid, slices in groups.items()}
 
 
 def _scan(folder: Path) -> tuple[dict[str, _Slices], int]:

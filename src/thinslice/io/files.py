@@ -338,10 +338,18 @@ def save(
     return out
 
 
-def check_output_path(out: Path, *, overwrite: bool, sources: list[str | None] | None = None) -> None:
-    """Refuse an output that cannot or must not be written, before any work is done."""
-    if not suffix_of(out):
+def check_output_path(
+    out: Path, *, overwrite: bool, sources: list[str | None] | None = None, suffixes: tuple[str, ...] | None = None
+) -> None:
+    """Refuse an output that cannot or must not be written, before any work is done.
+
+    Args:
+        suffixes: the endings allowed (e.g. ``(".png",)``); default: the image formats.
+    """
+    if suffixes is None and not suffix_of(out):
         raise OutputError(f"unsupported output type: {out.name}; end the name with .nii.gz, .nii, .nrrd or .mha")
+    if suffixes is not None and not out.name.lower().endswith(suffixes):
+        raise OutputError(f"unsupported output type: {out.name}; end the name with {' or '.join(suffixes)}")
     parent = out.parent if str(out.parent) else Path(".")
     if parent.exists() and not parent.is_dir():
         raise OutputError(f"output folder {parent} is a file, not a folder; choose another -o")
@@ -349,7 +357,7 @@ def check_output_path(out: Path, *, overwrite: bool, sources: list[str | None] |
         raise OutputError(f"output folder does not exist: {parent}; create it first")
     if not os.access(parent, os.W_OK):
         raise OutputError(f"output folder is not writable: {parent}; choose another -o")
-    _probe_write(parent)
+    probe_write(parent)
     resolved = out.resolve()
     for src in sources or []:
         if src and (Path(src).resolve() == resolved or (out.exists() and _same_file(src, out))):
@@ -360,7 +368,7 @@ def check_output_path(out: Path, *, overwrite: bool, sources: list[str | None] |
         raise OutputError(f"output {out} already exists; pass --overwrite to replace it")
 
 
-def _probe_write(folder: Path) -> None:
+def probe_write(folder: Path) -> None:
     """Create and delete a file in ``folder``: the honest test of writability (``os.access``
     says yes to root everywhere, even under ``/proc`` or on a read-only mount)."""
     try:

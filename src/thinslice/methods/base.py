@@ -92,6 +92,11 @@ class Method(ABC):
             return False
         return True
 
+    def provenance(self, r: int) -> str:
+        """What makes a result at factor ``r``, in a few words for a derived series or a
+        report (the name, and for a learned method its model file)."""
+        return self.name
+
     def checkpoint_for(self, r: int, thickness: float = 1.0) -> Path:
         """The checkpoint :meth:`run` would use at factor ``r`` for slices ``thickness``
         spacings thick (adaptable methods only).

@@ -183,6 +183,12 @@ class ModelMethod(Method):
             path, device=self.device_spec, progress=self.progress, fast=self.fast, batch_size=self.batch_size
         )
 
+    def provenance(self, r: int) -> str:
+        """``model default_x2.pt (bundled)``: the checkpoint that makes factor ``r``."""
+        origin = "bundled" if self.path is None else "--model"
+        views = ", coronal and sagittal views only" if self.fast else ""
+        return f"{self.name} {self._path_for(r).name} ({origin}{views})"
+
     def device_bytes(self, shape: tuple[int, ...], r: int) -> int | None:
         """Accelerator bytes of one batch (results come back to the host batch by batch):
         an axial ``H x W`` image and a through-plane ``r*(D-1)+1`` by ``max(H, W)`` image."""

@@ -1,8 +1,13 @@
 """Batch upsampling: every case of a folder or CSV (see :mod:`.cases`), resumable, and
 sharded over the processes of ``torchrun``.
 
+Outputs: one file per case, or with ``output_format="dicom"`` one derived DICOM series
+(a folder, see :mod:`thinslice.io.dicom_write`) per DICOM case; with ``preview`` also one
+PNG per case (input beside output) and an ``index.html`` gallery next to the report.
+
 Complete: after each output is renamed into place (atomically), a sidecar
-``<output>.done.json`` records the settings and the output's size. With ``resume=True``
+``<output>.done.json`` records the settings and the output's size (for a series folder,
+the sum of its files' sizes). With ``resume=True``
 (``--resume``) a case is skipped when its marker exists, names the same settings and
 matches the output's size; anything else (no output, an output without a marker from a
 crash, other settings) is computed again and replaces that output.
@@ -36,17 +41,20 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from thinslice import __version__, grid
 from thinslice.distributed import DistEnv, from_rank0, gather_objects, process_group
 from thinslice.errors import ConfigError, OutputError, ThinsliceError
-from thinslice.io import check_output_path, load, save
+from thinslice.io import check_output_path, load, save, stem_of
 from thinslice.io.atomic import write_json
+from thinslice.io.dicom_write import check_series_output, read_template
 from thinslice.methods import Method, get_method
 from thinslice.pipeline.cases import Case, find_cases
+from thinslice.pipeline.export import DICOM, OUTPUT_FORMATS, not_dicom_input, write_preview, write_series
+from thinslice.pipeline.gallery import write_gallery
 from thinslice.pipeline.upsample import upsample_checked
 
 log = logging.getLogger(__name__)
 
 REPORT_NAME = "thinslice_report.json"
+GALLERY_NAME = "index.html"
 MARKER_SUFFIX = ".done.json"
-OUTPUT_FORMATS = ("nii.gz", "nii", "nrrd", "mha")
 @dataclass
 class CaseResult:
     """What happened to one case. ``status`` is ``done``, ``skipped`` or ``failed``."""
@@ -61,7 +69,8 @@ class CaseResult:
     seconds: float = 0.0
     input_slices: int | None = None
     output_slices: int | None = None
-    scale: int | None = None
+    scale: float | None = None
+    preview: str | None = None
 
 
 @dataclass
@@ -132,6 +141,8 @@ def upsample_batch(
     report: str | os.PathLike[str] | None = None,
     csv_column: str | None = None,
     output_format: str = "nii.gz",
+    new_study: bool = False,
+    preview: str | os.PathLike[str] | None = None,
     progress: bool = False,
 ) -> BatchReport:
     """Upsample every case under a folder or listed in a CSV; never stops at a bad case.
@@ -152,7 +163,14 @@ def upsample_batch(
             (``adapt`` fine-tunes a copy of the model on each case).
         report: where rank 0 writes the JSON report; default ``output_dir/thinslice_report.json``.
         csv_column: the CSV column holding the paths (default ``path``, else the first column).
-        output_format: ``nii.gz``, ``nii``, ``nrrd`` or ``mha``.
+        output_format: ``nii.gz``, ``nii``, ``nrrd``, ``mha``, or ``dicom``: a derived
+            series of its study per DICOM case (``OUT/p1/series3/``); file cases then fail,
+            as they name no patient or study.
+        new_study: DICOM output: file each series in a new study (for sources without
+            StudyInstanceUID).
+        preview: a folder for one PNG per case (input beside output, mirroring the output
+            names); rank 0 also writes ``index.html``, a gallery of every case with its
+            status, next to the report.
         progress: show a progress bar over the cases (rank 0 only).
 
     Returns:
@@ -186,18 +204,23 @@ def upsample_batch(
         "keep_acquired": keep_acquired,
         "adapt": adapt,
         "device": device,
+        "new_study": new_study,
+        "preview": None if preview is None else str(Path(preview).absolute()),
     }
     env = DistEnv.from_env()
     with process_group(env):  # gloo: the ranks exchange only the case list and the results
         fn = get_method(method, model=model, device=str(env.device(device)), progress=False, fast=fast)
         cases = from_rank0(env, lambda: _prepare(src, out_dir, report_path, csv_column, output_format))
         mine = cases[env.rank :: env.world_size]
-        run = _CaseRunner(fn, out_dir, settings, scale, target_spacing, resume, overwrite, accept_non_ct, env)
+        run = _CaseRunner(fn, out_dir, settings, env, resume=resume, overwrite=overwrite, accept_non_ct=accept_non_ct)
         results = run.all(mine, progress=progress and env.is_main)
         merged = sorted((r for part in gather_objects(env, results) for r in part), key=lambda r: r.name)
         batch = BatchReport(merged, settings, env.world_size, time.perf_counter() - start, report_path)
         if env.is_main:
             write_json(report_path, batch.to_dict())
+            if preview is not None:
+                gallery = write_gallery(report_path.parent / GALLERY_NAME, batch.to_dict())
+                log.info("previews: %s", gallery)
             level = logging.WARNING if batch.failed else logging.INFO
             log.log(level, "%s", batch.summary())
     return batch
@@ -230,15 +253,16 @@ class _CaseRunner:
         fn: Method,
         out_dir: Path,
         settings: dict[str, Any],
-        scale: int | None,
-        target_spacing: float | None,
+        env: DistEnv,
+        *,
         resume: bool,
         overwrite: bool,
         accept_non_ct: bool,
-        env: DistEnv,
     ) -> None:
         self.fn, self.out_dir, self.settings, self.recipe = fn, out_dir, settings, _recipe(settings)
-        self.scale, self.target_spacing = scale, target_spacing
+        self.scale, self.target_spacing = settings["scale"], settings["target_spacing"]
+        self.dicom, self.new_study = settings["output_format"] == DICOM, bool(settings["new_study"])
+        self.previews = None if settings["preview"] is None else Path(settings["preview"])
         self.resume, self.overwrite, self.accept_non_ct, self.rank = resume, overwrite, accept_non_ct, env.rank
         self.tag = f"[rank {env.rank}] " if env.enabled else ""
 
@@ -253,15 +277,19 @@ class _CaseRunner:
         out = self.out_dir / case.name
         result = CaseResult(case.name, str(case.source), case.series_uid, str(out), "failed", rank=self.rank)
         t0 = time.perf_counter()
+        picture = None
+        if self.previews is not None:
+            picture = self.previews / Path(case.name).parent / (stem_of(case.name) + ".png")
         if case.error is not None:
             result.reason = case.error
-        elif self.resume and _is_complete(out, self.recipe):
+        elif self.resume and _is_complete(out, self.recipe) and (picture is None or picture.is_file()):
             result.status, result.reason = "skipped", "complete"
+            result.preview = None if picture is None else str(picture)
             log.debug("%s%s: skipped, already complete", self.tag, case.name)
             return result
         else:
             try:
-                self._upsample(case, out, result)
+                self._upsample(case, out, result, picture)
                 result.status = "done"
             except ThinsliceError as err:
                 result.reason = str(err)
@@ -276,15 +304,26 @@ class _CaseRunner:
             log.info("%s%s: %s in %.1f s", self.tag, case.name, slices, result.seconds)
         return result
 
-    def _upsample(self, case: Case, out: Path, result: CaseResult) -> None:
+    def _upsample(self, case: Case, out: Path, result: CaseResult, picture: Path | None) -> None:
         marker = _marker(out)
         replace_existing = self.overwrite or self.resume  # resume: an incomplete output is ours to redo
         if out.exists() and not replace_existing:
             raise OutputError(f"output {out} already exists; pass --resume to keep it or --overwrite to replace it")
+        if self.dicom and case.series_uid is None:
+            raise not_dicom_input(case.source, batch=True)
         out.parent.mkdir(parents=True, exist_ok=True)
-        check_output_path(out, overwrite=replace_existing, sources=[str(case.source)])
+        if self.dicom:
+            check_series_output(out, overwrite=replace_existing, sources=[case.source])
+        else:
+            check_output_path(out, overwrite=replace_existing, sources=[str(case.source)])
+        if picture is not None:
+            picture.parent.mkdir(parents=True, exist_ok=True)
+            check_output_path(picture, overwrite=True, sources=[str(case.source)], suffixes=(".png",))
         volume = load(case.source, series_uid=case.series_uid)
-        thin, _ = upsample_checked(
+        template = None
+        if self.dicom:
+            template = read_template(case.source, series_uid=case.series_uid, volume=volume, new_study=self.new_study)
+        thin, spread = upsample_checked(
             volume,
             self.fn,
             scale=self.scale,
@@ -296,17 +335,25 @@ class _CaseRunner:
             adapt=self.settings["adapt"],
             device=self.settings["device"],
         )
-        r = int(thin.meta["scale"])
+        r = thin.meta["scale"]
         marker.unlink(missing_ok=True)
-        save(thin, out, overwrite=replace_existing)
+        if template is not None:
+            write_series(
+                thin, out, template=template, fn=self.fn, thick_spacing=volume.slice_spacing,
+                overwrite=replace_existing, new_study=self.new_study,
+            )  # fmt: skip
+        else:
+            save(thin, out, overwrite=replace_existing)
         result.input_slices, result.output_slices, result.scale = volume.num_slices, thin.num_slices, r
+        if picture is not None:  # before the marker: a case without its picture is not complete
+            result.preview = str(write_preview(volume, thin, picture, fn=self.fn, spread=spread))
         write_json(
             marker,
             {
                 "settings": self.recipe,
                 "input": str(case.source),
                 "series_uid": case.series_uid,
-                "bytes": out.stat().st_size,
+                "bytes": _size(out),
                 "input_slices": volume.num_slices,
                 "output_slices": thin.num_slices,
                 "slice_spacing_mm": thin.slice_spacing,
@@ -322,17 +369,26 @@ def _marker(out: Path) -> Path:
 
 def _recipe(settings: dict[str, Any]) -> dict[str, Any]:
     """The settings that decide an output's content (what a done-marker must match)."""
-    keys = (
-        "method", "model", "scale", "target_spacing", "slice_thickness", "output_thickness", "keep_acquired", "adapt",
-    )  # fmt: skip
-    return {k: settings[k] for k in keys}
+    keys = ("method", "model", "scale", "target_spacing")
+    recipe = {k: settings[k] for k in keys}
+    for key in ("slice_thickness", "output_thickness", "keep_acquired", "adapt", "new_study"):
+        if settings.get(key):  # only when set: markers of earlier runs stay valid
+            recipe[key] = settings[key]
+    return recipe
+
+
+def _size(out: Path) -> int:
+    """Bytes of an output file, or of all files in an output folder (a DICOM series)."""
+    if out.is_dir():
+        return sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    return out.stat().st_size
 
 
 def _is_complete(out: Path, recipe: dict[str, Any]) -> bool:
     """The output exists, and its marker names the same recipe and the output's size."""
     try:
         marker = json.loads(_marker(out).read_text())
-        return bool(marker["settings"] == recipe and marker["bytes"] == out.stat().st_size)
+        return bool(marker["settings"] == recipe and marker["bytes"] == _size(out))
     except (OSError, ValueError, KeyError, TypeError):
         return False
 

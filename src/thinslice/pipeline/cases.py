@@ -1,7 +1,8 @@
 """Listing the cases of a batch: every scan under a folder, in a CSV, or one file.
 
 A *case* is one NIfTI/NRRD/MHA file or one DICOM series. Outputs mirror the inputs'
-relative paths under the output folder, always in one format (``.nii.gz`` by default):
+relative paths under the output folder, always in one format (``.nii.gz`` by default;
+for ``dicom`` the names have no extension: each is the folder of a derived series):
 
 - ``IN/p1/ct.nrrd`` -> ``OUT/p1/ct.nii.gz``;
 - the DICOM files directly inside ``IN/p1/series3/`` -> ``OUT/p1/series3.nii.gz``; when that
@@ -70,7 +71,7 @@ def find_cases(
     """
     src = Path(os.path.abspath(input))
     exclude = Path(os.path.abspath(output_dir)) if output_dir is not None else None
-    ext = "." + output_format.lstrip(".")
+    ext = "" if output_format == "dicom" else "." + output_format.lstrip(".")
     if not src.exists():
         raise InputError(f"input not found: {src}; check the path")
     if src.is_file() and src.name.lower().endswith(".csv"):
@@ -80,6 +81,24 @@ def find_cases(
     else:
         cases = _cases_of_path(src, src.parent, ext)
     return _unique_names(cases)
+
+
+def is_one_series(folder: str | os.PathLike[str]) -> bool:
+    """Whether ``folder`` (searched recursively, hidden names left out) holds the DICOM
+    images of exactly one series and no NIfTI/NRRD/MHA file: then it is one scan, not a
+    batch. Stops reading at the second series found."""
+    uids: set[str] = set()
+    for here, dirs, files in os.walk(folder, onerror=_unreadable):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(f for f in files if not f.startswith(".")):
+            path = Path(here) / name
+            if suffix_of(path):
+                return False
+            if Path(name).suffix.lower() not in _NOT_DICOM and (uid := series_uid_of(path)) is not None:
+                uids.add(uid)
+                if len(uids) > 1:
+                    return False
+    return len(uids) == 1
 
 
 def _walk(root: Path, exclude: Path | None, ext: str) -> list[Case]:

@@ -87,7 +87,8 @@ def upsample_volume(
         raise RuntimeError(f"method returned shape {result.data.shape}, expected {expected}")
     dtype = output_dtype(volume.data)
     out = to_dtype(result.data, dtype)
-    if keep_acquired or grid.keeps_acquired(volume.thickness, plan.spacing):
+    kept = keep_acquired or grid.keeps_acquired(volume.thickness, plan.spacing)
+    if kept:
         grid.keep_acquired(out, volume.data, r)
     spread = result.uncertainty
     if plan.positions is not None:  # a ratio the method does not make: onto the output grid
@@ -99,6 +100,8 @@ def upsample_volume(
         upsampled.meta["derived_from"] = source  # ...but save() must never overwrite it
     ratio = volume.slice_spacing / plan.spacing
     upsampled.meta["scale"] = int(round(ratio)) if abs(ratio - round(ratio)) < 1e-6 else round(ratio, 4)
+    upsampled.meta["factor"] = r  # what the method ran at (then resampled when they differ)
+    upsampled.meta["acquired_kept"] = kept
     uncertainty = None
     if spread is not None:
         uncertainty = upsampled.with_data(np.asarray(spread, dtype=np.float32))
@@ -170,13 +173,7 @@ def upsample(
     if force is not None:
         warnings.warn("upsample(force=...) is now accept_non_ct=...", DeprecationWarning, stacklevel=2)
         accept_non_ct = accept_non_ct or force
-    unused = unused_options(method, model=model, fast=fast)
-    if uncertainty and not method_class(method).gives_uncertainty:
-        unused.append("uncertainty")
-    if unused:
-        flags = ", ".join(f"--{name}" for name in unused)
-        raise ConfigError(f"{flags} applies to --method model, not {method}")
-    fn = get_method(method, model=model, device=device, progress=progress, fast=fast)  # before reading the scan
+    fn = build_method(method, model=model, device=device, progress=progress, fast=fast, uncertainty=uncertainty)
     is_sitk = type(image).__name__ == "Image" and type(image).__module__.startswith("SimpleITK")
     if isinstance(image, Volume):
         volume = image
@@ -201,6 +198,31 @@ def upsample(
         return to_sitk(result) if is_sitk else result
     assert spread is not None  # the method gives one (checked above)
     return (to_sitk(result), to_sitk(spread)) if is_sitk else (result, spread)
+
+
+def build_method(
+    method: str,
+    *,
+    model: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+    progress: bool = False,
+    fast: bool = False,
+    uncertainty: bool = False,
+) -> Method:
+    """Build ``method`` (before any scan is read), refusing options it does not take.
+
+    Raises:
+        ConfigError: an unknown method, or an option (``model``, ``fast``,
+            ``uncertainty``) the method does not take.
+        ModelError: the checkpoint cannot be used.
+    """
+    unused = unused_options(method, model=model, fast=fast)
+    if uncertainty and not method_class(method).gives_uncertainty:
+        unused.append("uncertainty")
+    if unused:
+        flags = ", ".join(f"--{name}" for name in unused)
+        raise ConfigError(f"{flags} applies to --method model, not {method}")
+    return get_method(method, model=model, device=device, progress=progress, fast=fast)
 
 
 def upsample_checked(

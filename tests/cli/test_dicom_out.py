@@ -1,0 +1,286 @@
+"""`thinslice upsample` back to DICOM, and `--preview`, as a user runs them.
+
+The DICOM series written by the command is read back with SimpleITK, thinslice, pydicom
+and dcm2niix and compared with the NIfTI output of the same job.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import matplotlib.image
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+import SimpleITK as sitk
+
+import thinslice
+from tests.conftest import (
+    DICOM_CROP,
+    LIMB_CROP,
+    PATIENT_ID,
+    SERIES_UID,
+    STUDY_UID,
+    dcm2niix,
+    filled_dicom,
+    rotation_30_20,
+)
+from thinslice.cli import main
+from thinslice.evaluation import figures
+from thinslice.io import dicom_write
+
+LINEAR = ["--scale", "2", "--method", "linear"]
+
+
+def headers(folder: Path) -> list[pydicom.Dataset]:
+    return [pydicom.dcmread(f) for f in sorted(folder.iterdir())]
+
+
+def sitk_series(folder: Path) -> sitk.Image:
+    reader = sitk.ImageSeriesReader()
+    (series,) = reader.GetGDCMSeriesIDs(str(folder))
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder), series))
+    return reader.Execute()
+
+
+def same_image(a: sitk.Image, b: sitk.Image) -> None:
+    assert a.GetSize() == b.GetSize()
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(a), sitk.GetArrayFromImage(b))
+    for get in ("GetOrigin", "GetSpacing", "GetDirection"):
+        np.testing.assert_allclose(getattr(a, get)(), getattr(b, get)(), atol=1e-4)
+
+
+def one_error_line(capfd: pytest.CaptureFixture[str]) -> str:
+    lines = capfd.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def ct(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return filled_dicom(tmp_path_factory.mktemp("in") / "ct")
+
+
+def test_dicom_series_round_trip(ct: Path, tmp_path: Path) -> None:
+    """`-o OUT/` with a DICOM series in: a derived series that reads back as the NIfTI of the same job."""
+    out, nifti = tmp_path / "thin", tmp_path / "thin.nii.gz"
+    assert main(["-q", "upsample", "-i", str(ct), "-o", f"{out}/", *LINEAR]) == 0
+    assert main(["-q", "upsample", "-i", str(ct), "-o", str(nifti), *LINEAR]) == 0
+    reference = sitk.ReadImage(str(nifti))
+    assert reference.GetSize() == (64, 64, 15)
+    same_image(sitk_series(out), reference)
+    back, thin = thinslice.load(out), thinslice.load(nifti)
+    np.testing.assert_array_equal(back.data, thin.data)
+    assert back.geometry.slice_axis == thin.geometry.slice_axis
+    np.testing.assert_allclose(back.geometry.spacing, thin.geometry.spacing, atol=1e-4)
+    np.testing.assert_allclose(back.geometry.origin, thin.geometry.origin, atol=1e-4)
+
+    sources, written = headers(ct), headers(out)
+    assert len(written) == 15
+    uids = {str(ds.SOPInstanceUID) for ds in written}
+    assert len(uids) == 15 and not uids & {str(ds.SOPInstanceUID) for ds in sources}
+    for k, ds in enumerate(written):
+        assert (ds.StudyInstanceUID, ds.PatientID, ds.SeriesNumber) == (STUDY_UID, PATIENT_ID, 1003)
+        assert ds.FrameOfReferenceUID == sources[0].FrameOfReferenceUID and ds.SeriesInstanceUID != SERIES_UID
+        assert ds.SeriesDescription == "CT Body 3.0 thinslice x2 1.0 mm"
+        derivation = str(ds.DerivationDescription)
+        assert derivation.startswith(f"thinslice {thinslice.__version__}: linear, x2") and "2.0 -> 1.0 mm" in derivation
+        assert list(ds.ImageType[:2]) == ["DERIVED", "SECONDARY"] and ds.InstanceNumber == k + 1
+        assert float(ds.SliceThickness) == float(ds.SpacingBetweenSlices) == 1.0
+        assert list(ds.WindowCenter) == list(sources[0].WindowCenter) and ds.PixelRepresentation == 1
+        assert ds.ContributingEquipmentSequence[0].Manufacturer == "thinslice"
+        assert ds.ReferencedSeriesSequence[0].SeriesInstanceUID == SERIES_UID and ds.SourceImageSequence
+        np.testing.assert_allclose(ds.ImagePositionPatient, thin.geometry.slice_position(k), atol=1e-4)
+
+    converted, log = dcm2niix(out, tmp_path / "dcm2niix")
+    assert not any(word in log for word in ("Warning", "Unable", "variable")), log
+    ours, theirs = (nib.as_closest_canonical(nib.load(str(p))) for p in (nifti, converted))
+    assert theirs.shape == ours.shape
+    np.testing.assert_allclose(theirs.affine, ours.affine, atol=1e-3)
+    np.testing.assert_array_equal(theirs.get_fdata(), ours.get_fdata())
+
+    # a rerun replaces the series (with --overwrite) under the same UIDs
+    again = ["-q", "upsample", "-i", str(ct), "-o", str(out), *LINEAR, "--overwrite", "--output-format", "dicom"]
+    assert main(again) == 0
+    assert {str(ds.SOPInstanceUID) for ds in headers(out)} == uids
+
+
+def test_oblique_series_round_trip(tmp_path: Path) -> None:
+    ct = filled_dicom(tmp_path / "oblique", rotation=rotation_30_20())
+    out, nifti = tmp_path / "thin", tmp_path / "thin.nii.gz"
+    assert main(["-q", "upsample", "-i", str(ct), "-o", str(out), *LINEAR]) == 0
+    assert main(["-q", "upsample", "-i", str(ct), "-o", str(nifti), *LINEAR]) == 0
+    reference = sitk.ReadImage(str(nifti))
+    assert np.abs(np.asarray(reference.GetDirection())).max() < 0.95  # no axis along a patient axis
+    same_image(sitk_series(out), reference)
+    np.testing.assert_array_equal(thinslice.load(out).data, thinslice.load(nifti).data)
+
+
+def test_nifti_to_dicom_needs_a_template(ct: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    nifti = thinslice.save(thinslice.load(ct), tmp_path / "ct.nii.gz")
+    out = tmp_path / "thin"
+    assert main(["upsample", "-i", str(nifti), "-o", str(out), "--output-format", "dicom", *LINEAR]) == 2
+    assert "cannot write DICOM from ct.nii.gz" in one_error_line(capfd) and not out.exists()
+    other = filled_dicom(tmp_path / "other", series_uid="1.2.826.0.1.3680043.8.498.3333")
+    capfd.readouterr()
+    assert main(["-q", "upsample", "-i", str(nifti), "-o", f"{out}/", "--dicom-template", str(ct), *LINEAR]) == 0
+    written = headers(out)
+    assert {(ds.PatientID, ds.StudyInstanceUID) for ds in written} == {(PATIENT_ID, STUDY_UID)}
+    assert written[0].ReferencedSeriesSequence[0].SeriesInstanceUID == SERIES_UID
+    from_dicom = tmp_path / "from_dicom.nii.gz"
+    assert main(["-q", "upsample", "-i", str(ct), "-o", str(from_dicom), *LINEAR]) == 0
+    np.testing.assert_array_equal(thinslice.load(out).data, thinslice.load(from_dicom).data)
+    # a DICOM input is its own template; a template elsewhere in space is refused
+    assert main(["upsample", "-i", str(ct), "-o", str(tmp_path / "x"), "--dicom-template", str(other)]) == 2
+    assert "a DICOM series is its own template" in one_error_line(capfd)
+    moved = tmp_path / "moved.nii.gz"
+    image = sitk.ReadImage(str(nifti))
+    image.SetOrigin(tuple(np.add(image.GetOrigin(), (0, 0, 100.0))))
+    sitk.WriteImage(image, str(moved))
+    assert main(["upsample", "-i", str(moved), "-o", str(tmp_path / "y"), "--dicom-template", str(ct), *LINEAR]) == 2
+    assert "lies outside the DICOM template series" in one_error_line(capfd)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_refusals_leave_no_series(ct: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch) -> None:
+    out = tmp_path / "thin"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep")
+    assert main(["upsample", "-i", str(ct), "-o", str(out), *LINEAR]) == 2
+    assert "already holds files; pass --overwrite" in one_error_line(capfd)
+    assert [p.name for p in out.iterdir()] == ["mine.txt"]
+
+    # the fixture as shipped has no StudyInstanceUID: refused, or a new study when asked
+    fresh = tmp_path / "fresh"
+    assert main(["upsample", "-i", str(DICOM_CROP), "-o", str(fresh), *LINEAR]) == 2
+    assert "has no StudyInstanceUID" in one_error_line(capfd) and not fresh.exists()
+    assert main(["-q", "upsample", "-i", str(DICOM_CROP), "-o", str(fresh), *LINEAR, "--new-study"]) == 0
+    study = {str(ds.StudyInstanceUID) for ds in headers(fresh)}
+    assert len(study) == 1 and study != {""}
+
+    # a write that fails part-way leaves neither a series nor a hidden folder
+    real, calls = dicom_write._write_file, []
+
+    def failing(ds: pydicom.Dataset, path: Path) -> None:
+        calls.append(path)
+        if len(calls) > 5:
+            raise OSError(28, "No space left on device")
+        real(ds, path)
+
+    monkeypatch.setattr(dicom_write, "_write_file", failing)
+    capfd.readouterr()
+    assert main(["-q", "upsample", "-i", str(ct), "-o", str(tmp_path / "half"), *LINEAR]) == 2
+    assert "cannot write the DICOM series" in one_error_line(capfd) and len(calls) == 6
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh", "thin"]
+    assert main(["-q", "upsample", "-i", str(ct), "-o", str(out), *LINEAR, "--overwrite"]) == 2
+    assert [p.name for p in out.iterdir()] == ["mine.txt"]  # the old content is kept
+
+
+def panel_boxes(png: Path) -> list[tuple[int, int, int, int]]:
+    """(left, right, top, bottom) pixel boxes of the pictures in the first row of a preview."""
+    image = matplotlib.image.imread(str(png))[..., :3]
+    dpi = figures.DPI
+    top = int((figures.HEAD_IN + figures.TITLE_IN) * dpi) + 2
+    band = image[top : top + int(figures._ROW_IN[0] * dpi) - 4, int(figures.LABEL_IN * dpi) - 2 :]
+    drawn = np.flatnonzero((band < 0.99).any(axis=(0, 2)))
+    runs = np.split(drawn, np.flatnonzero(np.diff(drawn) > 1) + 1)
+    boxes = []
+    for run in runs:
+        cols = image[:, int(figures.LABEL_IN * dpi) - 2 + run[0] : int(figures.LABEL_IN * dpi) - 2 + run[-1] + 1]
+        rows = np.flatnonzero((cols[top - 2 : top + int(figures._ROW_IN[1] * dpi)] < 0.99).any(axis=(1, 2)))
+        first_rows = np.split(rows, np.flatnonzero(np.diff(rows) > 1) + 1)[0]
+        boxes.append((int(run[0]), int(run[-1]), int(first_rows[0]), int(first_rows[-1])))
+    return boxes
+
+
+def test_preview_shows_input_and_output_at_the_physical_aspect(ct: Path, tmp_path: Path) -> None:
+    png = tmp_path / "preview.png"
+    assert main(["-q", "upsample", "-i", str(ct), "-o", str(tmp_path / "thin"), *LINEAR, "--preview", str(png)]) == 0
+    height, width = matplotlib.image.imread(str(png)).shape[:2]
+    thick = thinslice.load(ct)
+    assert figures.choose_windows(thick.data) == [figures.SOFT_TISSUE]  # no lung, little bone in this crop
+    row_in = max(figures._ROW_IN[0], figures.PANEL_IN * (8 * 2.0) / (64 * 0.9765625))  # coronal: 16 mm by 62.5 mm
+    assert width == round(figures.DPI * (figures.LABEL_IN + 2 * (figures.PANEL_IN + figures.GAP_IN)))
+    assert height == round(figures.DPI * (figures.HEAD_IN + figures.TITLE_IN + 2 * (row_in + figures.GAP_IN)))
+    boxes = panel_boxes(png)
+    assert len(boxes) == 2  # input and output (linear gives no uncertainty map)
+    for left, right, top, bottom in boxes:
+        assert (bottom - top + 1) / (right - left + 1) == pytest.approx((8 * 2.0) / (64 * 0.9765625), rel=0.06)
+
+
+def test_preview_adds_the_uncertainty_map_of_the_model(tmp_path: Path, one_thread: None) -> None:
+    png = tmp_path / "preview.png"
+    args = ["-q", "upsample", "-i", str(LIMB_CROP), "-o", str(tmp_path / "thin.nii.gz"), "--scale", "2"]
+    assert main([*args, "--preview", str(png)]) == 0
+    assert len(panel_boxes(png)) == 3
+    assert matplotlib.image.imread(str(png)).shape[1] == round(
+        figures.DPI * (figures.LABEL_IN + 3 * (figures.PANEL_IN + figures.GAP_IN))
+    )
+
+
+REFUSALS = {  # case -> (arguments after `upsample`, the start of the one error line)
+    "NIfTI to DICOM without a template": (
+        ["-i", "{nii}", "-o", "{tmp}/thin", "--output-format", "dicom"],
+        "error: cannot write DICOM from ct.nii.gz: a NIfTI/NRRD/MHA file names no patient or study",
+    ),
+    "a template for a DICOM input": (
+        ["-i", "{ct}", "-o", "{tmp}/thin", "--dicom-template", "{ct}"],
+        "error: --dicom-template is for NIfTI/NRRD/MHA input; a DICOM series is its own template",
+    ),
+    "a template for file output": (
+        ["-i", "{nii}", "-o", "{tmp}/thin.nii.gz", "--dicom-template", "{ct}"],
+        "error: --dicom-template and --new-study apply to DICOM output (--output-format dicom)",
+    ),
+    "DICOM output to a file name": (
+        ["-i", "{ct}", "-o", "{tmp}/thin.nii.gz", "--output-format", "dicom"],
+        "error: DICOM output is a folder (one file per slice), but -o {tmp}/thin.nii.gz names a file",
+    ),
+    "no StudyInstanceUID": (
+        ["-i", "{crop}", "-o", "{tmp}/thin"],
+        "error: the DICOM series in {crop} has no StudyInstanceUID, so a derived series cannot join its study; "
+        "pass --new-study",
+    ),
+    "output folder holds files": (["-i", "{ct}", "-o", "{full}"], "error: output folder {full} already holds files"),
+    "output is the input": (
+        ["-i", "{ct}", "-o", "{ct}", "--overwrite"],
+        "error: output {ct} is or holds the input {ct}; choose another folder",
+    ),
+    "output parent missing": (
+        ["-i", "{ct}", "-o", "{tmp}/no/thin/"],
+        "error: the folder to hold thin does not exist: {tmp}/no; create it first",
+    ),
+    "preview not a PNG": (
+        ["-i", "{ct}", "-o", "{tmp}/thin", "--preview", "{tmp}/p.jpg"],
+        "error: unsupported output type: p.jpg; end the name with .png",
+    ),
+    "unknown output format": (
+        ["-i", "{ct}", "-o", "{tmp}/thin", "--output-format", "png"],
+        "error: unknown output format 'png'; choose one of nii.gz, nii, nrrd, mha, dicom",
+    ),
+    "batch with a template": (
+        ["-i", "{tree}", "-o", "{tmp}/out", "--output-format", "dicom", "--dicom-template", "{ct}"],
+        "error: --dicom-template names the series of one file; in a batch each DICOM series is its own",
+    ),
+    "batch preview as a file": (
+        ["-i", "{tree}", "-o", "{tmp}/out", "--preview", "{tmp}/p.png"],
+        "error: in a batch --preview names a folder for one PNG per case, not p.png",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_dicom_refusals_are_one_line(ct: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str], case: str) -> None:
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "mine.txt").write_text("keep")
+    (tmp_path / "tree").mkdir()
+    shutil.copytree(ct, tmp_path / "tree" / "a")
+    shutil.copy(LIMB_CROP, tmp_path / "tree" / "limb.nii.gz")
+    names = {"ct": ct, "tmp": tmp_path, "crop": DICOM_CROP, "full": tmp_path / "full", "tree": tmp_path / "tree"}
+    names["nii"] = thinslice.save(thinslice.load(ct), tmp_path / "ct.nii.gz")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    args, message = REFUSALS[case]
+    assert main(["upsample", *(a.format(**names) for a in args), *LINEAR]) == 2
+    assert one_error_line(capfd).startswith(message.format(**names))
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing written

@@ -1,0 +1,332 @@
+"""The derived DICOM series writer, on the real CT series in tests/data/dicom.
+
+Each written series is read back with SimpleITK, thinslice, pydicom and dcm2niix and
+compared with the volume that was written (and with thinslice's NIfTI of it).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+import SimpleITK as sitk
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
+
+import thinslice
+from tests.conftest import DICOM_CROP, PATIENT_ID, SERIES_UID, STUDY_UID, dcm2niix, filled_dicom, rotation_30_20
+from thinslice.errors import InputError, OutputError
+from thinslice.io import atomic, dicom_write, load, save
+from thinslice.io.dicom_write import read_template, write_dicom_series
+from thinslice.volume import Geometry, Volume
+
+DESCRIPTION = "CT Body 3.0 thinslice x2 1.0 mm"
+DERIVATION = f"linear interpolation x2 (test), thinslice {thinslice.__version__}"
+
+
+def _upsample_x2(volume: Volume) -> Volume:
+    """Linear interpolation x2 along the slice axis (float32; midpoints are exact halves)."""
+    d = volume.data.astype(np.float32)
+    out = np.empty((2 * len(d) - 1, *d.shape[1:]), np.float32)
+    out[::2], out[1::2] = d, (d[:-1] + d[1:]) / 2
+    return volume.with_data(out, volume.slice_spacing / 2)
+
+
+def _write(volume: Volume, out: Path, template: Path, **kwargs) -> Path:
+    return write_dicom_series(volume, out, template=template, description=DESCRIPTION, derivation=DERIVATION, **kwargs)
+
+
+def _headers(folder: Path) -> list[pydicom.Dataset]:
+    return [pydicom.dcmread(f) for f in sorted(folder.iterdir())]
+
+
+def _sitk_series(folder: Path) -> sitk.Image:
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
+    return reader.Execute()
+
+
+def _same_geometry(a: Geometry, b: Geometry) -> None:
+    np.testing.assert_allclose(a.spacing, b.spacing, atol=1e-4)
+    np.testing.assert_allclose(a.origin, b.origin, atol=1e-4)
+    np.testing.assert_allclose(a.direction, b.direction, atol=1e-4)
+    assert a.slice_axis == b.slice_axis
+
+
+def _hidden(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return filled_dicom(tmp_path_factory.mktemp("template") / "ct")
+
+
+@pytest.fixture(scope="module")
+def thin(template: Path) -> Volume:
+    return _upsample_x2(load(template))
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory, template: Path, thin: Volume) -> Path:
+    return _write(thin, tmp_path_factory.mktemp("written") / "thin", template)
+
+
+def test_simpleitk_and_thinslice_read_back_the_volume_exactly(written: Path, thin: Volume, tmp_path: Path) -> None:
+    assert thin.num_slices == 15 and not np.array_equal(thin.data, np.rint(thin.data))  # halves: the rescaled path
+    nifti = sitk.ReadImage(str(save(thin, tmp_path / "thin.nii.gz")))
+    image = _sitk_series(written)
+    assert image.GetSize() == nifti.GetSize() == (64, 64, 15)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(image).astype(np.float64), sitk.GetArrayFromImage(nifti))
+    np.testing.assert_allclose(image.GetOrigin(), nifti.GetOrigin(), atol=1e-4)
+    np.testing.assert_allclose(image.GetSpacing(), nifti.GetSpacing(), atol=1e-4)
+    np.testing.assert_allclose(image.GetDirection(), nifti.GetDirection(), atol=1e-4)
+    back = load(written)
+    np.testing.assert_array_equal(back.data, thin.data)
+    _same_geometry(back.geometry, thin.geometry)
+
+
+def test_integer_hu_are_stored_unscaled_and_other_values_within_half_a_step(
+    template: Path, thin: Volume, tmp_path: Path
+) -> None:
+    whole = thin.with_data(np.rint(thin.data).astype(np.int16))
+    ds = pydicom.dcmread(next(_write(whole, tmp_path / "int", template).iterdir()))
+    assert (float(ds.RescaleSlope), float(ds.RescaleIntercept), ds.PixelRepresentation) == (1.0, 0.0, 1)
+    np.testing.assert_array_equal(load(tmp_path / "int").data, whole.data)
+    noisy = thin.with_data(thin.data + np.random.default_rng(0).uniform(-0.5, 0.5, thin.data.shape).astype(np.float32))
+    ds = pydicom.dcmread(next(_write(noisy, tmp_path / "float", template).iterdir()))
+    slope = float(ds.RescaleSlope)
+    assert 0 < slope <= 2**-3 and np.log2(slope) == round(np.log2(slope))  # a power of two: exact in text
+    stored = np.stack([pydicom.dcmread(f).pixel_array for f in sorted((tmp_path / "float").iterdir())])
+    assert np.abs(stored.astype(np.int32)).max() > 32767 // 2  # the smallest slope that fits int16
+    error = np.abs(load(tmp_path / "float").data.astype(np.float64) - noisy.data)
+    assert 0 < error.max() <= slope / 2 + 1e-6
+
+
+def test_attributes_make_a_derived_series_of_the_same_study(written: Path, template: Path, thin: Volume) -> None:
+    sources = _headers(template)
+    source_sops = {str(ds.SOPInstanceUID) for ds in sources}
+    by_z = sorted(sources, key=lambda ds: float(ds.ImagePositionPatient[2]))  # thin slice 2m is acquired slice m
+    files = sorted(written.iterdir())
+    headers = [pydicom.dcmread(f) for f in files]  # no force: preamble and file meta are present
+    assert len(headers) == thin.num_slices
+    for k, ds in enumerate(headers):
+        assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian and ds.SOPClassUID == CTImageStorage
+        assert (ds.StudyInstanceUID, ds.PatientID) == (STUDY_UID, PATIENT_ID)
+        assert ds.FrameOfReferenceUID == sources[0].FrameOfReferenceUID
+        assert ds.PatientWeight == sources[0].PatientWeight and ds.Manufacturer == "SIEMENS"
+        assert list(ds.ConvolutionKernel) == list(sources[0].ConvolutionKernel) and ds.KVP == 120
+        assert list(ds.WindowCenter) == [40, 300] and list(ds.WindowWidth) == [300, 1500]
+        assert list(ds.ImageType[:2]) == ["DERIVED", "SECONDARY"]
+        assert ds.InstanceNumber == k + 1
+        assert ds.SeriesNumber == 1003 and ds.SeriesDescription == DESCRIPTION
+        assert ds.DerivationDescription == DERIVATION
+        assert float(ds.SliceThickness) == float(ds.SpacingBetweenSlices) == 1.0
+        np.testing.assert_allclose(ds.ImagePositionPatient, thin.geometry.slice_position(k), atol=1e-6)
+        assert float(ds.SliceLocation) == pytest.approx(float(ds.ImagePositionPatient[2]))
+        assert "AcquisitionTime" not in ds and not any(elem.tag.is_private for elem in ds)
+        refs = [str(item.ReferencedSOPInstanceUID) for item in ds.SourceImageSequence]
+        nearest = by_z[k // 2] if k % 2 == 0 else None
+        expected = (
+            [by_z[k // 2].SOPInstanceUID]
+            if k % 2 == 0
+            else [by_z[k // 2].SOPInstanceUID, by_z[k // 2 + 1].SOPInstanceUID]
+        )
+        assert sorted(refs) == sorted(expected)
+        if nearest is not None:  # per-slice scanner values come from the nearest acquired slice
+            assert ds.XRayTubeCurrent == nearest.XRayTubeCurrent and ds.CTDIvol == nearest.CTDIvol
+        equipment = ds.ContributingEquipmentSequence[0]
+        assert (equipment.Manufacturer, equipment.SoftwareVersions) == ("thinslice", thinslice.__version__)
+        (series_ref,) = ds.ReferencedSeriesSequence
+        assert series_ref.SeriesInstanceUID == SERIES_UID
+        assert {str(i.ReferencedSOPInstanceUID) for i in series_ref.ReferencedInstanceSequence} == source_sops
+    series_uids = {ds.SeriesInstanceUID for ds in headers}
+    sops = [str(ds.SOPInstanceUID) for ds in headers]
+    assert len(series_uids) == 1 and series_uids != {SERIES_UID}
+    assert len(set(sops)) == len(sops) and not set(sops) & source_sops
+
+
+def test_deterministic_uids_are_stable_across_writes(
+    written: Path, template: Path, thin: Volume, tmp_path: Path
+) -> None:
+    def uids(folder: Path) -> list[str]:
+        return [str(ds.SeriesInstanceUID) for ds in _headers(folder)[:1]] + [
+            str(ds.SOPInstanceUID) for ds in _headers(folder)
+        ]
+
+    assert uids(_write(thin, tmp_path / "again", template)) == uids(written)
+    fresh = uids(_write(thin, tmp_path / "random", template, deterministic_uids=False))
+    assert not set(fresh) & set(uids(written))
+    other = thin.with_data(thin.data + 1)  # other pixels, same texts and grid: never the same UIDs
+    assert not set(uids(_write(other, tmp_path / "other", template))) & set(uids(written))
+
+
+def test_dcm2niix_converts_to_the_same_volume_without_warnings(written: Path, thin: Volume, tmp_path: Path) -> None:
+    converted, log = dcm2niix(written, tmp_path / "dcm2niix")
+    assert not any(word in log for word in ("Warning", "Unable", "variable")), log
+    ours = nib.as_closest_canonical(nib.load(str(save(thin, tmp_path / "thin.nii.gz"))))
+    theirs = nib.as_closest_canonical(nib.load(str(converted)))
+    assert theirs.shape == ours.shape == (64, 64, 15)
+    np.testing.assert_allclose(theirs.affine, ours.affine, atol=1e-3)
+    np.testing.assert_array_equal(theirs.get_fdata(), ours.get_fdata())
+
+
+def test_oblique_series_round_trips(tmp_path: Path) -> None:
+    template = filled_dicom(tmp_path / "oblique", rotation=rotation_30_20())
+    thick = load(template)
+    direction = np.asarray(thick.geometry.direction).reshape(3, 3)
+    assert np.abs(direction).max(axis=0).max() < 0.95  # no axis is close to a patient axis
+    assert thick.data.shape == (8, 64, 40) and thick.geometry.spacing[:2] == (0.8, 0.9765625)
+    thin = _upsample_x2(thick)
+    out = _write(thin, tmp_path / "thin", template)
+    back = load(out)
+    np.testing.assert_array_equal(back.data, thin.data)
+    _same_geometry(back.geometry, thin.geometry)
+    image = _sitk_series(out)
+    np.testing.assert_allclose(image.GetDirection(), thin.geometry.direction, atol=1e-4)
+    np.testing.assert_allclose(image.GetOrigin(), thin.geometry.origin, atol=1e-4)
+
+
+def test_slice_axis_other_than_k_writes_the_same_slices(template: Path, thin: Volume, tmp_path: Path) -> None:
+    """The same physical volume with ITK axes (k, i, j) and slice_axis 0: same data, same series."""
+    g = thin.geometry
+    d = np.asarray(g.direction).reshape(3, 3)
+    permuted = Geometry(
+        spacing=(g.spacing[2], g.spacing[0], g.spacing[1]),
+        origin=g.origin,
+        direction=tuple(d[:, [2, 0, 1]].ravel().tolist()),
+        slice_axis=0,
+    )
+    volume = Volume.from_itk_array(np.transpose(thin.itk_array(), (1, 2, 0)), permuted, meta=thin.meta)
+    np.testing.assert_array_equal(volume.data, thin.data)
+    back = load(_write(volume, tmp_path / "thin", template))
+    np.testing.assert_array_equal(back.data, thin.data)
+    _same_geometry(back.geometry, thin.geometry)
+
+
+def test_left_handed_grid_reads_back_reversed_at_the_same_positions(
+    template: Path, thin: Volume, tmp_path: Path
+) -> None:
+    g = thin.geometry
+    d = np.asarray(g.direction).reshape(3, 3) * [1, 1, -1]  # slices run against cross(row, column)
+    x, y, z = (float(v) for v in g.slice_position(thin.num_slices - 1))
+    flipped = Volume(thin.data[::-1].copy(), Geometry(g.spacing, (x, y, z), tuple(d.ravel().tolist())), meta=thin.meta)
+    back = load(_write(flipped, tmp_path / "thin", template))
+    np.testing.assert_array_equal(back.data, thin.data)
+    _same_geometry(back.geometry, thin.geometry)
+
+
+def test_existing_output_is_refused_then_replaced_with_overwrite(template: Path, thin: Volume, tmp_path: Path) -> None:
+    out = tmp_path / "thin"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(OutputError, match="already holds files"):
+        _write(thin, out, template)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"] and (out / "keep.txt").read_text() == "mine"
+    _write(thin, out, template, overwrite=True, slice_thickness=1.5)
+    names = sorted(p.name for p in out.iterdir())
+    assert len(names) == thin.num_slices and "keep.txt" not in names
+    assert float(pydicom.dcmread(out / names[0]).SliceThickness) == 1.5
+    assert _hidden(tmp_path) == []
+
+
+def test_template_without_study_uid_is_refused_unless_new_study(tmp_path: Path) -> None:
+    thin = _upsample_x2(load(DICOM_CROP))  # the fixture as shipped: empty Study/Series UIDs
+    with pytest.raises(InputError, match="no StudyInstanceUID"):
+        write_dicom_series(thin, tmp_path / "thin", template=DICOM_CROP, description=DESCRIPTION, derivation="x")
+    assert not (tmp_path / "thin").exists()
+    description = "CT Body 3.0 thinslice ×2 1.0 mm"  # not ASCII: the series switches to UTF-8
+    out = write_dicom_series(
+        thin, tmp_path / "thin", template=DICOM_CROP, description=description, derivation="x", new_study=True
+    )
+    headers = _headers(out)
+    assert len({ds.StudyInstanceUID for ds in headers}) == 1 and headers[0].StudyInstanceUID
+    assert (headers[0].SpecificCharacterSet, headers[0].SeriesDescription) == ("ISO_IR 192", description)
+    assert headers[0].PatientWeight == pydicom.dcmread(next(DICOM_CROP.iterdir())).PatientWeight
+
+
+def test_failure_part_way_leaves_no_folder_and_keeps_the_old_series(
+    template: Path, thin: Volume, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real, calls = dicom_write._write_file, []
+
+    def failing(ds: pydicom.Dataset, path: Path) -> None:
+        calls.append(path)
+        if len(calls) > 3:
+            raise OSError(28, "No space left on device")
+        real(ds, path)
+
+    monkeypatch.setattr(dicom_write, "_write_file", failing)
+    with pytest.raises(OutputError, match="No space left"):
+        _write(thin, tmp_path / "thin", template)
+    assert len(calls) == 4 and not (tmp_path / "thin").exists() and _hidden(tmp_path) == []
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "keep.txt").write_text("mine")
+    calls.clear()
+    with pytest.raises(OutputError):
+        _write(thin, old, template, overwrite=True)
+    assert [p.name for p in old.iterdir()] == ["keep.txt"] and _hidden(tmp_path) == []
+    monkeypatch.setattr(dicom_write, "_write_file", real)
+    rename, renames = os.rename, []
+
+    def failing_rename(src: Path, dst: Path) -> None:  # set the old series aside, then fail
+        renames.append(dst)
+        if len(renames) == 2:
+            raise OSError(13, "Permission denied")
+        rename(src, dst)
+
+    monkeypatch.setattr(atomic.os, "rename", failing_rename)
+    with pytest.raises(OutputError, match="Permission denied"):
+        _write(thin, old, template, overwrite=True)
+    monkeypatch.undo()
+    assert len(renames) == 3 and renames[-1] == old  # the third rename put the old series back
+    assert [p.name for p in old.iterdir()] == ["keep.txt"] and _hidden(tmp_path) == []
+
+
+def test_inputs_are_never_overwritten_and_foreign_volumes_refused(template: Path, thin: Volume, tmp_path: Path) -> None:
+    before = sorted(p.name for p in template.iterdir())
+    with pytest.raises(OutputError, match="input"):
+        _write(thin, template, template, overwrite=True)
+    with pytest.raises(OutputError, match="input"):
+        _write(thin, template.parent, template, overwrite=True)
+    assert sorted(p.name for p in template.iterdir()) == before
+    g = thin.geometry
+    moved = Volume(
+        thin.data, Geometry(g.spacing, (g.origin[0], g.origin[1], g.origin[2] + 100.0), g.direction), meta={}
+    )
+    with pytest.raises(InputError, match="outside"):
+        _write(moved, tmp_path / "moved", template)
+    with pytest.raises(InputError, match="read from series"):
+        write_dicom_series(
+            thin, tmp_path / "x", template=DICOM_CROP, description=DESCRIPTION, derivation="x", new_study=True
+        )
+    assert _hidden(tmp_path) == [] and sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_checked_template_is_reused_and_the_study_rule_holds(template: Path, thin: Volume, tmp_path: Path) -> None:
+    checked = read_template(template, volume=thin)
+    assert (checked.uid, checked.study_uid, checked.description) == (SERIES_UID, STUDY_UID, "CT Body 3.0")
+    out = _write(thin, tmp_path / "thin", checked)
+    np.testing.assert_array_equal(load(out).data, thin.data)
+    with pytest.raises(InputError, match="no StudyInstanceUID.*--new-study"):
+        read_template(DICOM_CROP)
+    assert read_template(DICOM_CROP, new_study=True).study_uid == ""
+
+
+def test_partial_folders_of_dead_processes_are_removed(template: Path, thin: Volume, tmp_path: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = atomic.writer_tag().rsplit("-", 1)[0]
+    stale = tmp_path / f".thin.{host}-{dead.pid}.0123abcd.part"
+    stale.mkdir()
+    (stale / "IM00001.dcm").write_bytes(b"half")
+    live = tmp_path / f".thin.{host}-{os.getpid() + 0}.0123abcd.part"  # this process: never removed
+    live.mkdir()
+    _write(thin, tmp_path / "thin", template)
+    assert not stale.exists() and live.exists()
