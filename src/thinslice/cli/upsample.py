@@ -97,6 +97,8 @@ def _single(
     from thinslice.pipeline.upsample import upsample as run
 
     check_output_path(output, overwrite=overwrite, sources=[source])
+    if uncertainty is not None and uncertainty.absolute() == output.absolute():
+        raise ConfigError(f"--uncertainty and -o name the same file ({output}); give the uncertainty its own name")
     if uncertainty is not None:
         check_output_path(uncertainty, overwrite=overwrite, sources=[source, str(output)])
     volume = load(source, series_uid=series_uid)
