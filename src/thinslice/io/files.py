@@ -110,19 +110,19 @@ def _read_file(p: Path) -> Volume:
             "or a folder with one DICOM series"
         )
     size_on_disk = require_regular_file(p)  # a FIFO would hang the reader
+    with _canonical_name(p) as readable:
+        return _read_checked(p, readable, size_on_disk)
+
+
+def _read_checked(p: Path, readable: Path, size_on_disk: int) -> Volume:
+    """Read ``p`` (through ``readable``, the same file under a name ITK and nibabel accept)."""
     suffix = suffix_of(p)
-    header = _nifti_header(p) if suffix in (".nii", ".nii.gz") else None
+    header = _nifti_header(readable, p) if suffix in (".nii", ".nii.gz") else None
     if header is not None:  # before ITK: dimensions it would accept or cannot read (NIfTI-2)
         _check_shape(tuple(int(n) for n in header.get_data_shape()), p)
         check_nifti_header(header, p, size_on_disk, suffix == ".nii.gz")
     else:
         check_text_header(p, suffix, _check_shape)
-    with _canonical_name(p) as readable:
-        return _read_checked(p, readable, header)
-
-
-def _read_checked(p: Path, readable: Path, header: Any) -> Volume:
-    """Read ``p`` (through ``readable``, the same file under a name ITK accepts)."""
     reader = sitk.ImageFileReader()
     reader.SetImageIO(IMAGE_IOS[suffix_of(p)])
     reader.SetFileName(str(readable))
@@ -142,7 +142,7 @@ def _read_checked(p: Path, readable: Path, header: Any) -> Volume:
     if not all(np.isfinite(s) and s > 0 for s in spacing_read):
         raise InputError(f"{p.name} has a voxel size of {spacing_read} mm; fix its header (spacing must be > 0)")
     _check_memory_to_read(reader, p)
-    needed = _check_nifti(p, header) if header is not None else 0
+    needed = _check_nifti(readable, header, p) if header is not None else 0
     with ThreadPoolExecutor(max_workers=1) as pool:  # zlib and ITK release the GIL
         payload = pool.submit(gzip_payload_size, p) if suffix_of(p) == ".nii.gz" else None
         try:
@@ -261,13 +261,17 @@ def _check_shape(size: tuple[int, ...], p: Path) -> None:
         )
 
 
-def _nifti_header(p: Path) -> Any:
-    """The NIfTI header read by nibabel (header only, no voxels)."""
+def _nifti_header(readable: Path, p: Path | None = None) -> Any:
+    """The NIfTI header as stored in the file, read by nibabel (header only, no voxels;
+    not the image's header, which nibabel rewrites from the affine: pixdim 0 would vanish)."""
     import nibabel as nib
 
+    p = p or readable
     try:
         with _quiet_nibabel():
-            return nib.load(str(p)).header
+            image: Any = nib.load(str(readable))
+            with image.file_map["image"].get_prepare_fileobj("rb") as fh:
+                return image.header_class.from_fileobj(fh, check=False)
     except Exception as err:  # noqa: BLE001 - nibabel raises many types for bad headers
         raise InputError(f"cannot read {p}: not a valid NIfTI file ({_first_line(err)})") from err
 
@@ -285,7 +289,7 @@ def _quiet_nibabel() -> Iterator[None]:
         logger.disabled = disabled
 
 
-def _check_nifti(p: Path, header: Any) -> int:
+def _check_nifti(readable: Path, header: Any, p: Path) -> int:
     """NIfTI checks SimpleITK does not make: the file holds the voxels its header claims,
     and float voxels are finite (ITK's NIfTI reader silently turns NaN into 0).
 
@@ -307,7 +311,7 @@ def _check_nifti(p: Path, header: Any) -> int:
     if np.issubdtype(header.get_data_dtype(), np.floating):
         try:
             with _quiet_nibabel():
-                image: Any = nib.load(str(p))
+                image: Any = nib.load(str(readable))
                 raw = np.asanyarray(image.dataobj)
         except Exception as err:  # noqa: BLE001
             raise InputError(f"cannot read {p}: the file is damaged or truncated ({_first_line(err)})") from err

@@ -185,6 +185,18 @@ def check_nifti_header(header: Any, p: Path, file_size: int, gzipped: bool) -> N
             f"{p} is truncated: its header needs {needed:,} bytes but {file_size:,} compressed bytes "
             "cannot unpack to that; re-export the scan"
         )
+    header = header.copy()
+    if header["pixdim"][0] not in (-1, 1):  # qfac 0 from old writers: read as 1, as ITK does
+        header["pixdim"][0] = 1
+    try:
+        _check_forms(header, p)
+    except InputError:
+        raise
+    except Exception as err:  # noqa: BLE001 - nibabel raises many types for a garbled header
+        raise InputError(f"cannot read {p}: its NIfTI orientation fields are invalid ({err})") from err
+
+
+def _check_forms(header: Any, p: Path) -> None:
     qcode, scode = int(header["qform_code"]), int(header["sform_code"])
     if scode > 0:
         sform = np.asarray(header.get_sform(), dtype=np.float64)
