@@ -404,7 +404,7 @@ def check_output_path(out: Path, *, overwrite: bool, sources: list[str | None] |
             raise OutputError(f"output {out} is the input file; choose another -o (inputs are never overwritten)")
     if out.is_dir():
         raise OutputError(f"output {out} is a folder; give a file name such as {out / 'thin.nii.gz'}")
-    if out.exists() and not overwrite:
+    if (out.exists() or out.is_symlink()) and not overwrite:  # a dangling link too
         raise OutputError(f"output {out} already exists; pass --overwrite to replace it")
 
 

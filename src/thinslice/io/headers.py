@@ -102,7 +102,8 @@ def _detached(p: Path, name: str) -> Path:
     target = (folder / name).resolve()
     if Path(name).is_absolute() or (target != folder and folder not in target.parents):
         raise InputError(
-            f"{p.name} names a data file outside its own folder ({name}); only files beside the "
+            f"{p.name} names a data file outside its own folder ({name}"
+            f"{'' if Path(name).is_absolute() else f' -> {target}'}); only files beside the "
             "header are read: copy the data next to it and name it without a path"
         )
     return target
