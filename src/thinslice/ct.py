@@ -32,6 +32,11 @@ CT_HIGH_HU = 4000.0
 CT_HIGH_FRACTION = 0.001
 
 
+#: Larger magnitudes are refused even with ``accept_non_ct``: the methods compute in float32
+#: (largest 3.4e38), and weighted sums of such values overflow to Inf.
+MAX_ABS_VALUE = 1e30
+
+
 def ct_value_problem(data: np.ndarray) -> str | None:
     """Why ``data`` does not look like CT in Hounsfield units; ``None`` when it does.
 
@@ -95,7 +100,8 @@ def check_ct_values(volume: Volume, *, accept_non_ct: bool = False) -> None:
 
 
 def require_usable(volume: Volume, name: str | None = None) -> None:
-    """Refuse what can never be upsampled: fewer than 3 slices, NaN or Inf voxels.
+    """Refuse what can never be upsampled: fewer than 3 slices, NaN or Inf voxels, or values
+    beyond :data:`MAX_ABS_VALUE`.
 
     Raises:
         InputError: naming the count of slices or of non-finite voxels.
@@ -111,6 +117,12 @@ def require_usable(volume: Volume, name: str | None = None) -> None:
         bad = int(data.size - np.count_nonzero(np.isfinite(data)))
         if bad:
             raise InputError(f"{label} holds {bad:,} NaN/Inf voxels; fix or mask them before upsampling")
+        huge = int(np.count_nonzero(np.abs(data) > MAX_ABS_VALUE))
+        if huge:
+            raise InputError(
+                f"{label} holds {huge:,} voxel(s) beyond ±{MAX_ABS_VALUE:g} (largest {float(np.abs(data).max()):.3g}): "
+                "outside what the float32 arithmetic of upsampling can carry; fix or mask them"
+            )
 
 
 def _fmt(value: object) -> str:

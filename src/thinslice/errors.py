@@ -35,3 +35,17 @@ class ResourceError(ThinsliceError):
 
 class BatchError(ThinsliceError):
     """Some cases of a batch failed (each is in the report with its reason); the rest were written."""
+
+
+class Interrupted(BaseException):  # noqa: N818 - named for what happened, like KeyboardInterrupt
+    """SIGINT or SIGTERM arrived. The CLI's signal handler raises it so that every cleanup
+    (partial files, the trainer's last checkpoint) runs; it exits with ``128 + signal``
+    (130, 143). Whoever keeps something on the way out says so in :attr:`kept`.
+    """
+
+    def __init__(self, signum: int, name: str) -> None:
+        super().__init__(name)
+        self.signum = signum
+        self.name = name
+        self.exit_code = 128 + signum
+        self.kept: str | None = None

@@ -131,4 +131,10 @@ def keeps_acquired(thickness: float, output_spacing: float) -> bool:
 def _ratio(slice_spacing: float, target_spacing: float) -> float:
     if not np.isfinite(target_spacing) or target_spacing <= 0:
         raise ConfigError(f"--target-spacing must be a positive number of mm, got {target_spacing}")
-    return slice_spacing / target_spacing
+    ratio = slice_spacing / target_spacing
+    if not np.isfinite(ratio) or ratio > 1e6:  # a target like 1e-300 mm
+        raise ConfigError(
+            f"target spacing {target_spacing:g} mm is not reachable from {slice_spacing:.4g} mm by a factor "
+            f"from {MIN_SCALE} to {MAX_SCALE}"
+        )
+    return ratio

@@ -95,7 +95,7 @@ def test_save_is_atomic_and_leaves_no_temporary_files(tmp_path, monkeypatch):
     def broken_write(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(sitk, "WriteImage", broken_write)
+    monkeypatch.setattr(sitk.ImageFileWriter, "Execute", broken_write)
     with pytest.raises(OutputError, match="disk full"):
         io.save(volume, tmp_path / "x.nii.gz")
     assert list(tmp_path.iterdir()) == []

@@ -27,6 +27,7 @@ def evaluate(
     model: options.Model = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON.")] = None,
     fast: options.Fast = False,
+    overwrite: options.Overwrite = False,
     device: options.Device = "auto",
     quiet: options.Quiet = False,
     verbose: options.Verbose = 0,
@@ -34,9 +35,11 @@ def evaluate(
     """Degrade each input, synthesize it back with each method, report PSNR/SSIM."""
     from thinslice.evaluation.protocol import evaluate as run
     from thinslice.evaluation.protocol import format_table
-    from thinslice.io.atomic import write_json
+    from thinslice.io.atomic import check_destination, write_json
 
     options.configure(verbose, quiet)
+    if json_out is not None:  # before the work, not after it
+        check_destination(json_out, overwrite=overwrite, what="--json", inputs=tuple(inputs))
     names = [m.strip() for m in methods.split(",") if m.strip()]
     report = run(
         inputs,
@@ -51,5 +54,5 @@ def evaluate(
     )
     typer.echo(format_table(report))
     if json_out is not None:
-        write_json(json_out, report)
+        write_json(json_out, report, overwrite=overwrite)
         log.info("wrote %s", json_out)

@@ -59,8 +59,9 @@ def configure(verbose: int = 0, quiet: bool = False) -> None:
     _state["quiet"] = bool(_state["quiet"]) or quiet
     level = logging.WARNING if _state["quiet"] else logging.DEBUG if _state["verbose"] else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
-    if _state["quiet"]:
-        logging.getLogger("pydicom").setLevel(logging.ERROR)
+    # pydicom's notes on odd but readable files (and on the damaged ones thinslice names
+    # itself) are for -v only
+    logging.getLogger("pydicom").setLevel(logging.DEBUG if _state["verbose"] else logging.ERROR)
 
 
 def verbose() -> bool:

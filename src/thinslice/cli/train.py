@@ -51,12 +51,15 @@ def train(
     r = 2 if scale is None else scale
     if steps is None and minutes is None:
         raise ConfigError("give a training length: --steps N or --minutes M")
+    if output.is_dir():
+        raise ConfigError(f"-o {output} is a folder; give a checkpoint file name such as {output / 'model.pt'}")
     if output.exists() and not (resume or overwrite):
         raise ConfigError(f"{output} exists; pass --resume to continue it or --overwrite to start over")
     if output.suffix != ".pt":
         raise ConfigError(f"checkpoint name should end in .pt, got {output.name}")
-    if not output.parent.is_dir():
-        raise ConfigError(f"output folder does not exist: {output.parent}; create it first")
+    from thinslice.io.atomic import check_destination
+
+    check_destination(output, overwrite=True, what="-o", inputs=tuple(inputs))  # a folder, unwritable: now, not after
     model_cfg, train_cfg = load_config(config) if config else (ModelConfig(), TrainConfig())
     model_cfg = replace(model_cfg, scale=r)
     if crop is not None:

@@ -3,13 +3,19 @@
 A process killed while writing leaves at most a hidden ``.NAME.<host>-<pid>.<random>.part``
 file, never a half-written file at the name the user asked for; the next write of the
 same output removes such leftovers of dead processes on this machine. Images, checkpoints,
-JSON reports, pictures and markers all go through :func:`atomic_path`; a DICOM series (a
-folder of files) goes through :func:`atomic_folder`, the same mechanism for a folder.
+JSON reports, pictures and markers all go through :func:`atomic_path`; formats that write a
+header and a data file through :func:`atomic_files`; a DICOM series (a folder of files)
+through :func:`atomic_folder`, the same mechanism for a folder.
+
+Without ``overwrite`` a file is published with ``os.link``, which fails when the name
+exists: the no-clobber check happens at the rename itself, so of two runs racing for the
+same name one wins and the other gets "already exists", instead of silently replacing it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -31,31 +37,35 @@ def writer_tag() -> str:
 
 
 @contextlib.contextmanager
-def atomic_path(out: str | os.PathLike[str], *, suffix: str = "") -> Iterator[Path]:
+def atomic_path(out: str | os.PathLike[str], *, suffix: str = "", overwrite: bool = True) -> Iterator[Path]:
     """Yield a hidden partial path next to ``out``; rename it onto ``out`` when the block ends.
 
     The partial file is created empty (with the umask's permissions, unlike ``mkstemp``'s
-    0600) before the block runs. If the block raises, the partial file is removed and
-    ``out`` is untouched.
+    0600) before the block runs. If the block raises (or the process is interrupted by a
+    signal the CLI turns into an exception), the partial file is removed and ``out`` is
+    untouched.
 
     Args:
         out: the final path.
         suffix: appended to the partial name, for writers that pick the format from the
             extension (``".nii.gz"``).
+        overwrite: replace an existing ``out``; when False, an ``out`` that exists at the
+            moment of publishing (even one another process wrote meanwhile) is kept and
+            :class:`OutputError` raised.
 
     Raises:
-        OutputError: the folder does not take new files.
+        OutputError: the folder does not take new files, or ``out`` exists and not ``overwrite``.
     """
     out = Path(out)
     remove_stale_parts(out)
-    tmp = out.parent / f".{out.name}.{writer_tag()}.{secrets.token_hex(4)}.part{suffix}"
+    tmp = part_name(out, suffix)
     try:
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     except OSError as err:
         raise OutputError(f"cannot write in {out.parent}: {err.strerror or err}; choose another output") from err
     try:
         yield tmp
-        os.replace(tmp, out)
+        publish(tmp, out, overwrite=overwrite)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -115,19 +125,84 @@ def _move_folder_into_place(part: Path, out: Path, old: Path, replace: bool) -> 
         log.warning("could not delete the replaced folder %s; remove it by hand", old)
 
 
-def write_text(out: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` to ``out`` atomically, flushed to disk before the rename."""
+@contextlib.contextmanager
+def atomic_files(out: str | os.PathLike[str], *, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a hidden folder next to ``out`` in which to write ``out.name`` and its companion
+    files (the ``.raw`` of a ``.mhd``) under their final names; publish them all when the
+    block ends: companions first, ``out`` (the header that points at them) last.
+
+    So a header never names a hidden partial file, and a rerun replaces the companions
+    instead of orphaning them. On failure the folder and everything in it is removed.
+    """
     out = Path(out)
-    with atomic_path(out) as tmp, tmp.open("w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
+    remove_stale_parts(out)
+    tmp = part_name(out, "")
+    try:
+        tmp.mkdir(mode=0o777)
+    except OSError as err:
+        raise OutputError(f"cannot write in {out.parent}: {err.strerror or err}; choose another output") from err
+    try:
+        yield tmp
+        names = sorted(e.name for e in os.scandir(tmp) if e.name != out.name) + [out.name]
+        for name in names:
+            publish(tmp / name, out.parent / name, overwrite=overwrite)
+        tmp.rmdir()
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def part_name(out: Path, suffix: str = "") -> Path:
+    """The hidden partial name of ``out`` for this process: ``.NAME.<host>-<pid>.<hex>.part<suffix>``."""
+    return out.parent / f".{out.name}.{writer_tag()}.{secrets.token_hex(4)}.part{suffix}"
+
+
+def publish(tmp: Path, out: Path, *, overwrite: bool) -> None:
+    """Move the finished file ``tmp`` to ``out``; without ``overwrite``, never over an existing file.
+
+    The no-clobber case uses ``os.link`` (atomic, fails if ``out`` exists); on filesystems
+    without hard links it falls back to a check just before ``os.replace``.
+    """
+    if overwrite:
+        os.replace(tmp, out)
+        return
+    try:
+        os.link(tmp, out)
+    except FileExistsError as err:
+        raise OutputError(
+            f"output {out} already exists (written by another run meanwhile?); pass --overwrite to replace it"
+        ) from err
+    except OSError as err:
+        if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS):
+            raise
+        if out.exists() or out.is_symlink():  # no hard links here: check as late as possible
+            raise OutputError(f"output {out} already exists; pass --overwrite to replace it") from err
+        os.replace(tmp, out)
+        return
+    tmp.unlink()
+
+
+def write_text(out: str | os.PathLike[str], text: str, *, overwrite: bool = True) -> Path:
+    """Write ``text`` to ``out`` atomically, flushed to disk before the rename.
+
+    Raises:
+        OutputError: the write fails (disk full, permissions), or ``out`` exists and not
+            ``overwrite``; nothing is left at ``out`` or beside it.
+    """
+    out = Path(out)
+    try:
+        with atomic_path(out, overwrite=overwrite) as tmp, tmp.open("w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as err:
+        raise OutputError(f"cannot write {out}: {err.strerror or err}") from err
     return out
 
 
-def write_json(out: str | os.PathLike[str], data: object) -> Path:
-    """Write ``data`` as indented JSON to ``out`` atomically."""
-    return write_text(out, json.dumps(data, indent=2, allow_nan=True) + "\n")
+def write_json(out: str | os.PathLike[str], data: object, *, overwrite: bool = True) -> Path:
+    """Write ``data`` as indented JSON to ``out`` atomically (see :func:`write_text`)."""
+    return write_text(out, json.dumps(data, indent=2, allow_nan=True) + "\n", overwrite=overwrite)
 
 
 def remove_stale_parts(out: Path) -> None:
@@ -165,3 +240,37 @@ def _alive(pid: int) -> bool:
     except OSError:  # e.g. another user's process
         return True
     return True
+
+
+def check_destination(
+    out: str | os.PathLike[str], *, overwrite: bool, what: str = "output", inputs: tuple[str, ...] = ()
+) -> Path:
+    """Refuse, before any work, a file destination that cannot or must not be written:
+    its folder is missing, a file, or does not take new files (probed: ``os.access`` says
+    yes to root everywhere); it is a folder; it is one of ``inputs``; it exists and not
+    ``overwrite``.
+
+    Raises:
+        OutputError: naming ``what`` (``--json``, ``-o``) and the fix.
+    """
+    out = Path(out)
+    parent = out.parent if str(out.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise OutputError(f"{what} {out}: {parent} is a file, not a folder; choose another {what}")
+    if not parent.is_dir():
+        raise OutputError(f"{what} {out}: folder {parent} does not exist; create it first")
+    if out.is_dir():
+        raise OutputError(f"{what} {out} is a folder; give a file name")
+    for src in inputs:
+        with contextlib.suppress(OSError):
+            if Path(src).resolve() == out.resolve() or (out.exists() and os.path.samefile(src, out)):
+                raise OutputError(f"{what} {out} is an input; choose another {what} (inputs are never overwritten)")
+    try:
+        fd = os.open(probe := part_name(out, ".probe"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as err:
+        raise OutputError(f"cannot write {what} in {parent}: {err.strerror or err}; choose another {what}") from err
+    os.close(fd)
+    os.unlink(probe)
+    if (out.exists() or out.is_symlink()) and not overwrite:
+        raise OutputError(f"{what} {out} already exists; pass --overwrite to replace it")
+    return out

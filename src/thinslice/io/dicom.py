@@ -3,7 +3,11 @@
 Headers come from pydicom, voxels (rescaled to HU, any transfer syntax) from SimpleITK's
 ``ImageSeriesReader``. Slices are sorted along the normal ``cross(row, col)`` of
 ImageOrientationPatient and the spacing is the median gap between positions, never
-SliceThickness. Non-CT, tilted, unevenly spaced or incomplete series raise InputError.
+SliceThickness. Non-CT, tilted, unevenly spaced or incomplete series raise InputError, as
+do slices whose pixel data is shorter than Rows x Columns, colour slices, and orientations
+that are not two orthogonal unit vectors. MONOCHROME1 slices are read by pydicom (ITK
+inverts their values, which for CT would invert the HU). A multi-frame (enhanced) CT file
+is read as the series of its frames (:mod:`thinslice.io.multiframe`).
 
 Example:
     >>> read_series("tests/data/dicom/chest_totalseg_crop").slice_spacing  # doctest: +SKIP
@@ -13,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +28,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from thinslice.errors import InputError
+from thinslice.memory import require_memory
 from thinslice.volume import Geometry, Volume
 
 log = logging.getLogger(__name__)
@@ -64,7 +70,7 @@ def list_series(folder: str | Path) -> list[SeriesInfo]:
 
     Files that are not DICOM images are skipped and counted (logged at INFO).
     """
-    groups, skipped = _scan(Path(folder))
+    groups, skipped, _ = _scan(Path(folder))
     if skipped:
         log.info("skipped %d non-DICOM file(s) in %s", skipped, folder)
     return [_info(uid, slices) for uid, slices in groups.items()]
@@ -86,31 +92,48 @@ def read_series(folder: str | Path, series_uid: str | None = None) -> Volume:
             inconsistent headers, tilt, duplicate/missing slices, uneven gaps, bad pixels.
     """
     folder = Path(folder)
-    groups, skipped = _scan(folder)
+    groups, skipped, damaged = _scan(folder)
     if not groups:
         extra = f" ({skipped} non-DICOM file(s) skipped)" if skipped else ""
+        extra += f"; damaged DICOM file(s): {', '.join(damaged[:3])}" if damaged else ""
         raise InputError(f"no DICOM files found in {folder}{extra}; pass a folder holding one CT series")
     uid = _pick(folder, groups, series_uid)
-    slices, unchecked = _order(groups[uid])
-    pos = _check(folder, slices, unchecked)
+    from thinslice.io.multiframe import expand_frames  # enhanced CT: one file, many frames
+
+    group, frames = expand_frames(groups[uid])
+    slices, unchecked = _order(group)
+    try:
+        pos = _check(folder, slices, unchecked)
+    except InputError as err:
+        if damaged:  # a file that could not be read looks like a gap: name it
+            raise InputError(f"{err}; unreadable file(s) there: {', '.join(damaged[:3])}") from err
+        raise
+    _check_pixels(folder, slices, frames is not None)
     first = slices[0][1]
     iop = _floats(first, "ImageOrientationPatient", 6)
     row_sp, col_sp = _floats(first, "PixelSpacing", 2)
     normal = np.cross(iop[:3], iop[3:])
     direction = np.column_stack([iop[:3], iop[3:], normal])
-    image = _read_pixels(folder, [p for p, _ in slices])
-    itk_dir = np.asarray(image.GetDirection()).reshape(3, 3)
-    if not np.allclose(itk_dir[:, :2], direction[:, :2], atol=_COS_TOL):
-        raise InputError(f"SimpleITK and pydicom disagree on the orientation of {folder}")
-    if not np.allclose(itk_dir[:, 2], normal, atol=_COS_TOL):
-        log.debug("ITK slice direction %s; using the sorted order's %s", itk_dir[:, 2], normal)
+    if frames is not None:
+        array = frames(slices)
+    elif _text(first, "PhotometricInterpretation") == "MONOCHROME1":
+        array = _pydicom_hu([p for p, _ in slices])
+    else:
+        image = _read_pixels(folder, [p for p, _ in slices])
+        itk_dir = np.asarray(image.GetDirection()).reshape(3, 3)
+        if not np.allclose(itk_dir[:, :2], direction[:, :2], atol=_COS_TOL):
+            raise InputError(f"SimpleITK and pydicom disagree on the orientation of {folder}")
+        if not np.allclose(itk_dir[:, 2], normal, atol=_COS_TOL):
+            log.debug("ITK slice direction %s; using the sorted order's %s", itk_dir[:, 2], normal)
+        array = sitk.GetArrayFromImage(image)
+        del image
     ox, oy, oz = (float(v) for v in _floats(first, "ImagePositionPatient", 3))
     spacing = (float(col_sp), float(row_sp), float(np.median(np.diff(pos))))
     geometry = Geometry(spacing, (ox, oy, oz), tuple(direction.ravel().tolist()), slice_axis=2)
     meta: dict[str, object] = {"source": str(folder), "series_uid": uid, "modality": _text(first, "Modality")}
     name = _text(first, "SeriesDescription") or folder.resolve().name
     thickness = _thickness(first, spacing[2], folder)
-    return Volume.from_itk_array(_to_hu(sitk.GetArrayFromImage(image)), geometry, name, meta, thickness)
+    return Volume.from_itk_array(_to_hu(array), geometry, name, meta, thickness)
 
 
 def _thickness(ds: Dataset, spacing: float, folder: Path) -> float | None:
@@ -137,30 +160,48 @@ def headers_by_series(folder: str | Path) -> dict[str, list[Dataset]]:
     Raises:
         InputError: ``folder`` is not a folder.
     """
-    groups, _ = _scan(Path(folder))
+    groups, _, _ = _scan(Path(folder))
     return {uid: [ds for _, ds in slices] for uid, slices in groups.items()}
 
 
-def _scan(folder: Path) -> tuple[dict[str, _Slices], int]:
-    """Group image headers under ``folder`` by SeriesInstanceUID; count skipped files."""
+def _scan(folder: Path) -> tuple[dict[str, _Slices], int, list[str]]:
+    """Group image headers under ``folder`` by SeriesInstanceUID; count skipped files and
+    name the damaged ones (a DICOM preamble, but the header cannot be read)."""
     if not folder.is_dir():
         raise InputError(f"DICOM folder not found (or not a folder): {folder}")
     groups: dict[str, _Slices] = {}
-    skipped = 0
+    skipped, damaged = 0, []
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         ds = _read_header(path)
         if ds is None:
             skipped += 1
+            if _has_preamble(path):
+                damaged.append(path.name)
             continue
         groups.setdefault(_text(ds, "SeriesInstanceUID"), []).append((path, ds))
-    return groups, skipped
+    return groups, skipped, damaged
+
+
+def _has_preamble(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
 
 
 def _read_header(path: Path) -> Dataset | None:
-    """The header of a DICOM image file, or None if ``path`` is not one."""
+    """The header of a DICOM image file, or None if ``path`` is not one.
+
+    pydicom's validation warnings (odd but readable values) are logged at DEBUG (``-v``)
+    instead of flooding stderr."""
     for force in (False, True):  # force only for files without the DICM preamble
         try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True, force=force)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                ds = pydicom.dcmread(path, stop_before_pixels=True, force=force)
+            for warning in caught:
+                log.debug("%s: %s", path.name, warning.message)
         except InvalidDicomError:
             continue
         except Exception as err:  # truncated or garbled: not a readable DICOM file
@@ -251,6 +292,15 @@ def _check(folder: Path, slices: _Slices, pos: np.ndarray | None) -> np.ndarray:
                     f"differing {keyword} within the series in {folder}: {ref.tolist()} in "
                     f"{p0.name} but {val.tolist()} in {path.name}; split or fix the series"
                 )
+    row, col = ref_iop = _floats(ds0, "ImageOrientationPatient", 6).reshape(2, 3)
+    if not (np.allclose(np.linalg.norm(ref_iop, axis=1), 1, atol=1e-3) and abs(float(row @ col)) < 1e-3):
+        raise InputError(
+            f"ImageOrientationPatient {ref_iop.ravel().tolist()} in {p0.name} ({folder}) is not two orthogonal "
+            "unit vectors (lengths "
+            + ", ".join(f"{n:.3g}" for n in np.linalg.norm(ref_iop, axis=1))
+            + f", {np.degrees(np.arccos(np.clip(row @ col / np.prod(np.linalg.norm(ref_iop, axis=1)), -1, 1))):.1f}° "
+            "apart); fix the header or re-export the series"
+        )
     tilt = max(float(np.abs(_floats(ds, "GantryDetectorTilt", 1)).sum()) for _, ds in slices)
     ipps = np.asarray([_floats(ds, "ImagePositionPatient", 3) for _, ds in slices])
     gaps = np.diff(pos)
@@ -290,6 +340,44 @@ def _check(folder: Path, slices: _Slices, pos: np.ndarray | None) -> np.ndarray:
         f"{pos[lo]:.2f} and {pos[lo + 1]:.2f} mm) to {gaps[hi]:.3g} mm (between {pos[hi]:.2f} "
         f"and {pos[hi + 1]:.2f} mm), median {med:.3g} mm; resample to even spacing first"
     )
+
+
+def _check_pixels(folder: Path, slices: _Slices, multiframe: bool) -> None:
+    """Refuse colour slices and pixel data shorter than Rows x Columns (ITK fills the rest
+    with zeros), and a series too big for the memory, before reading any pixels."""
+    ds0 = slices[0][1]
+    rows, cols = int(ds0.get("Rows") or 0), int(ds0.get("Columns") or 0)
+    for path, ds in slices:
+        samples, photometric = int(ds.get("SamplesPerPixel") or 1), _text(ds, "PhotometricInterpretation")
+        if samples != 1 or photometric not in ("", "MONOCHROME1", "MONOCHROME2"):
+            raise InputError(
+                f"{path.name} in {folder} is a colour image ({photometric or '?'}, {samples} samples per pixel), "
+                "not a CT slice; remove it from the series"
+            )
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        if syntax is not None and not syntax.is_compressed and not multiframe:
+            needed = rows * cols * max(1, int(ds.get("BitsAllocated") or 16) // 8)
+            size = path.stat().st_size
+            if size < needed:
+                raise InputError(
+                    f"{path.name} in {folder} claims {rows}x{cols} pixels ({needed:,} bytes) but the whole "
+                    f"file has {size:,} bytes: truncated or a wrong header; re-export the series"
+                )
+    require_memory(len(slices) * rows * cols * 4 * 2, f"reading {folder}", "crop the series or use more memory")
+
+
+def _pydicom_hu(files: list[Path]) -> np.ndarray:
+    """HU of MONOCHROME1 slices, read by pydicom (stored values times slope plus intercept:
+    the photometric interpretation is for display and does not change HU)."""
+    planes = []
+    for path in files:
+        try:
+            ds = pydicom.dcmread(path)
+            raw = ds.pixel_array.astype(np.float64)
+        except Exception as err:  # noqa: BLE001 - pydicom raises many types for bad pixel data
+            raise InputError(f"cannot read the pixels of {path} ({err})") from err
+        planes.append(raw * float(ds.get("RescaleSlope", 1) or 1) + float(ds.get("RescaleIntercept", 0) or 0))
+    return np.stack(planes)
 
 
 def _read_pixels(folder: Path, files: list[Path]) -> sitk.Image:

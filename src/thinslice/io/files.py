@@ -14,7 +14,6 @@ import os
 import re
 import tempfile
 import warnings
-import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,13 +24,26 @@ import SimpleITK as sitk
 
 from thinslice.ct import require_usable
 from thinslice.errors import InputError, OutputError
-from thinslice.io.atomic import atomic_path
+from thinslice.io.atomic import atomic_files, atomic_path
+from thinslice.io.headers import (
+    check_direction,
+    check_nifti_header,
+    check_text_header,
+    gzip_payload_size,
+    require_regular_file,
+)
 from thinslice.memory import require_memory
 from thinslice.volume import Geometry, Volume
 
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+#: The ITK reader and writer of each suffix, set explicitly: ITK picks them by a
+#: case-sensitive extension, so ``CT.MHA`` would otherwise be unreadable.
+IMAGE_IOS = {".nii.gz": "NiftiImageIO", ".nii": "NiftiImageIO", ".nrrd": "NrrdImageIO", ".nhdr": "NrrdImageIO",
+             ".mha": "MetaImageIO", ".mhd": "MetaImageIO"}  # fmt: skip
+#: Formats whose voxels go to a second file next to the header.
+DETACHED = (".nhdr", ".mhd")
 #: Refuse volumes larger than this many voxels before allocating them (4 GiB of int16).
 MAX_VOXELS = 2**31
 
@@ -74,6 +86,13 @@ def load(path: str | os.PathLike[str], series_uid: str | None = None) -> Volume:
     p = Path(path)
     if not p.exists():
         raise InputError(f"input not found: {p}; check the path")
+    if p.is_dir() and not any(_is_dicom_candidate(c) for c in _files_under(p)):
+        images = [c for c in _files_under(p) if suffix_of(c)]
+        if images:
+            raise InputError(
+                f"{p} holds {len(images)} image file(s) ({images[0].name}, ...), not a DICOM series; give one "
+                "file with -i, or an output folder with -o to upsample them all (batch)"
+            )
     if p.is_dir():
         from thinslice.io.dicom import read_series  # pydicom only when a folder is read
 
@@ -90,13 +109,23 @@ def _read_file(p: Path) -> Volume:
             f"unsupported file type: {p.name}; give a .nii, .nii.gz, .nrrd, .mha or .mhd file, "
             "or a folder with one DICOM series"
         )
-    if p.stat().st_size == 0:
-        raise InputError(f"{p} is empty (0 bytes); re-export the scan")
-    header = _nifti_header(p) if suffix_of(p) in (".nii", ".nii.gz") else None
+    size_on_disk = require_regular_file(p)  # a FIFO would hang the reader
+    with _canonical_name(p) as readable:
+        return _read_checked(p, readable, size_on_disk)
+
+
+def _read_checked(p: Path, readable: Path, size_on_disk: int) -> Volume:
+    """Read ``p`` (through ``readable``, the same file under a name ITK and nibabel accept)."""
+    suffix = suffix_of(p)
+    header = _nifti_header(readable, p) if suffix in (".nii", ".nii.gz") else None
     if header is not None:  # before ITK: dimensions it would accept or cannot read (NIfTI-2)
         _check_shape(tuple(int(n) for n in header.get_data_shape()), p)
+        check_nifti_header(header, p, size_on_disk, suffix == ".nii.gz")
+    else:
+        check_text_header(p, suffix, _check_shape)
     reader = sitk.ImageFileReader()
-    reader.SetFileName(str(p))
+    reader.SetImageIO(IMAGE_IOS[suffix_of(p)])
+    reader.SetFileName(str(readable))
     try:
         with _itk_stderr():
             reader.ReadImageInformation()
@@ -108,10 +137,14 @@ def _read_file(p: Path) -> Volume:
         raise InputError(f"cannot read {p}: not a valid image file ({_first_line(err)})") from err
     size = reader.GetSize()
     _check_shape(size, p)
+    check_direction(tuple(reader.GetDirection()), p)
+    spacing_read = tuple(float(s) for s in reader.GetSpacing())
+    if not all(np.isfinite(s) and s > 0 for s in spacing_read):
+        raise InputError(f"{p.name} has a voxel size of {spacing_read} mm; fix its header (spacing must be > 0)")
     _check_memory_to_read(reader, p)
-    needed = _check_nifti(p, header) if header is not None else 0
+    needed = _check_nifti(readable, header, p) if header is not None else 0
     with ThreadPoolExecutor(max_workers=1) as pool:  # zlib and ITK release the GIL
-        payload = pool.submit(_gzip_payload_size, p) if suffix_of(p) == ".nii.gz" else None
+        payload = pool.submit(gzip_payload_size, p) if suffix_of(p) == ".nii.gz" else None
         try:
             with _itk_stderr() as noise:
                 image = reader.Execute()
@@ -154,6 +187,32 @@ def _read_thickness(image: sitk.Image) -> float | None:
 
 
 @contextlib.contextmanager
+def _canonical_name(p: Path) -> Iterator[Path]:
+    """``p``, or a link to it named in lower case when its suffix is not (``CT.Nii.Gz``):
+    the NIfTI library refuses mixed-case names whatever reader is chosen."""
+    suffix = suffix_of(p)
+    if p.name.endswith(suffix) or suffix not in (".nii", ".nii.gz"):
+        yield p
+        return
+    with tempfile.TemporaryDirectory(prefix="thinslice-") as tmp:
+        link = Path(tmp) / ("image" + suffix)
+        link.symlink_to(p.resolve())
+        yield link
+
+
+def _files_under(folder: Path) -> list[Path]:
+    try:
+        return sorted(e for e in folder.iterdir() if e.is_file() and not e.name.startswith("."))
+    except OSError:
+        return []
+
+
+def _is_dicom_candidate(path: Path) -> bool:
+    """Could be a DICOM file: no image suffix and not an obvious companion or document."""
+    return not suffix_of(path) and path.suffix.lower() not in (".raw", ".zraw", ".json", ".csv", ".txt", ".md")
+
+
+@contextlib.contextmanager
 def _itk_stderr() -> Iterator[list[str]]:
     """Catch what ITK's C++ code prints on file descriptor 2 (MetaIO, GDCM and NIfTI
     readers write there directly), so a bad file gives one line, not a screenful.
@@ -190,33 +249,6 @@ def _check_memory_to_read(reader: sitk.ImageFileReader, p: Path) -> None:
     require_memory(voxels * itemsize * copies, f"reading {p.name}", "crop the scan or use a machine with more memory")
 
 
-def _gzip_payload_size(p: Path) -> int:
-    """Bytes a ``.gz`` file unpacks to, reading it to the end; refuses a cut or damaged stream.
-
-    ITK's NIfTI reader accepts a truncated ``.nii.gz`` silently (the missing voxels come
-    out as zeros), so the whole stream and its CRC are checked here.
-    """
-    size, complete, pending = 0, False, b""
-    try:
-        with p.open("rb") as fh:
-            unpack = zlib.decompressobj(wbits=31)  # gzip wrapper: checks the CRC and length
-            while chunk := pending or fh.read(1 << 20):
-                if complete:  # one gzip member ended: another member follows, or zero padding
-                    pending = b""
-                    if not chunk.strip(b"\0"):
-                        continue
-                    unpack, complete = zlib.decompressobj(wbits=31), False
-                size += len(unpack.decompress(chunk, 1 << 24))
-                pending = unpack.unconsumed_tail
-                if unpack.eof:
-                    complete, pending = True, unpack.unused_data
-    except zlib.error as err:
-        raise InputError(f"cannot read {p}: the gzip data is damaged ({err}); re-export the scan") from err
-    if not complete:
-        raise InputError(f"{p} is truncated: the gzip stream ends early after {size:,} bytes; re-export the scan")
-    return size
-
-
 def _first_line(err: BaseException) -> str:
     lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
     useful = [ln for ln in lines if not ln.startswith(("sitk::", "/", "Exception thrown"))]
@@ -245,13 +277,17 @@ def _check_shape(size: tuple[int, ...], p: Path) -> None:
         )
 
 
-def _nifti_header(p: Path) -> Any:
-    """The NIfTI header read by nibabel (header only, no voxels)."""
+def _nifti_header(readable: Path, p: Path | None = None) -> Any:
+    """The NIfTI header as stored in the file, read by nibabel (header only, no voxels;
+    not the image's header, which nibabel rewrites from the affine: pixdim 0 would vanish)."""
     import nibabel as nib
 
+    p = p or readable
     try:
         with _quiet_nibabel():
-            return nib.load(str(p)).header
+            image: Any = nib.load(str(readable))
+            with image.file_map["image"].get_prepare_fileobj("rb") as fh:
+                return image.header_class.from_fileobj(fh, check=False)
     except Exception as err:  # noqa: BLE001 - nibabel raises many types for bad headers
         raise InputError(f"cannot read {p}: not a valid NIfTI file ({_first_line(err)})") from err
 
@@ -269,7 +305,7 @@ def _quiet_nibabel() -> Iterator[None]:
         logger.disabled = disabled
 
 
-def _check_nifti(p: Path, header: Any) -> int:
+def _check_nifti(readable: Path, header: Any, p: Path) -> int:
     """NIfTI checks SimpleITK does not make: the file holds the voxels its header claims,
     and float voxels are finite (ITK's NIfTI reader silently turns NaN into 0).
 
@@ -291,7 +327,7 @@ def _check_nifti(p: Path, header: Any) -> int:
     if np.issubdtype(header.get_data_dtype(), np.floating):
         try:
             with _quiet_nibabel():
-                image: Any = nib.load(str(p))
+                image: Any = nib.load(str(readable))
                 raw = np.asanyarray(image.dataobj)
         except Exception as err:  # noqa: BLE001
             raise InputError(f"cannot read {p}: the file is damaged or truncated ({_first_line(err)})") from err
@@ -330,12 +366,41 @@ def save(
     check_output_path(out, overwrite=overwrite, sources=[volume.meta.get("source"), volume.meta.get("derived_from")])
     image = to_sitk(volume)
     image.SetMetaData("ITK_FileNotes", f"thinslice slice_thickness={volume.thickness:.6g}")
+    writer = sitk.ImageFileWriter()
+    writer.SetImageIO(IMAGE_IOS[suffix])
+    writer.SetUseCompression(suffix in (".nii.gz", ".nrrd", ".mha"))
     try:
-        with atomic_path(out, suffix=suffix) as tmp, _itk_stderr():
-            sitk.WriteImage(image, str(tmp), useCompression=suffix in (".nii.gz", ".nrrd", ".mha"))
+        if suffix in DETACHED:  # header and data file, published together under their final names
+            with atomic_files(out, overwrite=overwrite) as folder:
+                _write(writer, image, folder / out.name, out)
+        else:
+            with atomic_path(out, suffix=suffix, overwrite=overwrite) as tmp:
+                _write(writer, image, tmp, out)
     except (RuntimeError, OSError) as err:
         raise OutputError(f"cannot write {out}: {_first_line(err)}") from err
     return out
+
+
+def _write(writer: sitk.ImageFileWriter, image: sitk.Image, path: Path, out: Path) -> None:
+    """Write and check: the NIfTI writer reports a short write (disk full) only on stderr,
+    so the written file is read back (header, size, gzip stream) before it is published."""
+    writer.SetFileName(str(path))
+    with _itk_stderr() as noise:
+        writer.Execute(image)
+    errors = [ln for ln in noise if "ERROR" in ln.upper()]
+    if errors:
+        raise OutputError(f"cannot write {out}: {errors[0][:200]} (is the disk full?)")
+    if suffix_of(path) in (".nii", ".nii.gz"):
+        try:
+            header = _nifti_header(path)
+            needed = int(header.get_data_offset()) + int(
+                np.prod(header.get_data_shape(), dtype=np.int64)
+            ) * int(header.get_data_dtype().itemsize)
+            got = gzip_payload_size(path) if suffix_of(path) == ".nii.gz" else path.stat().st_size
+        except InputError as err:
+            raise OutputError(f"cannot write {out}: the written file is incomplete (is the disk full?): {err}") from err
+        if got < needed:
+            raise OutputError(f"cannot write {out}: only {got:,} of {needed:,} bytes were written (is the disk full?)")
 
 
 def check_output_path(
@@ -364,7 +429,7 @@ def check_output_path(
             raise OutputError(f"output {out} is the input file; choose another -o (inputs are never overwritten)")
     if out.is_dir():
         raise OutputError(f"output {out} is a folder; give a file name such as {out / 'thin.nii.gz'}")
-    if out.exists() and not overwrite:
+    if (out.exists() or out.is_symlink()) and not overwrite:  # a dangling link too
         raise OutputError(f"output {out} already exists; pass --overwrite to replace it")
 
 

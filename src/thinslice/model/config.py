@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -39,6 +40,21 @@ def check_positive(owner: object, *names: str) -> None:
         value = getattr(owner, name)
         if value <= 0:
             raise ConfigError(f"{name} must be positive, got {value!r}")
+
+
+#: Upper bounds of the network sizes: far above any useful model (the bundled ones use
+#: 16 channels and 2-3 blocks), low enough that building the networks from an untrusted
+#: checkpoint cannot exhaust memory or run for minutes.
+LIMITS = {"axial_width": 256, "axial_blocks": 64, "sr_width": 256, "sr_groups": 16, "sr_blocks": 32,
+          "sr_unshuffle": 8, "memory_items": 4096}  # fmt: skip
+
+
+def check_limits(owner: object) -> None:
+    """Refuse sizes above :data:`LIMITS` (a checkpoint's config is untrusted input)."""
+    for name, limit in LIMITS.items():
+        value = getattr(owner, name)
+        if value > limit:
+            raise ConfigError(f"{name} must be at most {limit}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -87,6 +103,10 @@ class ModelConfig:
         check_scale(self.scale)
         check_positive(self, "axial_width", "axial_blocks", "sr_width", "sr_groups", "sr_blocks")
         check_positive(self, "sr_unshuffle", "memory_items")
+        check_limits(self)
+        for name in ("hu_min", "hu_max"):
+            if not math.isfinite(getattr(self, name)):
+                raise ConfigError(f"{name} must be a finite number, got {getattr(self, name)!r}")
         check_choice("base", self.base, BASES)
         check_choice("fusion", self.fusion, FUSIONS)
         if not self.hu_max > self.hu_min:

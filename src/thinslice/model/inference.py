@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from thinslice.device import resolve_device
 from thinslice.errors import ConfigError, InputError, ModelError
+from thinslice.grid import MAX_SCALE
 from thinslice.model.checkpoint import load_checkpoint, model_config_of
 from thinslice.model.config import ModelConfig
 from thinslice.model.nets import AxialInterpolator, ThroughPlaneSR, build_networks, interpolation_matrix
@@ -195,8 +196,9 @@ def synthesize_views(
 
 
 def passes_for(scale: int, model_scale: int) -> int:
-    """How many times a model of ``model_scale`` must run to reach ``scale``."""
-    valid = [model_scale**k for k in range(1, 5)]
+    """How many times a model of ``model_scale`` must run to reach ``scale`` (a power of
+    it that :mod:`thinslice.grid` allows)."""
+    valid = [model_scale**k for k in range(1, 5) if model_scale**k <= MAX_SCALE] or [model_scale]
     if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale not in valid:
         raise ModelError(
             f"this model upsamples x{model_scale}; scale {scale!r} is not a power of it "
@@ -326,6 +328,7 @@ class Synthesizer:
                 keep_acquired=keep,
             )
             del x
+            require_finite(fused, "output")
             out = denormalize(fused.clamp_(0.0, 1.0), cfg.hu_min, cfg.hu_max).numpy()
             if keep:
                 out[::r] = current  # acquired slices, unchanged
@@ -343,6 +346,46 @@ class Synthesizer:
         return result
 
 
+def require_finite(values: Tensor, what: str, path: str | Path | None = None) -> None:
+    """Refuse NaN or Inf in the network's ``values``: broken weights (NaN, or so large that
+    they overflow) would otherwise come out as a constant volume, silently.
+
+    Raises:
+        ModelError: naming how many values are not finite.
+    """
+    bad = int(values.numel() - torch.isfinite(values).sum())
+    if bad:
+        where = f" of {path}" if path is not None else ""
+        raise ModelError(
+            f"the network's {what}{where} holds {bad:,} NaN/Inf value(s): the model's weights are broken "
+            "(NaN, or so large they overflow; a diverged training?); retrain it or use another model"
+        )
+
+
+def _check_shapes(path: str | Path, name: str, net: torch.nn.Module, stored: object) -> None:
+    """The stored tensors have the names and shapes the config's network needs (checked
+    before the weights are copied, with a one-line message)."""
+    if not isinstance(stored, dict):
+        raise ModelError(f"{path} has no valid weights for the {name} network")
+    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in stored.items() if isinstance(v, Tensor)}
+    missing = sorted(set(expected) - set(found))
+    extra = sorted(set(found) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
+    if missing or extra or wrong:
+        parts = [f"{len(missing)} missing (e.g. {missing[0]})"] if missing else []
+        parts += [f"{len(extra)} unexpected (e.g. {extra[0]})"] if extra else []
+        parts += [f"{len(wrong)} of another shape (e.g. {wrong[0]}: {found[wrong[0]]}, config says "
+                  f"{expected[wrong[0]]})"] if wrong else []  # fmt: skip
+        raise ModelError(f"{path}: {name} weights do not match the stored config: {'; '.join(parts)}")
+    for key, tensor in stored.items():
+        if isinstance(tensor, Tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ModelError(
+                f"{path}: the {name} weights hold NaN/Inf values (in {key}): the checkpoint is broken "
+                "(a diverged training?); retrain it or use another model"
+            )
+
+
 def load_model(path: str | Path, device: str | torch.device = "auto") -> Synthesizer:
     """Rebuild a :class:`Synthesizer` from a checkpoint alone.
 
@@ -355,14 +398,23 @@ def load_model(path: str | Path, device: str | torch.device = "auto") -> Synthes
             stored config.
     """
     ckpt = load_checkpoint(path)
-    config = model_config_of(ckpt, path)
-    axial, sr = build_networks(config, ckpt["networks"])
+    config = model_config_of(ckpt, path)  # bounded sizes (ModelConfig.LIMITS)
+    if ckpt["networks"] not in ("both", "axial", "sr"):
+        raise ModelError(f"{path} names unknown networks {ckpt['networks']!r}")
     weights = ckpt["weights"]
+    if not isinstance(weights, dict):
+        raise ModelError(f"{path} has no valid weights")
+    with torch.device("meta"):  # shapes only, nothing allocated
+        meta = build_networks(config, ckpt["networks"])
+    for name, net in zip(("axial", "sr"), meta, strict=True):
+        if net is not None:
+            if name not in weights:
+                raise ModelError(f"{path} has no weights for the {name} network")
+            _check_shapes(path, name, net, weights[name])
+    axial, sr = build_networks(config, ckpt["networks"])
     for name, net in (("axial", axial), ("sr", sr)):
         if net is None:
             continue
-        if name not in weights:
-            raise ModelError(f"{path} has no weights for the {name} network")
         try:
             net.load_state_dict(weights[name])
         except (RuntimeError, KeyError, TypeError) as err:

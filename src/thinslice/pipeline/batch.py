@@ -6,10 +6,11 @@ Outputs: one file per case, or with ``output_format="dicom"`` one derived DICOM 
 PNG per case (input beside output) and an ``index.html`` gallery next to the report.
 
 Complete: after each output is renamed into place (atomically), a sidecar
-``<output>.done.json`` records the settings and the output's size (for a series folder,
-the sum of its files' sizes). With ``resume=True``
-(``--resume``) a case is skipped when its marker exists, names the same settings and
-matches the output's size; anything else (no output, an output without a marker from a
+``<output>.done.json`` records the settings, the output's size (for a series folder, the
+sum of its files' sizes) and a fingerprint (SHA-256) of the input's bytes. With
+``resume=True`` (``--resume``) a case is skipped when its marker exists, names the same
+settings, matches the output's size and the input's fingerprint (an input replaced by
+another scan is computed again); anything else (no output, an output without a marker from a
 crash, other settings) is computed again and replaces that output.
 
 A case that fails is reported with its reason and the batch goes on. Under ``torchrun``
@@ -26,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -40,7 +42,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from thinslice import __version__, grid
 from thinslice.distributed import DistEnv, from_rank0, gather_objects, process_group
-from thinslice.errors import ConfigError, OutputError, ThinsliceError
+from thinslice.errors import ConfigError, Interrupted, OutputError, ThinsliceError
 from thinslice.io import check_output_path, load, save, stem_of
 from thinslice.io.atomic import write_json
 from thinslice.io.dicom_write import check_series_output, read_template
@@ -162,6 +164,8 @@ def upsample_batch(
         slice_thickness, output_thickness, keep_acquired, adapt: as for :func:`thinslice.upsample`
             (``adapt`` fine-tunes a copy of the model on each case).
         report: where rank 0 writes the JSON report; default ``output_dir/thinslice_report.json``.
+            An existing file there is replaced only when it is an earlier thinslice report
+            or with ``overwrite``; a folder or an input is refused.
         csv_column: the CSV column holding the paths (default ``path``, else the first column).
         output_format: ``nii.gz``, ``nii``, ``nrrd``, ``mha``, or ``dicom``: a derived
             series of its study per DICOM case (``OUT/p1/series3/``); file cases then fail,
@@ -210,13 +214,14 @@ def upsample_batch(
     env = DistEnv.from_env()
     with process_group(env):  # gloo: the ranks exchange only the case list and the results
         fn = get_method(method, model=model, device=str(env.device(device)), progress=False, fast=fast)
-        cases = from_rank0(env, lambda: _prepare(src, out_dir, report_path, csv_column, output_format))
+        cases = from_rank0(env, lambda: _prepare(src, out_dir, report_path, csv_column, output_format, overwrite))
         mine = cases[env.rank :: env.world_size]
         run = _CaseRunner(fn, out_dir, settings, env, resume=resume, overwrite=overwrite, accept_non_ct=accept_non_ct)
         results = run.all(mine, progress=progress and env.is_main)
         merged = sorted((r for part in gather_objects(env, results) for r in part), key=lambda r: r.name)
         batch = BatchReport(merged, settings, env.world_size, time.perf_counter() - start, report_path)
         if env.is_main:
+            _check_report(report_path, overwrite, [c.source for c in cases])  # again: it may have appeared
             write_json(report_path, batch.to_dict())
             if preview is not None:
                 gallery = write_gallery(report_path.parent / GALLERY_NAME, batch.to_dict())
@@ -226,13 +231,20 @@ def upsample_batch(
     return batch
 
 
-def _prepare(src: Path, out_dir: Path, report: Path, csv_column: str | None, output_format: str) -> list[Case]:
+def _prepare(
+    src: Path, out_dir: Path, report: Path, csv_column: str | None, output_format: str, overwrite: bool
+) -> list[Case]:
     """Rank 0's setup: check the output folder and the report's, create them, list the cases."""
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"output {out_dir} is a file; batch runs need an output folder")
-    if src.is_dir() and out_dir.absolute() == src.absolute():
-        raise OutputError(f"output folder {out_dir} is the input folder; choose another -o")
-    cases = find_cases(src, out_dir, csv_column=csv_column, output_format=output_format)
+    if src.is_dir() and _same_place(out_dir, src):  # also through a symlink or '..'
+        raise OutputError(f"output folder {out_dir} is the input folder ({src.resolve()}); choose another -o")
+    if src.is_dir() and src.resolve() in out_dir.resolve().parents:
+        log.info("the output folder %s lies inside the input folder; it is left out of the search", out_dir)
+    if report.is_dir():
+        raise OutputError(f"--report {report} is a folder; give a file name such as {report / REPORT_NAME}")
+    cases = find_cases(src, out_dir.resolve(), csv_column=csv_column, output_format=output_format)
+    _check_report(report, overwrite, [c.source for c in cases])
     for folder in (out_dir, report.parent):
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -268,9 +280,14 @@ class _CaseRunner:
 
     def all(self, cases: list[Case], *, progress: bool) -> list[CaseResult]:
         results = []
-        with logging_redirect_tqdm() if progress else contextlib.nullcontext():
-            for case in tqdm(cases, desc="cases", unit="case", disable=not progress):
-                results.append(self.one(case))
+        try:
+            with logging_redirect_tqdm() if progress else contextlib.nullcontext():
+                for case in tqdm(cases, desc="cases", unit="case", disable=not progress):
+                    results.append(self.one(case))
+        except Interrupted as err:
+            done = sum(r.status != "failed" for r in results)
+            err.kept = f"{done} finished case(s) in {self.out_dir} (rerun with --resume to do the rest)"
+            raise
         return results
 
     def one(self, case: Case) -> CaseResult:
@@ -282,7 +299,11 @@ class _CaseRunner:
             picture = self.previews / Path(case.name).parent / (stem_of(case.name) + ".png")
         if case.error is not None:
             result.reason = case.error
-        elif self.resume and _is_complete(out, self.recipe) and (picture is None or picture.is_file()):
+        elif (
+            self.resume
+            and _is_complete(out, self.recipe, case.source)
+            and (picture is None or picture.is_file())
+        ):
             result.status, result.reason = "skipped", "complete"
             result.preview = None if picture is None else str(picture)
             log.debug("%s%s: skipped, already complete", self.tag, case.name)
@@ -305,6 +326,8 @@ class _CaseRunner:
         return result
 
     def _upsample(self, case: Case, out: Path, result: CaseResult, picture: Path | None) -> None:
+        if self.out_dir.resolve() not in out.resolve().parents:  # names are sanitised in cases.py; never trust
+            raise OutputError(f"output name {case.name!r} leads outside {self.out_dir}; refused")
         marker = _marker(out)
         replace_existing = self.overwrite or self.resume  # resume: an incomplete output is ours to redo
         if out.exists() and not replace_existing:
@@ -319,6 +342,7 @@ class _CaseRunner:
         if picture is not None:
             picture.parent.mkdir(parents=True, exist_ok=True)
             check_output_path(picture, overwrite=True, sources=[str(case.source)], suffixes=(".png",))
+        print_ = fingerprint(case.source, self.out_dir.resolve())  # before reading: what the marker describes
         volume = load(case.source, series_uid=case.series_uid)
         template = None
         if self.dicom:
@@ -353,6 +377,7 @@ class _CaseRunner:
                 "settings": self.recipe,
                 "input": str(case.source),
                 "series_uid": case.series_uid,
+                "input_sha256": print_,
                 "bytes": _size(out),
                 "input_slices": volume.num_slices,
                 "output_slices": thin.num_slices,
@@ -361,6 +386,54 @@ class _CaseRunner:
                 "finished": datetime.now(UTC).isoformat(timespec="seconds"),
             },
         )
+
+
+def _same_place(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def _check_report(report: Path, overwrite: bool, inputs: list[Path]) -> None:
+    """The report may replace only an earlier thinslice report (or anything with ``overwrite``),
+    never an input, never a folder."""
+    if report.is_dir():
+        raise OutputError(f"--report {report} is a folder; give a file name such as {report / REPORT_NAME}")
+    if not report.exists():
+        return
+    if any(_same_place(report, src) or src.resolve() in report.resolve().parents for src in inputs):
+        raise OutputError(f"--report {report} is an input of this batch; choose another --report")
+    if overwrite:
+        return
+    try:
+        previous = json.loads(report.read_text(encoding="utf-8"))
+        ours = isinstance(previous, dict) and "thinslice" in previous and "cases" in previous
+    except (OSError, ValueError):
+        ours = False
+    if not ours:
+        raise OutputError(
+            f"--report {report} exists and is not a thinslice report; pass --overwrite to replace it "
+            "or choose another --report"
+        )
+
+
+def fingerprint(source: Path, exclude: Path | None = None) -> str:
+    """SHA-256 of an input's bytes: a file, or every file (names and bytes) under a DICOM
+    folder (hidden files and those under ``exclude``, the output folder, left out)."""
+    sha = hashlib.sha256()
+    files = [source]
+    if source.is_dir():
+        files = sorted(
+            p for p in source.rglob("*")
+            if p.is_file() and not p.name.startswith(".") and (exclude is None or exclude not in p.resolve().parents)
+        )  # fmt: skip
+    for path in files:
+        sha.update(str(path.relative_to(source) if source.is_dir() else path.name).encode() + b"\0")
+        with path.open("rb") as fh:
+            while block := fh.read(1 << 20):
+                sha.update(block)
+    return sha.hexdigest()
 
 
 def _marker(out: Path) -> Path:
@@ -384,11 +457,13 @@ def _size(out: Path) -> int:
     return out.stat().st_size
 
 
-def _is_complete(out: Path, recipe: dict[str, Any]) -> bool:
-    """The output exists, and its marker names the same recipe and the output's size."""
+def _is_complete(out: Path, recipe: dict[str, Any], source: Path) -> bool:
+    """The output exists, and its marker names the same recipe, the output's size and the
+    fingerprint of the input as it is now."""
     try:
         marker = json.loads(_marker(out).read_text())
-        return bool(marker["settings"] == recipe and marker["bytes"] == _size(out))
+        same = marker["settings"] == recipe and marker["bytes"] == _size(out)
+        return bool(same and marker["input_sha256"] == fingerprint(source, out.parent.resolve()))
     except (OSError, ValueError, KeyError, TypeError):
         return False
 

@@ -10,6 +10,9 @@ for ``dicom`` the names have no extension: each is the folder of a derived serie
 - CSV rows (column ``--csv-column``, else ``path``, else the first; the first row is the
   header): paths relative to the CSV's folder mirror from there, other paths mirror their
   absolute path; a folder row is read like ``-i FOLDER`` (one case per series in it);
+- a name taken from inside a file (the SeriesInstanceUID) is made one safe path component
+  first (:func:`safe_component`: letters, digits, ``.``, ``_``, ``-``), so a crafted UID such
+  as ``../../PWNED`` can never place an output outside the output folder;
 - two cases that would get the same output name (``ct.nii.gz`` and ``ct.nrrd``) both get
   ``_<8 hex digits>`` (a hash of their input path) appended to the name instead.
 """
@@ -21,6 +24,7 @@ import difflib
 import hashlib
 import logging
 import os
+import re
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -70,7 +74,7 @@ def find_cases(
         ConfigError: ``csv_column`` is not a column of the CSV.
     """
     src = Path(os.path.abspath(input))
-    exclude = Path(os.path.abspath(output_dir)) if output_dir is not None else None
+    exclude = Path(output_dir).resolve() if output_dir is not None else None
     ext = "" if output_format == "dicom" else "." + output_format.lstrip(".")
     if not src.exists():
         raise InputError(f"input not found: {src}; check the path")
@@ -113,7 +117,7 @@ def _walk(root: Path, exclude: Path | None, ext: str) -> list[Case]:
             dirs[:] = []
             continue
         seen.add((stat.st_dev, stat.st_ino))
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (exclude is None or here / d != exclude))
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (here / d).resolve() != exclude)
         uids: set[str] = set()
         for name in sorted(f for f in files if not f.startswith(".")):
             path = here / name
@@ -133,9 +137,22 @@ def _walk(root: Path, exclude: Path | None, ext: str) -> list[Case]:
     for place, place_uids in by_folder.items():
         label = place.relative_to(root) if place != root else Path(root.name or "dicom")
         for uid in sorted(place_uids):
-            stem = label.name if len(place_uids) == 1 else f"{label.name}_{uid or 'nouid'}"
+            stem = label.name if len(place_uids) == 1 else f"{label.name}_{safe_component(uid)}"
             cases.append(Case((label.parent / (stem + ext)).as_posix(), place, uid))
     return cases
+
+
+def safe_component(text: str, empty: str = "nouid") -> str:
+    """``text`` as one harmless file-name component: every character other than letters,
+    digits, ``.``, ``_`` and ``-`` becomes ``_``, leading dots go (no ``..``, no hidden
+    names), at most 64 characters; ``empty`` when nothing is left.
+
+    Example:
+        >>> safe_component("../../PWNED")
+        '_.._PWNED'
+    """
+    cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", text).lstrip(".")[:64]
+    return cleaned or empty
 
 
 def _unreadable(err: OSError) -> None:
@@ -157,7 +174,7 @@ def _cases_of_path(path: Path, base: Path, ext: str) -> list[Case]:
             return [Case(_rename(rel, ext), path, error=f"no DICOM files found in {path}")]
         if len(series) == 1:
             return [Case(_rename(rel, ext), path, series[0].uid)]
-        return [Case(_rename(rel.with_name(f"{rel.name}_{s.uid or 'nouid'}"), ext), path, s.uid) for s in series]
+        return [Case(_rename(rel.with_name(f"{rel.name}_{safe_component(s.uid)}"), ext), path, s.uid) for s in series]
     error = None
     if not path.exists():
         error = f"input not found: {path}; check the path"

@@ -89,6 +89,8 @@ def upsample_path(
         check_series_output(output, overwrite=overwrite, sources=[source, dicom_template])
     else:
         check_output_path(output, overwrite=overwrite, sources=[str(source)])
+    if uncertainty is not None and Path(uncertainty).absolute() == output.absolute():
+        raise ConfigError(f"--uncertainty and -o name the same file ({output}); give the uncertainty its own name")
     if uncertainty is not None:
         check_output_path(Path(uncertainty), overwrite=overwrite, sources=[str(source), str(output)])
     if preview is not None:

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from thinslice.distributed import DistEnv, all_gather_tensor, broadcast_flags, process_group
-from thinslice.errors import ConfigError
+from thinslice.errors import ConfigError, Interrupted
 from thinslice.model.checkpoint import load_checkpoint, model_config_of, save_checkpoint
 from thinslice.model.config import ModelConfig
 from thinslice.model.inference import autocast_for
@@ -152,6 +152,9 @@ def _train(
     validator = Validator(observed, model_config, config.profile) if env.is_main else None
 
     def checkpoint() -> None:
+        for net in (model, averaged):
+            if not all(bool(torch.isfinite(p).all()) for p in net.parameters()):
+                raise _diverged(step, "the weights hold NaN/Inf", config.lr, output)
         states = all_gather_tensor(env, generator.get_state(), dev)
         torch_states = all_gather_tensor(env, torch.get_rng_state(), dev)
         if env.is_main:
@@ -196,6 +199,8 @@ def _train(
                 group["lr"] = config.lr * min(1.0, (step + 1) / max(1, config.warmup_steps))
             with autocast_for(dev):
                 losses = runner(batch)
+            if not bool(torch.isfinite(losses["total"].detach())):
+                raise _diverged(step, f"loss {float(losses['total'].detach())}", config.lr, output)
             optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
             if config.grad_clip > 0:
@@ -212,10 +217,12 @@ def _train(
             if save:
                 checkpoint()
                 last_save = time.monotonic()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted) as err:
         if not env.enabled:
             log.warning("interrupted at step %d; saving %s", step, output)
             checkpoint()
+            if isinstance(err, Interrupted):
+                err.kept = f"checkpoint {output} at step {step} (continue with --resume)"
         raise
     finally:
         bar.close()
@@ -230,6 +237,14 @@ def _train(
             metrics.get("val_base", float("nan")),
         )
     return output
+
+
+def _diverged(step: int, what: str, lr: float, output: Path) -> ConfigError:
+    kept = f"{output} keeps its last good checkpoint" if output.exists() else "no checkpoint was written"
+    return ConfigError(
+        f"training diverged at step {step + 1}: {what}; {kept}. Lower lr (now {lr:g}) or raise "
+        "warmup_steps/grad_clip in the config"
+    )
 
 
 def _cpu(weights: dict[str, dict[str, Tensor]]) -> dict[str, dict[str, Tensor]]:

@@ -1,0 +1,271 @@
+"""What a file's header promises, checked before anything is allocated or read.
+
+A header is untrusted input: it may declare far more voxels than the file holds, point
+its voxels at another file (``/etc/passwd``, a FIFO, a device), or describe a geometry
+that the NIfTI writer cannot keep (a sheared grid, qform and sform that disagree, a
+voxel size of 0). Each check here raises :class:`~thinslice.errors.InputError` with one
+line that names the file and what to do; :func:`thinslice.io.files.load` calls them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import stat
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from thinslice.errors import InputError
+
+#: deflate cannot unpack to more than about 1032 times its compressed size.
+MAX_DEFLATE_RATIO = 1032
+#: Bytes of a MetaImage or NRRD text header read at most (real headers are < 4 KiB).
+MAX_TEXT_HEADER = 1 << 16
+#: Direction cosines whose columns are further than this from orthonormal are refused.
+ORTHO_TOL = 1e-4
+
+_META_BYTES = {"CHAR": 1, "UCHAR": 1, "SHORT": 2, "USHORT": 2, "INT": 4, "UINT": 4, "LONG": 4, "ULONG": 4,
+               "LONG_LONG": 8, "ULONG_LONG": 8, "FLOAT": 4, "DOUBLE": 8}  # fmt: skip
+_NRRD_BYTES = {1: ("char", "int8", "uchar", "uint8"), 2: ("short", "int16", "ushort", "uint16"),
+               4: ("int", "int32", "uint", "uint32", "float"), 8: ("longlong", "int64", "ulonglong", "uint64",
+               "double", "longlongint", "unsignedlonglong", "unsignedlonglongint")}  # fmt: skip
+
+
+def require_regular_file(p: Path, what: str = "") -> int:
+    """The size of ``p`` when it is a regular file with something in it.
+
+    Raises:
+        InputError: ``p`` is a FIFO, a device, a socket or a folder (reading a FIFO would
+            hang), or it is empty.
+    """
+    try:
+        st = os.stat(p)
+    except OSError as err:
+        raise InputError(f"cannot read {p}: {err.strerror or err}; check the path") from err
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a device" if (
+            stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)) else "a socket" if stat.S_ISSOCK(
+            st.st_mode) else "not a regular file"
+        raise InputError(f"{what or p} is {kind}, not a regular file; give a file holding the scan")
+    if st.st_size == 0:
+        raise InputError(f"{what or p} is empty (0 bytes); re-export the scan")
+    return st.st_size
+
+
+def check_text_header(p: Path, suffix: str, check_shape: Callable[[tuple[int, ...], Path], None]) -> None:
+    """MetaImage (``.mha``/``.mhd``) and NRRD (``.nrrd``/``.nhdr``): the voxels' file lies
+    inside the header's folder and is a regular file, and it holds at least the bytes the
+    header declares (or, compressed, could unpack to them).
+
+    Raises:
+        InputError: the header names a data file outside its folder, a FIFO or device, a
+            list or pattern of files, or too little data for its declared size.
+    """
+    with p.open("rb") as fh:
+        head = fh.read(MAX_TEXT_HEADER)
+    parsed = _meta_header(head) if suffix in (".mha", ".mhd") else _nrrd_header(head)
+    if parsed is None:
+        return  # not parsable as text: SimpleITK gives its own error
+    sizes, itemsize, compressed, data_file, header_end = parsed
+    check_shape(tuple(sizes), p)  # the voxel-count limit first: the clearer message
+    if data_file is None:
+        payload = p.stat().st_size - header_end
+        where = p.name
+    else:
+        data = _detached(p, data_file)
+        payload = require_regular_file(data, f"{data} (the data file named in {p.name})")
+        where = data.name
+    needed = math.prod(sizes) * itemsize
+    capacity = payload * MAX_DEFLATE_RATIO if compressed else payload
+    if needed > capacity:
+        how = f"compressed data of {payload:,} bytes cannot unpack to" if compressed else f"{payload:,} bytes, not"
+        raise InputError(
+            f"{p.name} is truncated or its header is wrong: it declares "
+            f"{'x'.join(map(str, sizes))} voxels ({needed:,} bytes) but {where} holds {how} that; "
+            "re-export the scan or check its header"
+        )
+
+
+def _detached(p: Path, name: str) -> Path:
+    """The data file ``name`` of header ``p``, refused unless it is one file inside p's folder."""
+    if name.upper() == "LIST" or "%" in name or re.search(r"\s-?\d+\s+-?\d+", name):
+        raise InputError(
+            f"{p.name} spreads its voxels over several files ({name!r}), which thinslice does not read; "
+            "convert the scan to one .nii.gz, .nrrd or .mha file"
+        )
+    folder = p.resolve().parent
+    target = (folder / name).resolve()
+    if Path(name).is_absolute() or (target != folder and folder not in target.parents):
+        raise InputError(
+            f"{p.name} names a data file outside its own folder ({name}"
+            f"{'' if Path(name).is_absolute() else f' -> {target}'}); only files beside the "
+            "header are read: copy the data next to it and name it without a path"
+        )
+    return target
+
+
+def _meta_header(head: bytes) -> tuple[list[int], int, bool, str | None, int] | None:
+    fields: dict[str, str] = {}
+    offset = 0
+    for raw in head.split(b"\n"):
+        offset += len(raw) + 1
+        key, eq, value = raw.decode("latin-1").partition("=")
+        if not eq:
+            return None
+        fields[key.strip()] = value.strip()
+        if key.strip() == "ElementDataFile":
+            break
+    else:
+        return None
+    try:
+        sizes = [int(v) for v in fields["DimSize"].split()]
+    except (KeyError, ValueError):
+        return None
+    element = fields.get("ElementType", "").upper().removeprefix("MET_")
+    channels = int(fields.get("ElementNumberOfChannels", "1") or 1)
+    itemsize = _META_BYTES.get(element, 1) * max(1, channels)
+    compressed = fields.get("CompressedData", "False").lower() == "true"
+    name = fields["ElementDataFile"]
+    return sizes, itemsize, compressed, None if name.upper() == "LOCAL" else name, offset
+
+
+def _nrrd_header(head: bytes) -> tuple[list[int], int, bool, str | None, int] | None:
+    if not head.startswith(b"NRRD"):
+        return None
+    fields: dict[str, str] = {}
+    offset, ended = 0, False
+    for raw in head.split(b"\n"):
+        offset += len(raw) + 1
+        line = raw.decode("latin-1").rstrip("\r")
+        if not line:
+            ended = True
+            break
+        if line.startswith(("#", "NRRD")) or ":=" in line:
+            continue
+        key, colon, value = line.partition(":")
+        if colon:
+            fields[key.strip().lower().replace(" ", "")] = value.strip()
+    try:
+        sizes = [int(v) for v in fields["sizes"].split()]
+    except (KeyError, ValueError):
+        return None
+    kind = fields.get("type", "").lower().replace(" ", "").replace("_t", "").replace("signed", "")
+    itemsize = next((n for n, names in _NRRD_BYTES.items() if kind in names), 1)
+    encoding = fields.get("encoding", "raw").lower()
+    compressed = encoding not in ("raw",)  # gzip, bzip2; ascii and hex only grow the data
+    name = fields.get("datafile")
+    if name is None and not ended:
+        return None
+    return sizes, itemsize, compressed, name, offset
+
+
+def check_nifti_header(header: Any, p: Path, file_size: int, gzipped: bool) -> None:
+    """NIfTI geometry SimpleITK would change silently, and a declared size the file
+    cannot hold (checked before SimpleITK allocates the voxels).
+
+    Raises:
+        InputError: a voxel size of 0 or not finite, qform and sform that disagree, a
+            sheared sform, or more voxels than the (compressed) file can hold.
+    """
+    zooms = [float(z) for z in header["pixdim"][1:4]]
+    if any(z == 0 or not math.isfinite(z) for z in zooms):
+        raise InputError(
+            f"{p.name} has a voxel size of {zooms} mm (pixdim 0 or not a number), which would be read as "
+            "1 mm; fix the header's pixdim"
+        )
+    needed = int(header.get_data_offset()) + int(np.prod(header.get_data_shape(), dtype=np.int64)) * int(
+        header.get_data_dtype().itemsize
+    )
+    if gzipped and needed > file_size * MAX_DEFLATE_RATIO:
+        raise InputError(
+            f"{p} is truncated: its header needs {needed:,} bytes but {file_size:,} compressed bytes "
+            "cannot unpack to that; re-export the scan"
+        )
+    header = header.copy()
+    if header["pixdim"][0] not in (-1, 1):  # qfac 0 from old writers: read as 1, as ITK does
+        header["pixdim"][0] = 1
+    try:
+        _check_forms(header, p)
+    except InputError:
+        raise
+    except Exception as err:  # noqa: BLE001 - nibabel raises many types for a garbled header
+        raise InputError(f"cannot read {p}: its NIfTI orientation fields are invalid ({err})") from err
+
+
+def _check_forms(header: Any, p: Path) -> None:
+    qcode, scode = int(header["qform_code"]), int(header["sform_code"])
+    if scode > 0:
+        sform = np.asarray(header.get_sform(), dtype=np.float64)
+        cols = sform[:3, :3] / np.linalg.norm(sform[:3, :3], axis=0)
+        if not np.allclose(cols.T @ cols, np.eye(3), atol=ORTHO_TOL):
+            raise InputError(
+                f"{p.name} has a sheared sform (its axes are not at right angles: {_angles(cols)}); "
+                "writing it back would move voxels in space: resample it to an orthogonal grid first"
+            )
+        if qcode > 0:
+            qform = np.asarray(header.get_qform(), dtype=np.float64)
+            diff = np.abs(qform - sform)
+            if diff[:3, :3].max() > 1e-3 * max(1.0, np.abs(sform[:3, :3]).max()) or diff[:3, 3].max() > 1e-2:
+                raise InputError(
+                    f"{p.name} has a qform and an sform that disagree (by up to {diff[:3, 3].max():.3g} mm "
+                    f"in origin and {diff[:3, :3].max():.3g} in the axes); the output could keep only one "
+                    "of them: make them agree, or set the unwanted one's code to 0"
+                )
+
+
+def check_direction(direction: tuple[float, ...], p: Path) -> None:
+    """Refuse a direction matrix that is not orthonormal (a sheared or skewed grid).
+
+    NIfTI output, and the slice-axis rules, need orthogonal axes; writing a sheared grid
+    would move voxels in space.
+    """
+    n = int(round(math.sqrt(len(direction))))
+    d = np.asarray(direction, dtype=np.float64).reshape(n, n)
+    if not np.all(np.isfinite(d)) or not np.allclose(d.T @ d, np.eye(n), atol=ORTHO_TOL):
+        raise InputError(
+            f"{p.name} has a sheared or non-orthogonal direction matrix ({_angles(d)}); its voxels "
+            "would move in space on the way out: resample it to an orthogonal grid first"
+        )
+
+
+def _angles(cols: np.ndarray) -> str:
+    norms = np.linalg.norm(cols, axis=0)
+    unit = cols / np.where(norms > 0, norms, 1)
+    pairs = [(0, 1), (0, 2), (1, 2)][: 3 if cols.shape[0] >= 3 else 1]
+    degrees = [math.degrees(math.acos(max(-1.0, min(1.0, float(unit[:, i] @ unit[:, j]))))) for i, j in pairs]
+    text = ", ".join(f"{a:.1f}°" for a in degrees) + " between axes"
+    if not np.allclose(norms, 1, atol=ORTHO_TOL):
+        text += "; axis lengths " + ", ".join(f"{x:.3g}" for x in norms)
+    return text
+
+
+def gzip_payload_size(p: Path) -> int:
+    """Bytes a ``.gz`` file unpacks to, reading it to the end; refuses a cut or damaged stream.
+
+    ITK's NIfTI reader accepts a truncated ``.nii.gz`` silently (the missing voxels come
+    out as zeros), so the whole stream and its CRC are checked here.
+    """
+    size, complete, pending = 0, False, b""
+    try:
+        with p.open("rb") as fh:
+            unpack = zlib.decompressobj(wbits=31)  # gzip wrapper: checks the CRC and length
+            while chunk := pending or fh.read(1 << 20):
+                if complete:  # one gzip member ended: another member follows, or zero padding
+                    pending = b""
+                    if not chunk.strip(b"\0"):
+                        continue
+                    unpack, complete = zlib.decompressobj(wbits=31), False
+                size += len(unpack.decompress(chunk, 1 << 24))
+                pending = unpack.unconsumed_tail
+                if unpack.eof:
+                    complete, pending = True, unpack.unused_data
+    except zlib.error as err:
+        raise InputError(f"cannot read {p}: the gzip data is damaged ({err}); re-export the scan") from err
+    if not complete:
+        raise InputError(f"{p} is truncated: the gzip stream ends early after {size:,} bytes; re-export the scan")
+    return size
