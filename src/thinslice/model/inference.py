@@ -362,6 +362,11 @@ def require_finite(values: Tensor, what: str, path: str | Path | None = None) ->
         )
 
 
+#: Trained weights of these networks stay near 1 (the bundled ones below 2); a thousand is
+#: a corrupt or diverged checkpoint, whose output would be clipped garbage, not an error.
+WEIGHT_LIMIT = 1e3
+
+
 def _check_shapes(path: str | Path, name: str, net: torch.nn.Module, stored: object) -> None:
     """The stored tensors have the names and shapes the config's network needs (checked
     before the weights are copied, with a one-line message)."""
@@ -379,10 +384,17 @@ def _check_shapes(path: str | Path, name: str, net: torch.nn.Module, stored: obj
                   f"{expected[wrong[0]]})"] if wrong else []  # fmt: skip
         raise ModelError(f"{path}: {name} weights do not match the stored config: {'; '.join(parts)}")
     for key, tensor in stored.items():
-        if isinstance(tensor, Tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        if not (isinstance(tensor, Tensor) and tensor.is_floating_point()):
+            continue
+        if not bool(torch.isfinite(tensor).all()):
             raise ModelError(
                 f"{path}: the {name} weights hold NaN/Inf values (in {key}): the checkpoint is broken "
                 "(a diverged training?); retrain it or use another model"
+            )
+        if tensor.numel() and float(tensor.abs().max()) > WEIGHT_LIMIT:
+            raise ModelError(
+                f"{path}: the {name} weights reach {float(tensor.abs().max()):.3g} (in {key}), far beyond what "
+                "training gives (about 1): the checkpoint is broken (a diverged training?); retrain it"
             )
 
 
