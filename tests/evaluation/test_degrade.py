@@ -58,11 +58,13 @@ def test_profile_degradation_says_its_thickness_and_averages(chest_ct) -> None:
     from thinslice.evaluation.degrade import degrade_array, profile
 
     truth = chest_ct.data[:21].astype(np.float32)
-    thick, width = degrade_array(truth, 5, "profile")
-    assert width == 5.0 and thick.shape == (5, *truth.shape[1:])
-    np.testing.assert_allclose(thick[2], truth[8:13].mean(axis=0), atol=1e-3)  # box of 5 slices on slice 10
-    _, decimated_width = degrade_array(truth, 5, "decimate")
-    assert decimated_width == 1.0  # the kept slices keep their own thickness
+    copy = degrade_array(truth, 5, "profile")
+    # boxes stay inside the data: the first thick slice is centred on thin slice 2 (covers 0..4)
+    assert copy.thickness == 5.0 and copy.first == 2 and copy.data.shape == (4, *truth.shape[1:])
+    np.testing.assert_allclose(copy.data[1], truth[5:10].mean(axis=0), atol=1e-3)  # box of 5 slices on slice 7
+    assert copy.truth(truth, 5).shape[0] == 16  # thin slices 2..17
+    decimated = degrade_array(truth, 5, "decimate")
+    assert decimated.thickness == 1.0 and decimated.first == 0  # the kept slices keep their own thickness
     vol = profile(chest_ct, 4, thickness_mm=6.0)
     assert vol.slice_spacing == pytest.approx(4 * chest_ct.slice_spacing) and vol.thickness == pytest.approx(6.0)
     with pytest.raises(ConfigError, match="applies to --degrade profile"):

@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from dataclasses import dataclass
+
 from thinslice.errors import ConfigError
 from thinslice.grid import check_scale
 from thinslice.profile import profile_degrade
@@ -72,19 +74,51 @@ def check_degradation(kind: str, thickness: float | None = None) -> None:
         raise ConfigError(f"--thickness applies to --degrade profile, not {kind}")
 
 
-def degrade_array(data: np.ndarray, r: int, kind: str, thickness: float | None = None) -> tuple[np.ndarray, float]:
-    """The thick copy of ``data`` by degradation ``kind`` and its slices' thickness, both
-    in slices of ``data`` (``thickness`` applies to ``profile``: default ``r``).
+@dataclass(frozen=True)
+class ThickCopy:
+    """A simulated thick acquisition of a thin array.
+
+    Attributes:
+        data: ``(K, H, W)`` float32 thick slices.
+        thickness: their thickness, in thin slices.
+        first: the thin slice thick slice 0 is centred on; thick slice ``j`` is centred on
+            thin slice ``first + r * j``.
+    """
+
+    data: np.ndarray
+    thickness: float
+    first: int
+
+    def truth(self, thin: np.ndarray, r: int) -> np.ndarray:
+        """The thin slices the thick stack covers: ``r * (K - 1) + 1`` from :attr:`first`."""
+        return thin[self.first : self.first + r * (len(self.data) - 1) + 1]
+
+
+def degrade_array(data: np.ndarray, r: int, kind: str, thickness: float | None = None) -> ThickCopy:
+    """The thick copy of ``data`` by degradation ``kind`` (``thickness`` in slices of
+    ``data`` applies to ``profile``: default ``r``).
+
+    A profile's thick slices start where their whole box lies inside ``data``, so no
+    thick slice averages anatomy the thin scan does not have.
 
     Raises:
         ConfigError: unknown ``kind``, or a thickness given for another kind.
     """
     check_degradation(kind, thickness)
+    r = check_scale(r)
     if kind == "decimate":
-        return np.ascontiguousarray(decimate_array(data, r)), 1.0
+        return ThickCopy(np.ascontiguousarray(decimate_array(data, r), dtype=np.float32), 1.0, 0)
     if kind == "slab":
-        return slab_array(data, r), float(r)
-    return profile_array(data, r, thickness), float(r if thickness is None else thickness)
+        return ThickCopy(slab_array(data, r), float(r), 0)
+    width = float(r if thickness is None else thickness)
+    if not np.isfinite(width) or width <= 0:
+        raise ConfigError(f"thickness must be a positive number, got {thickness}")
+    first = max(0, int(np.ceil(width / 2 - 0.5 - 1e-9)))
+    count = max(0, (data.shape[0] - 1 - 2 * first) // r + 1)
+    if count < 1:
+        raise ConfigError(f"{data.shape[0]} slices are too few for {width:g}-slice-thick slices")
+    thick, _ = profile_degrade(data, 1.0, float(r), width, axis=0, offset=float(first))
+    return ThickCopy(thick[:count], width, first)
 
 
 def decimate(volume: Volume, r: int) -> Volume:

@@ -69,14 +69,15 @@ def evaluate(
     for item in inputs:
         volume = item if isinstance(item, Volume) else load(item)
         total = volume.num_slices
-        used = grid.usable_slices(total, r)
-        if used < 2 * r + 1:
+        thin = volume.data.astype(np.float32)
+        width = None if thickness is None else thickness / volume.slice_spacing
+        thick = degrade_array(thin, r, degrade, width)  # thickness in thin slices
+        truth = thick.truth(thin, r)
+        observed, observed_thickness, used = thick.data, thick.thickness, len(truth)
+        if len(observed) < 3:
             raise ConfigError(f"{volume.name} has {total} slices: too few to evaluate x{r} (need {2 * r + 1})")
         if used != total:
-            log.warning("%s: %d slices is not %d*k+1; using the first %d", volume.name, total, r, used)
-        truth = volume.data[:used].astype(np.float32)
-        width = None if thickness is None else thickness / volume.slice_spacing
-        observed, observed_thickness = degrade_array(truth, r, degrade, width)  # thickness in truth slices
+            log.info("%s: %d of %d slices lie within the thick stack; scoring those", volume.name, used, total)
         for name, fn in built.items():
             start = time.perf_counter()
             pred = fn(observed.astype(np.float32), r, thickness=observed_thickness / r)
