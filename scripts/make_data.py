@@ -1,9 +1,11 @@
 """Make the small scans kept in the repo from ../shared/data (reproducible crops).
 
 * ``src/thinslice/data/sample_reference.nii.gz``: LIDC-IDRI-0314 chest, 1 mm slices,
-  a 160 x 160 x 65 crop (right lung, mediastinum) - the demo's ground truth.
-* ``src/thinslice/data/sample_thick.nii.gz``: the same crop keeping every 4th slice
-  (17 slices at 4 mm), the thick-slice scan the demo upsamples.
+  a 160 x 160 x 61 crop (right lung, mediastinum) - the demo's ground truth.
+* ``src/thinslice/data/sample_thick.nii.gz``: realistic 4 mm slices of the same crop, each
+  the average of the 1 mm slices over its 4 mm thickness (the slice profile,
+  :func:`thinslice.evaluation.degrade.degrade_array`), centred on reference slices 0, 4,
+  ..., 60 (16 slices, thickness recorded in the header) - the scan the demo upsamples.
 * ``tests/data/limb_crop.nii.gz``: STS_002 limb, 64 x 64 x 25 slices at 3.27 mm.
 * ``tests/data/chest_crop.nii.gz``: LIDC-IDRI-0314, 48 x 48 x 33 slices at 1 mm.
 
@@ -15,7 +17,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import SimpleITK as sitk
+
+from thinslice.evaluation.degrade import degrade_array
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -26,16 +31,25 @@ def crop(src: str, x: slice, y: slice, z: slice) -> sitk.Image:
     return image[x, y, z]
 
 
-def write(image: sitk.Image, path: Path) -> None:
+def write(image: sitk.Image, path: Path, notes: str = "") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(sitk.Cast(image, sitk.sitkInt16), str(path), useCompression=True)
+    out = sitk.Cast(image, sitk.sitkInt16)
+    if notes:  # e.g. the slice thickness, as thinslice records it
+        out.SetMetaData("ITK_FileNotes", notes)
+    sitk.WriteImage(out, str(path), useCompression=True)
     print(f"{path.relative_to(ROOT)}: {image.GetSize()} spacing {image.GetSpacing()}")
 
 
 def main() -> None:
-    reference = crop("chest1mm_lidc0314.nii.gz", slice(160, 320), slice(210, 370), slice(100, 165))
+    block = crop("chest1mm_lidc0314.nii.gz", slice(160, 320), slice(210, 370), slice(100, 165))
+    thin = sitk.GetArrayFromImage(block).astype(np.float32)  # (z, y, x): slices first
+    thick = degrade_array(thin, 4, "profile")  # 4 mm boxes, each inside the crop
+    reference = block[:, :, thick.first : thick.first + 4 * (len(thick.data) - 1) + 1]
     write(reference, ROOT / "src/thinslice/data/sample_reference.nii.gz")
-    write(reference[:, :, ::4], ROOT / "src/thinslice/data/sample_thick.nii.gz")
+    sample = sitk.GetImageFromArray(np.rint(thick.data))
+    sample.CopyInformation(reference[:, :, : len(thick.data)])
+    sample.SetSpacing((*reference.GetSpacing()[:2], 4 * reference.GetSpacing()[2]))
+    write(sample, ROOT / "src/thinslice/data/sample_thick.nii.gz", notes="thinslice slice_thickness=4")
     write(
         crop("limb3mm_sts002.nii.gz", slice(48, 112), slice(40, 104), slice(10, 35)),
         ROOT / "tests/data/limb_crop.nii.gz",

@@ -31,13 +31,16 @@ def test_upsample_nifti_end_to_end(tmp_path):
 
 def test_upsample_dicom_folder_to_nrrd(tmp_path):
     out = tmp_path / "thin.nrrd"
-    assert main(["-q", "upsample", "-i", str(DICOM_CROP), "-o", str(out), "--target-spacing", "1"]) == 0
+    args = ["-q", "upsample", "-i", str(DICOM_CROP), "-o", str(out), "--target-spacing", "1"]
+    assert main([*args, "--keep-acquired"]) == 0
     vol = thinslice.load(out)
-    src = thinslice.load(DICOM_CROP)
-    assert vol.slice_spacing == pytest.approx(1.0)
+    src = thinslice.load(DICOM_CROP)  # 3 mm thick every 2 mm (overlapping)
+    assert vol.slice_spacing == pytest.approx(1.0) and vol.slice_thickness == pytest.approx(1.0)
     assert vol.num_slices == 2 * (src.num_slices - 1) + 1
     assert vol.geometry.origin == pytest.approx(src.geometry.origin)
     np.testing.assert_array_equal(vol.data[::2], src.data)
+    assert main([*args, "--overwrite"]) == 0  # by default the 3 mm slices are re-estimated too
+    assert not np.array_equal(thinslice.load(out).data[::2], src.data)
 
 
 @pytest.mark.parametrize(

@@ -13,10 +13,12 @@ from thinslice.errors import ConfigError, ModelError
 from thinslice.methods.learned import ModelMethod, bundled_model_path, bundled_models
 
 
-def test_model_is_the_default_method_and_keeps_acquired_slices():
+def test_model_is_the_default_method_and_keeps_thin_acquired_slices():
+    # slices thinner than the output's (decimation-like): kept bit-identical, no spread there
     src = thinslice.load(LIMB_CROP)
-    out, spread = thinslice.upsample(src, scale=2, uncertainty=True)
-    assert out.meta["scale"] == 2 and out.num_slices == 49
+    thin_slices = src.slice_spacing / 2
+    out, spread = thinslice.upsample(src, scale=2, uncertainty=True, slice_thickness=thin_slices)
+    assert out.meta["scale"] == 2 and out.num_slices == 49 and out.meta["acquired_kept"]
     np.testing.assert_array_equal(out.data[::2], src.data)
     assert out.geometry.origin == src.geometry.origin
     assert spread.data.shape == out.data.shape and spread.geometry == out.geometry
@@ -26,20 +28,33 @@ def test_model_is_the_default_method_and_keeps_acquired_slices():
     assert np.abs(out.data[1::2].astype(float) - linear.data[1::2]).mean() > 0.5  # the network did something
 
 
-def test_bundled_models_cover_x2_and_x4():
-    assert 2 in bundled_models()
-    assert bundled_model_path(4) is not None
+def test_thick_acquired_slices_are_re_estimated_by_the_profile_model():
+    # unknown thickness = the spacing (contiguous): thicker than the output slices
+    src = thinslice.load(LIMB_CROP)
+    out, spread = thinslice.upsample(src, scale=2, uncertainty=True)
+    assert not out.meta["acquired_kept"] and out.thickness == pytest.approx(out.slice_spacing)
+    changed = np.abs(out.data[::2].astype(float) - src.data)
+    assert changed.mean() > 0.5 and changed.mean() < 60  # sharpened, not replaced by noise
+    assert spread.data[::2].mean() > 0  # two through-plane views estimate them
+    kept = thinslice.upsample(src, scale=2, keep_acquired=True)
+    np.testing.assert_array_equal(kept.data[::2], src.data)
+
+
+def test_bundled_models_cover_the_clinical_factors():
+    assert {2, 4} <= set(bundled_models("default"))  # thin slices (decimation-trained)
+    assert {2, 4, 5} <= set(bundled_models("profile"))  # thick slices (acquisition model)
+    for r in (2, 3, 4, 5, 6, 8):  # a power of a bundled factor, or that family's own factor
+        assert any(bundled_model_path(r, family) for family in ("profile", "default")) or r in (3, 6)
     thin = thinslice.upsample(LIMB_CROP, scale=4)
     assert thin.num_slices == 4 * 24 + 1
-    if bundled_model_path(5) is None:
-        with pytest.raises(ModelError, match="x5"):
-            thinslice.upsample(LIMB_CROP, scale=5)
+    with pytest.raises(ModelError, match="x7"):
+        thinslice.upsample(LIMB_CROP, scale=7)
 
 
 def test_fast_uses_two_views():
     src = thinslice.load(LIMB_CROP)
-    full = thinslice.upsample(src, scale=2)
-    fast = thinslice.upsample(src, scale=2, fast=True)
+    full = thinslice.upsample(src, scale=2, keep_acquired=True)
+    fast = thinslice.upsample(src, scale=2, fast=True, keep_acquired=True)
     np.testing.assert_array_equal(fast.data[::2], src.data)
     assert not np.array_equal(fast.data, full.data)
     with pytest.raises(ConfigError, match="--fast applies to --method model"):

@@ -49,7 +49,7 @@ def test_oblique_direction_and_thick_first_axis(tmp_path):
     sitk.WriteImage(image, str(path))
     src = thinslice.load(path)
     assert src.geometry.slice_axis == 0
-    out = thinslice.upsample(src, scale=2)
+    out = thinslice.upsample(src, scale=2, keep_acquired=True)  # 5 mm slices: else re-estimated
     _assert_geometry_kept(src, out, 2)
     written = sitk.ReadImage(str(thinslice.save(out, tmp_path / "out.nii.gz")))
     assert written.GetSize() == (9, 7, 6)
@@ -83,7 +83,7 @@ def test_float_input_keeps_float_values(tmp_path):
     array = (np.random.default_rng(2).normal(0, 300, size=(5, 8, 8))).astype(np.float32)
     image = sitk.GetImageFromArray(array)
     image.SetSpacing((0.7, 0.7, 2.0))
-    out = thinslice.upsample(image, scale=2)
+    out = thinslice.upsample(image, scale=2, keep_acquired=True)
     result = sitk.GetArrayFromImage(out)
     assert result.dtype == np.float32
     np.testing.assert_array_equal(result[::2], array)

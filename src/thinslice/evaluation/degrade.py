@@ -16,10 +16,10 @@ thickness of the slices it makes, so that a method can know what it is given.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import ndimage
-
-from dataclasses import dataclass
 
 from thinslice.errors import ConfigError
 from thinslice.grid import check_scale

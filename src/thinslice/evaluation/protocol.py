@@ -23,7 +23,7 @@ from thinslice.errors import ConfigError
 from thinslice.evaluation.degrade import check_degradation, degrade_array
 from thinslice.evaluation.metrics import METRIC_NAMES, compare
 from thinslice.io import load
-from thinslice.methods import get_method
+from thinslice.methods import get_method, run_on_grid
 from thinslice.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -79,11 +79,17 @@ def evaluate(
         if used != total:
             log.info("%s: %d of %d slices lie within the thick stack; scoring those", volume.name, used, total)
         for name, fn in built.items():
+            # as upsample does: a factor the method does not make is reached by resampling
+            plan = grid.plan_for_spacing(len(observed), float(r), 1.0, fn.makes)
             start = time.perf_counter()
-            pred = fn(observed.astype(np.float32), r, thickness=observed_thickness / r)
+            pred = run_on_grid(
+                fn,
+                observed.astype(np.float32),
+                plan,
+                thickness=observed_thickness / r,
+                keep_acquired=grid.keeps_acquired(observed_thickness, 1.0),
+            ).data
             seconds = time.perf_counter() - start
-            if grid.keeps_acquired(observed_thickness, 1.0):
-                grid.keep_acquired(pred, observed, r)  # as upsample does
             row: dict[str, Any] = {"volume": volume.name, "method": name}
             row.update(compare(truth, pred, r))
             row.update(seconds=seconds, slices_used=used, slices_total=total)

@@ -125,3 +125,31 @@ class Method(ABC):
     def __call__(self, data: np.ndarray, r: int, *, thickness: float = 1.0) -> np.ndarray:
         """The upsampled array alone (see :meth:`run`)."""
         return self.run(data, r, thickness=thickness).data
+
+
+def run_on_grid(
+    method: Method, data: np.ndarray, plan: grid.Plan, *, thickness: float = 1.0, keep_acquired: bool = False
+) -> MethodResult:
+    """Run ``method`` on ``data`` along ``plan``: at ``plan.r``, the acquired slices put back
+    when ``keep_acquired``, then (for a ratio the method does not make) resampled onto the
+    plan's grid. The one place both the upsample pipeline and the evaluation protocol
+    turn a method's output into the output grid.
+
+    Args:
+        thickness: the slice thickness in units of the slice spacing (see :meth:`Method.run`).
+
+    Raises:
+        RuntimeError: the method returned the wrong shape (a bug).
+    """
+    r = plan.r
+    result = method.run(data, r, thickness=thickness)
+    expected = (grid.output_slices(data.shape[0], r), *data.shape[1:])
+    if result.data.shape != expected:
+        raise RuntimeError(f"method {method.name} returned shape {result.data.shape}, expected {expected}")
+    out, spread = result.data, result.uncertainty
+    if keep_acquired:
+        grid.keep_acquired(out, data, r)
+    if plan.positions is not None:
+        out = grid.resample_slices(out, plan.positions)
+        spread = None if spread is None else grid.resample_slices(spread, plan.positions)
+    return MethodResult(out, spread)

@@ -19,7 +19,7 @@ from thinslice.ct import check_ct_values, require_usable
 from thinslice.errors import ConfigError, ResourceError
 from thinslice.io import from_sitk, load, to_sitk
 from thinslice.memory import cuda_free_memory, require_memory
-from thinslice.methods import Method, get_method, method_class, unused_options
+from thinslice.methods import Method, get_method, method_class, run_on_grid, unused_options
 from thinslice.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -75,32 +75,25 @@ def upsample_volume(
     Returns:
         the result and, when the method gives one, its uncertainty (float32 HU).
     """
-    r = plan.r
+    kept = keep_acquired or grid.keeps_acquired(volume.thickness, plan.spacing)
     try:
-        result = method.run(
-            volume.data.astype(np.float32), r, thickness=volume.thickness / volume.slice_spacing
+        result = run_on_grid(
+            method,
+            volume.data.astype(np.float32),
+            plan,
+            thickness=volume.thickness / volume.slice_spacing,
+            keep_acquired=kept,
         )
     except MemoryError as err:  # the estimate in check_resources was too low
-        raise ResourceError(f"ran out of memory upsampling {volume.name} x{r}; {memory_hint()}") from err
-    expected = (grid.output_slices(volume.num_slices, r), *volume.data.shape[1:])
-    if result.data.shape != expected:
-        raise RuntimeError(f"method returned shape {result.data.shape}, expected {expected}")
-    dtype = output_dtype(volume.data)
-    out = to_dtype(result.data, dtype)
-    kept = keep_acquired or grid.keeps_acquired(volume.thickness, plan.spacing)
-    if kept:
-        grid.keep_acquired(out, volume.data, r)
-    spread = result.uncertainty
-    if plan.positions is not None:  # a ratio the method does not make: onto the output grid
-        out = to_dtype(grid.resample_slices(out, plan.positions), dtype)
-        spread = None if spread is None else grid.resample_slices(spread, plan.positions)
+        raise ResourceError(f"ran out of memory upsampling {volume.name} x{plan.r}; {memory_hint()}") from err
+    out, spread = to_dtype(result.data, output_dtype(volume.data)), result.uncertainty
     upsampled = volume.with_data(out, plan.spacing, output_thickness)
     source = upsampled.meta.pop("source", None)  # the result was not read from there...
     if source is not None:
         upsampled.meta["derived_from"] = source  # ...but save() must never overwrite it
     ratio = volume.slice_spacing / plan.spacing
     upsampled.meta["scale"] = int(round(ratio)) if abs(ratio - round(ratio)) < 1e-6 else round(ratio, 4)
-    upsampled.meta["factor"] = r  # what the method ran at (then resampled when they differ)
+    upsampled.meta["factor"] = plan.r  # what the method ran at (then resampled when they differ)
     upsampled.meta["acquired_kept"] = kept
     uncertainty = None
     if spread is not None:
