@@ -116,6 +116,9 @@ def main() -> None:
     parser.add_argument("--model", help="checkpoint (default: the bundled model)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--fast", action="store_true", help="also time --fast")
+    parser.add_argument(
+        "--thin", action="store_true", help="also time --slice-thickness 1 (the thin-slice model family)"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     thinslice = [sys.executable, "-m", "thinslice.cli", "-q"]
@@ -164,6 +167,8 @@ def main() -> None:
             }
             if args.fast:
                 commands["model_fast"] = [*commands["model"], "--fast"]
+            if args.thin:  # the slices are really 1 mm thick: the thin-slice family, acquired kept
+                commands["model_thin_slices"] = [*commands["model"], "--slice-thickness", "1"]
             runs: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
             for _ in range(args.repeats):  # interleaved, so drifting load hits all alike
                 for name, cmd in commands.items():

@@ -14,7 +14,7 @@ code as ``thinslice evaluate``):
 PSNR: HU clipped to [-1024, 3072] and scaled to [0, 1]; ``all`` over every output slice,
 ``synth`` over the slices between acquired positions. The model is the bundled one (the
 profile family for thick slices, the default family for thin ones), as `thinslice upsample`
-uses with no flags. Held out (never trained on): chest1mm_lidc0314 (1 mm; x2..x5) and
+uses with no flags. Held out (never trained on): chest1mm_lidc0314 (1 mm; x2..x6) and
 limb3mm_sts002 (3.27 mm, used as truth at x2 and x3 of its own spacing).
 
 ``--adapt 1 2 4`` also measures ``thinslice upsample --adapt MINUTES`` on the chest at the
@@ -43,7 +43,7 @@ from thinslice.volume import Volume
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 # name -> (file, factors, in-plane crop, thin slices used)
 SCANS = {
-    "chest1mm_lidc0314": ("chest1mm_lidc0314.nii.gz", (2, 3, 4, 5), 256, 121),
+    "chest1mm_lidc0314": ("chest1mm_lidc0314.nii.gz", (2, 3, 4, 5, 6), 256, 121),
     "limb3mm_sts002": ("limb3mm_sts002.nii.gz", (2, 3), 256, 48),
 }
 METHODS = ("linear", "cubic", "lanczos", "model")
@@ -59,10 +59,10 @@ def crop(volume: Volume, size: int, slices: int) -> Volume:
     return out
 
 
-def quality(scans: dict[str, Volume], degrades: list[str]) -> list[dict]:
+def quality(scans: dict[str, Volume], degrades: list[str], factors: list[int] | None = None) -> list[dict]:
     rows = []
     for name, volume in scans.items():
-        for r in SCANS[name][1]:
+        for r in [f for f in SCANS[name][1] if factors is None or f in factors]:
             for degrade in degrades:
                 report = evaluate([volume], r, degrade=degrade, methods=list(METHODS), device="cpu")
                 for row in report["rows"]:
@@ -107,15 +107,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--degrade", nargs="+", default=["profile", "decimate"])
     parser.add_argument("--scans", nargs="+", default=list(SCANS))
+    parser.add_argument("--factors", nargs="+", type=int, help="only these factors")
     parser.add_argument("--adapt", nargs="*", type=float, default=[])
+    parser.add_argument("--skip-quality", action="store_true", help="only the --adapt measurement")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if not SHARED.is_dir():
         raise SystemExit(f"needs the shared scans in {SHARED}")
     torch.set_num_threads(1)
     scans = {n: crop(thinslice.load(SHARED / SCANS[n][0]), *SCANS[n][2:]) for n in args.scans}
-    result: dict = {"date": date.today().isoformat(), "rows": quality(scans, args.degrade)}
-    print(tables(result["rows"]))
+    result: dict = {"date": date.today().isoformat(), "rows": []}
+    if not args.skip_quality:
+        result["rows"] = quality(scans, args.degrade, args.factors)
+        print(tables(result["rows"]))
     if args.adapt:
         result["adapt"] = adapt_gain(scans["chest1mm_lidc0314"], 5, args.adapt)
     if args.json:

@@ -2,14 +2,15 @@
 
 Self-supervised, as the method intends: the scan's own in-plane axes and slices are the
 training signal (:mod:`thinslice.training`), starting from the bundled checkpoint the
-acquisition calls for. The adapted checkpoint lives in a temporary folder that is
-removed afterwards; nothing is written next to the input or the output.
+acquisition calls for, at a tenth of its training rate. The adapted checkpoint lives in a
+temporary folder that is removed afterwards; nothing is written next to the input or the
+output, and the bundled checkpoint is only read.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,8 @@ from thinslice.training.loop import train
 from thinslice.volume import Volume
 
 log = logging.getLogger(__name__)
+#: Learning rate of --adapt relative to the model's training rate.
+ADAPT_LR_FACTOR = 0.1
 
 
 @contextmanager
@@ -40,10 +43,12 @@ def adapted(
     stored = load_checkpoint(source)
     model_config = model_config_of(stored, source)
     config = TrainConfig.from_dict(stored["train_config"]) if stored.get("train_config") else TrainConfig()
+    # fine-tuning: a tenth of the training rate, fresh moments, so one scan nudges the
+    # weights instead of pulling them away (BENCHMARKS.md: neither rate gained in 1-2 minutes)
+    config = dataclasses.replace(config, lr=config.lr * ADAPT_LR_FACTOR, warmup_steps=0)
     with tempfile.TemporaryDirectory(prefix="thinslice-adapt-") as folder:
         checkpoint = Path(folder) / source.name
-        shutil.copyfile(source, checkpoint)
         log.info("adapting %s to %s for %.3g min", source.name, volume.name, minutes)
-        train([volume], checkpoint, config, model_config, minutes=minutes, resume=True, device=device,
-              progress=progress)  # fmt: skip
+        train([volume], checkpoint, config, model_config, minutes=minutes, device=device, progress=progress,
+              init=source)  # fmt: skip
         yield fn.with_checkpoint(checkpoint)

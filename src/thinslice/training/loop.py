@@ -47,6 +47,7 @@ def train(
     seed: int = 0,
     device: str = "auto",
     progress: bool = True,
+    init: str | Path | None = None,
 ) -> Path:
     """Train a model self-supervised on the observed volumes; write a checkpoint.
 
@@ -63,6 +64,8 @@ def train(
         seed: seed; rank k samples with ``seed + k``. Deterministic on CPU.
         device: ``auto|cpu|cuda|cuda:N|mps`` (under torchrun CUDA uses LOCAL_RANK).
         progress: tqdm bar on rank 0 with losses and validation PSNR.
+        init: start from this checkpoint's weights (fine-tuning; a fresh optimizer and
+            ``config``'s rate), unless ``resume`` finds a checkpoint at ``output``.
 
     Returns:
         the checkpoint path.
@@ -82,7 +85,7 @@ def train(
     env = DistEnv.from_env()
     dev = env.device(device)
     with process_group(env, dev):
-        return _train(volumes, output, config, model_config, steps, minutes, resume, seed, env, dev, progress)
+        return _train(volumes, output, config, model_config, steps, minutes, resume, seed, env, dev, progress, init)
 
 
 def _train(
@@ -97,6 +100,7 @@ def _train(
     env: DistEnv,
     dev: torch.device,
     progress: bool,
+    init: str | Path | None = None,
 ) -> Path:
     """:func:`train` once the process group is joined."""
     ckpt = None
@@ -141,6 +145,11 @@ def _train(
             log.warning("checkpoint RNG states do not fit %d process(es); reseeding", env.world_size)
             generator.manual_seed(seed + env.rank + 1_000_003 * step)
     # exponential moving average of the weights: what inference uses (steadier than SGD's last step)
+    if ckpt is None and init is not None:
+        start_from = load_checkpoint(init)
+        if model_config_of(start_from, init) != model_config:
+            raise ConfigError(f"{init} has another model config than the one to train; fine-tune with its own")
+        model.load_weights(start_from["weights"])
     averaged = copy.deepcopy(model).requires_grad_(False)
     if ckpt is not None:
         averaged.load_weights(ckpt["weights"])
