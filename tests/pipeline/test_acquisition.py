@@ -96,3 +96,23 @@ def test_adapt_fine_tunes_a_copy_and_changes_the_output(tmp_path: Path, one_thre
     assert sorted(p.name for p in tmp_path.iterdir()) == ["thick.nii.gz"]
     with pytest.raises(thinslice.errors.ConfigError, match="--adapt"):
         thinslice.upsample(source, scale=2, method="linear", adapt=0.05)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--adapt", "0"], "--adapt takes a positive number of minutes"),
+        (["--adapt", "1", "-m", "linear"], "method linear has none"),
+        (["--slice-thickness", "nan"], "--slice-thickness must be a positive number"),
+        (["--output-thickness", "-1"], "--output-thickness must be a positive number"),
+        (["--target-spacing", "0.3"], "needs more than x8"),
+        (["--target-spacing", "4"], "not finer than the slice spacing"),
+    ],
+)
+def test_acquisition_options_refused_in_one_line(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    assert main(["upsample", "-i", str(LIMB_CROP), "-o", str(tmp_path / "o.nii.gz"), *extra]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert list(tmp_path.iterdir()) == []

@@ -243,6 +243,10 @@ def upsample_checked(
     """
     require_usable(volume)
     check_ct_values(volume, accept_non_ct=accept_non_ct)
+    if adapt is not None and not fn.adaptable:
+        raise ConfigError(f"--adapt fine-tunes trained weights; method {fn.name} has none (use --method model)")
+    if adapt is not None and not (np.isfinite(adapt) and adapt > 0):
+        raise ConfigError(f"--adapt takes a positive number of minutes, got {adapt}")
     for name, value in (("--slice-thickness", slice_thickness), ("--output-thickness", output_thickness)):
         if value is not None and not (np.isfinite(value) and value > 0):
             raise ConfigError(f"{name} must be a positive number of mm, got {value}")
@@ -267,8 +271,6 @@ def upsample_checked(
         return upsample_volume(volume, fn, plan, output_thickness=output_thickness, keep_acquired=keep_acquired)
     from thinslice.pipeline.adapt import adapted  # the trainer loads only when asked for
 
-    if not fn.adaptable:
-        raise ConfigError(f"--adapt fine-tunes trained weights; method {fn.name} has none (use --method model)")
     with adapted(fn, volume, plan.r, adapt, device=device, progress=progress) as tuned:
         return upsample_volume(volume, tuned, plan, output_thickness=output_thickness, keep_acquired=keep_acquired)
 
