@@ -95,6 +95,8 @@ def process_group(env: DistEnv, device: torch.device | None = None) -> Iterator[
         joined = True
     try:
         yield env
+        if joined and dist.is_initialized():
+            dist.barrier()  # no rank tears the group down while another still uses it
     finally:
         if joined and dist.is_initialized():
             dist.destroy_process_group()
