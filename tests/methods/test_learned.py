@@ -52,14 +52,19 @@ def test_bundled_models_cover_the_clinical_factors():
         thinslice.upsample(LIMB_CROP, scale=7)
 
 
-def test_fast_uses_two_views():
-    src = thinslice.load(LIMB_CROP)
-    full = thinslice.upsample(src, scale=2, keep_acquired=True)
-    fast = thinslice.upsample(src, scale=2, fast=True, keep_acquired=True)
-    np.testing.assert_array_equal(fast.data[::2], src.data)
-    assert not np.array_equal(fast.data, full.data)
-    with pytest.raises(ConfigError, match="--fast applies to --method model"):
-        thinslice.upsample(src, scale=2, method="cubic", fast=True)
+def test_two_views_by_default_all_three_on_request():
+    loaded = thinslice.load(LIMB_CROP)
+    src = loaded.with_data(np.clip(loaded.data, -1024, 3072))  # inside the model's HU window
+    two = thinslice.upsample(src, scale=2, keep_acquired=True, precision="float32")
+    three = thinslice.upsample(src, scale=2, all_views=True, keep_acquired=True, precision="float32")
+    np.testing.assert_array_equal(three.data[::2], src.data)
+    assert not np.array_equal(two.data, three.data)
+    # the two-view result is the mean of the coronal and sagittal network passes
+    synth = ModelMethod(precision="float32")._synthesizer(bundled_model_path(2, "profile"))
+    both = synth.upsample(src.data.astype(np.float32), 2, views="coronal,sagittal", keep_acquired=True)
+    np.testing.assert_allclose(two.data, np.clip(np.rint(both), -32768, 32767), atol=1)
+    with pytest.raises(ConfigError, match="--all-views applies to --method model"):
+        thinslice.upsample(src, scale=2, method="cubic", all_views=True)
 
 
 def test_values_below_the_window_follow_linear_interpolation():

@@ -24,15 +24,16 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 TINY = dict(axial_width=8, axial_blocks=1, sr_width=8, sr_groups=1, sr_blocks=1)
 
 
-def make_synth(scale: int = 2, perturb: bool = True, **kwargs) -> Synthesizer:
-    """A small model; ``perturb`` gives its zero-initialised tails random weights."""
+def make_synth(scale: int = 2, perturb: bool = True, precision: str = "float32", **kwargs) -> Synthesizer:
+    """A small model; ``perturb`` gives its zero-initialised tails random weights. float32:
+    these tests check exact properties (bf16 has its own tests in test_precision.py)."""
     config = ModelConfig(scale=scale, **{**TINY, **kwargs})
     torch.manual_seed(0)
     axial, sr = build_networks(config)
     if perturb:
         for net in (axial, sr):
             torch.nn.init.normal_(net.tail.weight, std=0.01)
-    return Synthesizer(axial, sr, config, device="cpu")
+    return Synthesizer(axial, sr, config, device="cpu", precision=precision)
 
 
 @pytest.fixture
@@ -102,7 +103,7 @@ def _save(synth: Synthesizer, path: Path) -> Path:
 def test_checkpoint_round_trip(tmp_path: Path, crop: np.ndarray) -> None:
     synth = make_synth(2)
     path = _save(synth, tmp_path / "model.pt")
-    loaded = load_model(path, device="cpu")
+    loaded = load_model(path, device="cpu", precision="float32")
     assert loaded.scale == 2 and loaded.config == synth.config
     np.testing.assert_array_equal(loaded.upsample(crop), synth.upsample(crop))
     ckpt = load_checkpoint(path)

@@ -26,6 +26,8 @@ def evaluate(
     methods: Annotated[str, typer.Option("--methods", help="Comma-separated method names.")] = "cubic,linear",
     model: options.Model = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON.")] = None,
+    all_views: options.AllViews = False,
+    precision: options.Precision = "auto",
     fast: options.Fast = False,
     overwrite: options.Overwrite = False,
     device: options.Device = "auto",
@@ -38,6 +40,8 @@ def evaluate(
     from thinslice.io.atomic import check_destination, write_json
 
     options.configure(verbose, quiet)
+    if fast:
+        options.deprecated("--fast", "nothing: two views are now the default (--all-views for three)")
     if json_out is not None:  # before the work, not after it
         check_destination(json_out, overwrite=overwrite, what="--json", inputs=tuple(inputs))
     names = [m.strip() for m in methods.split(",") if m.strip()]
@@ -49,7 +53,8 @@ def evaluate(
         model=model,
         device=device,
         progress=options.show_progress(),
-        fast=fast,
+        all_views=all_views,
+        precision=precision,
         thickness=thickness,
     )
     typer.echo(format_table(report))

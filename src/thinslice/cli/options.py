@@ -28,15 +28,20 @@ TargetSpacing = Annotated[float | None, typer.Option("--target-spacing", help="W
 Model = Annotated[
     Path | None, typer.Option("--model", help="Checkpoint for --method model (default: the bundled models).")
 ]
-Fast = Annotated[bool, typer.Option("--fast", help="Model: fuse two views instead of three (faster).")]
+AllViews = Annotated[
+    bool, typer.Option("--all-views", help="Model: also fuse the axial network's view (three views; slower).")
+]
+Precision = Annotated[
+    str,
+    typer.Option("--precision", help="Model: auto (bfloat16 where the CPU/GPU has it natively), float32 or bfloat16."),
+]
+Fast = Annotated[bool, typer.Option("--fast", hidden=True, help="Deprecated: two views are now the default.")]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing output.")]
 AcceptNonCT = Annotated[
     bool, typer.Option("--accept-non-ct", help="Upsample values that do not look like CT in HU (with a warning).")
 ]
-Force = Annotated[
-    bool, typer.Option("--force", hidden=True, help="Deprecated: --overwrite plus --accept-non-ct.")
-]
+Force = Annotated[bool, typer.Option("--force", hidden=True, help="Deprecated: --overwrite plus --accept-non-ct.")]
 Resume = Annotated[
     bool,
     typer.Option("--resume", help="Skip what is done: finished batch cases, or the steps in the checkpoint at -o."),

@@ -30,6 +30,8 @@ def upsample(
     target_spacing: options.TargetSpacing = None,
     method: Annotated[str, typer.Option("--method", "-m", help="Synthesis method (see `thinslice info`).")] = "model",
     model: options.Model = None,
+    all_views: options.AllViews = False,
+    precision: options.Precision = "auto",
     fast: options.Fast = False,
     uncertainty: Annotated[
         Path | None, typer.Option("--uncertainty", help="Model: also write the views' disagreement (HU) here.")
@@ -92,6 +94,8 @@ def upsample(
     --nproc-per-node=N` to share the cases between processes.
     """
     options.configure(verbose, quiet)
+    if fast:
+        options.deprecated("--fast", "nothing: two views are now the default (--all-views for three)")
     if force:
         options.deprecated("--force", "--overwrite and/or --accept-non-ct")
         overwrite = accept_non_ct = True
@@ -114,7 +118,8 @@ def upsample(
         if preview is not None and preview.suffix.lower() == ".png":
             raise ConfigError(f"in a batch --preview names a folder for one PNG per case, not {preview.name}")
         settings: dict[str, Any] = {"scale": scale, "target_spacing": target_spacing, "method": method}
-        settings |= {"model": model, "device": device, "fast": fast, "resume": resume, "report": report}
+        settings |= {"model": model, "device": device, "all_views": all_views, "precision": precision}
+        settings |= {"resume": resume, "report": report}
         settings |= {"overwrite": overwrite, "accept_non_ct": accept_non_ct, "new_study": new_study, **acquisition}
         _batch(source, Path(output), csv_column=csv_column, output_format=fmt or "nii.gz", preview=preview, **settings)
         return
@@ -136,7 +141,8 @@ def upsample(
         target_spacing=target_spacing,
         method=method,
         model=model,
-        fast=fast,
+        all_views=all_views,
+        precision=precision,
         device=device,
         series_uid=series_uid,
         dicom=dicom,

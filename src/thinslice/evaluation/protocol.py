@@ -38,7 +38,8 @@ def evaluate(
     model: str | os.PathLike[str] | None = None,
     device: str = "auto",
     progress: bool = False,
-    fast: bool = False,
+    all_views: bool = False,
+    precision: str = "auto",
     thickness: float | None = None,
 ) -> dict[str, Any]:
     """Run the protocol on every input with every method.
@@ -63,7 +64,8 @@ def evaluate(
         raise ConfigError(f"--thickness must be a positive number of mm, got {thickness}")
     if not methods:
         raise ConfigError("give at least one method")
-    options = {"model": model, "device": device, "progress": progress, "fast": fast}
+    options = {"model": model, "device": device, "progress": progress, "all_views": all_views}
+    options["precision"] = precision
     built = {name: get_method(name, **options) for name in methods}
     rows: list[dict[str, Any]] = []
     for item in inputs:

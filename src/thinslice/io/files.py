@@ -25,6 +25,7 @@ import SimpleITK as sitk
 from thinslice.ct import require_usable
 from thinslice.errors import InputError, OutputError
 from thinslice.io.atomic import atomic_files, atomic_path
+from thinslice.io.compress import gzip_file
 from thinslice.io.headers import (
     check_direction,
     check_nifti_header,
@@ -375,7 +376,16 @@ def save(
                 _write(writer, image, folder / out.name, out)
         else:
             with atomic_path(out, suffix=suffix, overwrite=overwrite) as tmp:
-                _write(writer, image, tmp, out)
+                if suffix == ".nii.gz":  # ITK's own gzip is slow (one thread, level 6)
+                    raw = tmp.with_name(tmp.name.removesuffix(".gz"))
+                    try:
+                        writer.SetUseCompression(False)
+                        _write(writer, image, raw, out)
+                        gzip_file(raw, tmp)
+                    finally:
+                        raw.unlink(missing_ok=True)
+                else:
+                    _write(writer, image, tmp, out)
     except (RuntimeError, OSError) as err:
         raise OutputError(f"cannot write {out}: {_first_line(err)}") from err
     return out
@@ -393,9 +403,9 @@ def _write(writer: sitk.ImageFileWriter, image: sitk.Image, path: Path, out: Pat
     if suffix_of(path) in (".nii", ".nii.gz"):
         try:
             header = _nifti_header(path)
-            needed = int(header.get_data_offset()) + int(
-                np.prod(header.get_data_shape(), dtype=np.int64)
-            ) * int(header.get_data_dtype().itemsize)
+            needed = int(header.get_data_offset()) + int(np.prod(header.get_data_shape(), dtype=np.int64)) * int(
+                header.get_data_dtype().itemsize
+            )
             got = gzip_payload_size(path) if suffix_of(path) == ".nii.gz" else path.stat().st_size
         except InputError as err:
             raise OutputError(f"cannot write {out}: the written file is incomplete (is the disk full?): {err}") from err

@@ -23,7 +23,8 @@ class MethodResult:
     """What a method returns for a ``(D, H, W)`` input at factor ``r``.
 
     Attributes:
-        data: ``(r * (D - 1) + 1, H, W)`` float32 HU, output slice ``r * k`` on input slice ``k``.
+        data: ``(r * (D - 1) + 1, H, W)`` HU, float32 or the dtype asked for (see
+            :meth:`Method.run`); output slice ``r * k`` on input slice ``k``.
         uncertainty: same shape, float32 HU (the spread of the estimates), or None.
     """
 
@@ -40,7 +41,7 @@ class Method(ABC):
     Attributes:
         name: the registry name (``--method``).
         description: one line for ``thinslice info``.
-        options: the user options this method takes (e.g. ``{"model", "fast"}``); a
+        options: the user options this method takes (e.g. ``{"model", "all_views"}``); a
             front end refuses the others for this method.
         gives_uncertainty: :meth:`run` returns an uncertainty map.
         adaptable: it has a checkpoint that can be fine-tuned on the scan in hand
@@ -111,15 +112,18 @@ class Method(ABC):
         raise ConfigError(f"method {self.name} has no trained weights to adapt; use --method model")
 
     @abstractmethod
-    def run(self, data: np.ndarray, r: int, *, thickness: float = 1.0) -> MethodResult:
+    def run(self, data: np.ndarray, r: int, *, thickness: float = 1.0, dtype: np.dtype | None = None) -> MethodResult:
         """Upsample ``data`` ``(D, H, W)`` (HU) by ``r`` along axis 0.
 
         Args:
-            data: the acquired slices.
+            data: the acquired slices, any real dtype (integer HU as read, or float).
             r: the factor.
             thickness: the slice thickness in units of the slice spacing (1: contiguous
                 slices; larger: overlapping; 1/r or less: thin slices, as decimation
                 gives). Methods that model the slice profile use it; interpolators don't.
+            dtype: the dtype the caller will store (integer HU: rounded). A method may
+                return it directly to save memory (the model does); None or ignored:
+                float32, converted by the caller.
         """
 
     def __call__(self, data: np.ndarray, r: int, *, thickness: float = 1.0) -> np.ndarray:
@@ -128,7 +132,13 @@ class Method(ABC):
 
 
 def run_on_grid(
-    method: Method, data: np.ndarray, plan: grid.Plan, *, thickness: float = 1.0, keep_acquired: bool = False
+    method: Method,
+    data: np.ndarray,
+    plan: grid.Plan,
+    *,
+    thickness: float = 1.0,
+    keep_acquired: bool = False,
+    dtype: np.dtype | None = None,
 ) -> MethodResult:
     """Run ``method`` on ``data`` along ``plan``: at ``plan.r``, the acquired slices put back
     when ``keep_acquired``, then (for a ratio the method does not make) resampled onto the
@@ -137,12 +147,15 @@ def run_on_grid(
 
     Args:
         thickness: the slice thickness in units of the slice spacing (see :meth:`Method.run`).
+        dtype: the dtype the caller stores (see :meth:`Method.run`); a ratio that needs
+            resampling is made in float32.
 
     Raises:
         RuntimeError: the method returned the wrong shape (a bug).
     """
     r = plan.r
-    result = method.run(data, r, thickness=thickness)
+    direct = dtype if plan.positions is None else None
+    result = method.run(data, r, thickness=thickness, dtype=direct)
     expected = (grid.output_slices(data.shape[0], r), *data.shape[1:])
     if result.data.shape != expected:
         raise RuntimeError(f"method {method.name} returned shape {result.data.shape}, expected {expected}")

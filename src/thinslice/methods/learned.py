@@ -25,9 +25,8 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from thinslice import grid
-from thinslice.errors import ModelError
+from thinslice.errors import ConfigError, ModelError
 from thinslice.methods.base import Method, MethodResult
-from thinslice.methods.classical import Linear
 from thinslice.methods.registry import register
 
 if TYPE_CHECKING:  # torch loads only when a model runs, so classical methods start fast
@@ -79,7 +78,11 @@ class ModelMethod(Method):
         model: checkpoint path; None for the bundled models.
         device: ``auto|cpu|cuda[:N]|mps``.
         progress: show progress bars.
-        fast: fuse only the two through-plane views (less work; cost in BENCHMARKS.md).
+        all_views: also fuse the axial network's view (three views; the default fuses the
+            coronal and sagittal ones, which measured better: BENCHMARKS.md).
+        precision: ``auto|float32|bfloat16``, what the convolutions compute in
+            (:func:`thinslice.device.resolve_precision`).
+        uncertainty: also return the views' spread (one more output-sized buffer).
         batch_size: 2-D images per forward pass.
 
     Raises:
@@ -88,7 +91,9 @@ class ModelMethod(Method):
 
     name = "model"
     description = "the self-supervised cross-view networks (default; bundled model or --model)"
-    options: ClassVar[frozenset[str]] = frozenset({"model", "device", "progress", "fast"})
+    options: ClassVar[frozenset[str]] = frozenset(
+        {"model", "device", "progress", "all_views", "precision", "uncertainty"}
+    )
     gives_uncertainty = True
     adaptable = True
     #: Views accumulated on the CPU (sum, sum of squares, result, spread, rounding):
@@ -101,12 +106,20 @@ class ModelMethod(Method):
         *,
         device: str = "auto",
         progress: bool = False,
-        fast: bool = False,
+        all_views: bool = False,
+        precision: str = "auto",
+        uncertainty: bool = False,
         batch_size: int = 8,
     ) -> None:
+        from thinslice.device import PRECISIONS
+
+        if str(precision).strip().lower() not in PRECISIONS:
+            raise ConfigError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
+        self.precision = precision
+        self.uncertainty = uncertainty
         self.device_spec = device
         self.progress = progress
-        self.fast = fast
+        self.all_views = all_views
         self.batch_size = batch_size
         self._loaded: dict[Path, Synthesizer] = {}
         if model is not None:
@@ -138,7 +151,7 @@ class ModelMethod(Method):
         from thinslice.model.inference import load_model
 
         if path not in self._loaded:
-            self._loaded[path] = load_model(path, device=self.device_spec)
+            self._loaded[path] = load_model(path, device=self.device_spec, precision=self.precision)
         return self._loaded[path]
 
     def _path_for(self, r: int, thick: bool = False) -> Path:
@@ -180,13 +193,19 @@ class ModelMethod(Method):
 
     def with_checkpoint(self, path: Path) -> ModelMethod:
         return ModelMethod(
-            path, device=self.device_spec, progress=self.progress, fast=self.fast, batch_size=self.batch_size
+            path,
+            device=self.device_spec,
+            progress=self.progress,
+            all_views=self.all_views,
+            precision=self.precision,
+            uncertainty=self.uncertainty,
+            batch_size=self.batch_size,
         )
 
     def provenance(self, r: int) -> str:
         """``model default_x2.pt (bundled)``: the checkpoint that makes factor ``r``."""
         origin = "bundled" if self.path is None else "--model"
-        views = ", coronal and sagittal views only" if self.fast else ""
+        views = ", all three views" if self.all_views else ""
         return f"{self.name} {self._path_for(r).name} ({origin}{views})"
 
     def device_bytes(self, shape: tuple[int, ...], r: int) -> int | None:
@@ -196,22 +215,21 @@ class ModelMethod(Method):
         pixels = h * w + (r * (d - 1) + 1) * max(h, w)
         return int(DEVICE_BYTES_PER_PIXEL * pixels) + DEVICE_BYTES_FIXED
 
-    def run(self, data: np.ndarray, r: int, *, thickness: float = 1.0) -> MethodResult:
+    def run(self, data: np.ndarray, r: int, *, thickness: float = 1.0, dtype: np.dtype | None = None) -> MethodResult:
         thick = not grid.keeps_acquired(thickness * r, 1.0)  # thicker than the output slices
         synth = self._synthesizer(self._path_for(r, thick))
-        views = ("coronal", "sagittal") if self.fast and "coronal" in synth.views else "all"
-        lo, hi = synth.config.hu_min, synth.config.hu_max
-        clipped = np.clip(data, lo, hi) if (data.min() < lo or data.max() > hi) else data
-        out, unc = synth.upsample(
-            clipped,
+        # two views by default: the axial network's view lowered the fused result on every
+        # held-out scan and factor (BENCHMARKS.md, "views"), and skipping it saves a third
+        views = "all" if self.all_views or "coronal" not in synth.views else ("coronal", "sagittal")
+        result = synth.upsample(  # values outside the model's HU window follow linear interpolation
+            data,
             r,
             views=views,
-            return_uncertainty=True,
+            return_uncertainty=self.uncertainty,
             progress=self.progress,
             batch_size=self.batch_size,
             keep_acquired=not (thick and synth.config.sharpen),
+            out_dtype=np.float32 if dtype is None else dtype,
         )
-        if clipped is not data:  # e.g. -3024 HU padding outside the field of view
-            linear = Linear()
-            out += linear(data, r) - linear(clipped, r)
+        out, unc = result if isinstance(result, tuple) else (result, None)
         return MethodResult(out, unc)

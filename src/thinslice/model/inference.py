@@ -22,11 +22,12 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from thinslice.device import resolve_device
+from thinslice.device import keep_freed_memory, release_freed_memory, resolve_device, resolve_precision
 from thinslice.errors import ConfigError, InputError, ModelError
 from thinslice.grid import MAX_SCALE
 from thinslice.model.checkpoint import load_checkpoint, model_config_of
 from thinslice.model.config import ModelConfig
+from thinslice.model.fusion import SR_VIEWS, Finish, OutputWriter, ViewFusion, ordered
 from thinslice.model.nets import AxialInterpolator, ThroughPlaneSR, build_networks, interpolation_matrix
 
 log = logging.getLogger(__name__)
@@ -35,10 +36,11 @@ VIEWS = ("axial", "coronal", "sagittal")
 
 
 def normalize(hu: np.ndarray | Tensor, hu_min: float, hu_max: float) -> Tensor:
-    """HU -> float32 tensor in [0, 1] (clipped to the window)."""
+    """HU (any real dtype) -> a new float32 tensor in [0, 1] (clipped to the window), made
+    in place: one copy of the volume, no temporaries."""
     x = torch.as_tensor(np.asarray(hu) if not isinstance(hu, Tensor) else hu)
-    x = x.to(torch.float32)
-    return ((x.clamp(hu_min, hu_max) - hu_min) / (hu_max - hu_min)).contiguous()
+    x = x.to(torch.float32, copy=True).contiguous()
+    return x.clamp_(hu_min, hu_max).sub_(hu_min).div_(hu_max - hu_min)
 
 
 def denormalize(x: Tensor, hu_min: float, hu_max: float) -> Tensor:
@@ -46,43 +48,12 @@ def denormalize(x: Tensor, hu_min: float, hu_max: float) -> Tensor:
     return x.to(torch.float32) * (hu_max - hu_min) + hu_min
 
 
-def autocast_for(device: torch.device):  # noqa: ANN201 - a context manager
-    """bf16 autocast on CUDA, nothing elsewhere."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
-
-
-class _Accumulator:
-    """Collects view predictions on the CPU; fuses them by mean (or median) at the end."""
-
-    def __init__(self, shape: tuple[int, ...], n_views: int, fusion: str, spread: bool) -> None:
-        self.fusion = "median" if fusion == "median" and n_views >= 3 else "mean"
-        self.n_views = n_views
-        if self.fusion == "median":
-            self.stack = torch.zeros((n_views, *shape), dtype=torch.float32)
-        else:
-            self.sum = torch.zeros(shape, dtype=torch.float32)
-            self.sumsq = torch.zeros(shape, dtype=torch.float32) if spread else None
-
-    def add(self, view: int, index: tuple, values: Tensor) -> None:
-        values = values.to("cpu", torch.float32)
-        if self.fusion == "median":
-            self.stack[view][index] = values
-        else:
-            self.sum[index] += values
-            if self.sumsq is not None:
-                self.sumsq[index] += values * values
-
-    def result(self) -> tuple[Tensor, Tensor | None]:
-        if self.fusion == "median":
-            fused = self.stack.median(dim=0).values
-            return fused, self.stack.std(dim=0, unbiased=False)
-        fused = self.sum.div_(self.n_views)
-        if self.sumsq is None:
-            return fused, None
-        var = (self.sumsq.div_(self.n_views) - fused * fused).clamp_(min=0)
-        return fused, var.sqrt_()
+def autocast_for(device: torch.device, dtype: torch.dtype = torch.float32):  # noqa: ANN201 - a context manager
+    """Autocast to ``dtype`` on ``device`` (convolutions in bf16; the classical base and
+    the sum with it stay float32); nothing for float32."""
+    if dtype == torch.float32:
+        return nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
 @torch.inference_mode()
@@ -100,7 +71,10 @@ def synthesize_views(
     spread: bool = False,
     progress: bool = False,
     keep_acquired: bool = True,
-) -> tuple[Tensor, Tensor | None]:
+    dtype: torch.dtype = torch.float32,
+    store: Tensor | None = None,
+    finish: Finish | None = None,
+) -> tuple[Tensor | None, Tensor | None]:
     """One application of the networks: ``(D, H, W)`` -> ``(r*(D-1)+1, H, W)``.
 
     Args:
@@ -120,9 +94,13 @@ def synthesize_views(
             False (thick input slices, a ``sharpen`` network), the output at an acquired
             position is the mean of the coronal and sagittal views only: the axial network
             sees only the two thick slices around a gap and contributes to the new slices.
+        dtype: what the convolutions compute in (:func:`thinslice.device.resolve_precision`).
+        store, finish: stream the fused slabs to the output (see :class:`ViewFusion`);
+            the acquired rows are then the caller's (``finish`` sees them as the views
+            estimate them).
 
     Returns:
-        fused normalised volume and the spread or None.
+        the fused normalised volume (None with ``finish``) and the spread or None.
     """
     device = torch.device(device)
     d, h, w = x.shape
@@ -132,7 +110,8 @@ def synthesize_views(
         raise ModelError("this model has no axial network; choose views coronal,sagittal")
     if ("coronal" in views or "sagittal" in views) and sr is None:
         raise ModelError("this model has no through-plane network; choose views=axial")
-    acc = _Accumulator((n_out, h, w), len(views), fusion, spread)
+    views = ordered(views)
+    acc = ViewFusion((n_out, h, w), r, views, fusion=fusion, spread=spread, store=store, finish=finish)
     matrix = interpolation_matrix(d, r, base)
     flat = x.reshape(d, h * w)
     bs = max(1, int(batch_size))
@@ -141,8 +120,8 @@ def synthesize_views(
         steps += -(-(d - 1) // bs)
     steps += sum(-(-n // bs) for n, v in ((h, "coronal"), (w, "sagittal")) if v in views)
     bar = tqdm(total=steps, desc="synthesize", disable=not progress, leave=False)
-    with autocast_for(device):
-        for vi, view in enumerate(views):
+    with autocast_for(device, dtype):
+        for view in views:
             if view == "axial":
                 assert axial is not None
                 for g0 in range(0, d - 1, bs):
@@ -151,21 +130,21 @@ def synthesize_views(
                     rows = (gaps[:, None] * r + torch.arange(1, r)[None, :]).flatten()
                     weights = matrix[rows]
                     used = torch.nonzero(weights.abs().amax(0) > 1e-9).flatten()
-                    base_vals = (weights[:, used] @ flat[used]).view(len(gaps), r - 1, h, w)
+                    with torch.autocast(device.type, enabled=False):  # the base stays float32
+                        base_vals = (weights[:, used] @ flat[used]).view(len(gaps), r - 1, h, w)
                     pair = torch.stack([x[g0:g1], x[g0 + 1 : g1 + 1]], dim=1)
                     out = axial(pair.to(device), base_vals.to(device))
-                    acc.add(vi, (rows,), out.reshape(-1, h, w))
+                    acc.add(view, (rows,), out.reshape(-1, h, w))
                     bar.update()
-                # acquired rows are overwritten after fusion; keep the median stack defined
-                if acc.fusion == "median":
-                    acc.stack[vi][::r] = x
+                if acc.stack is not None:  # the median of the acquired rows counts the slice itself
+                    acc.stack[0][::r] = x
             elif view == "coronal":
                 assert sr is not None
                 for h0 in range(0, h, bs):
                     h1 = min(h, h0 + bs)
                     images = x[:, h0:h1, :].permute(1, 0, 2).unsqueeze(1)  # (b, 1, D, W)
                     out = sr(images.to(device))[:, 0]  # (b, N, W)
-                    acc.add(vi, (slice(None), slice(h0, h1), slice(None)), out.permute(1, 0, 2))
+                    acc.add(view, (slice(None), slice(h0, h1), slice(None)), out.permute(1, 0, 2))
                     bar.update()
             elif view == "sagittal":
                 assert sr is not None
@@ -173,25 +152,21 @@ def synthesize_views(
                     w1 = min(w, w0 + bs)
                     images = x[:, :, w0:w1].permute(2, 0, 1).unsqueeze(1)  # (b, 1, D, H)
                     out = sr(images.to(device))[:, 0]  # (b, N, H)
-                    acc.add(vi, (slice(None), slice(None), slice(w0, w1)), out.permute(1, 2, 0))
+                    acc.add(view, (slice(None), slice(None), slice(w0, w1)), out.permute(1, 2, 0))
                     bar.update()
             else:
                 raise ConfigError(f"unknown view {view!r}; choose from {', '.join(VIEWS)}")
     bar.close()
-    fused, spread_t = acc.result()
-    n_sr = sum(v in views for v in ("coronal", "sagittal"))
+    acc.complete()
+    spread_t = acc.spread()
+    n_sr = sum(v in views for v in SR_VIEWS)
+    if (keep_acquired or n_sr == 0) and spread_t is not None:
+        spread_t[::r] = 0
+    if finish is not None:
+        return None, spread_t
+    fused = acc.result()
     if keep_acquired or n_sr == 0:
         fused[::r] = x
-        if spread_t is not None:
-            spread_t[::r] = 0
-    elif "axial" in views and acc.fusion == "mean":
-        # the axial view added nothing at acquired rows: renormalise by the views that did
-        k = len(views) / n_sr
-        mean = fused[::r] * k
-        if spread_t is not None:
-            var = (spread_t[::r] ** 2 + fused[::r] ** 2) * k - mean**2
-            spread_t[::r] = var.clamp_(min=0).sqrt_()
-        fused[::r] = mean
     return fused, spread_t
 
 
@@ -222,6 +197,7 @@ class Synthesizer:
         scale: the model's factor r.
         config: its :class:`~thinslice.model.config.ModelConfig`.
         device: where the networks run.
+        dtype: what their convolutions compute in (``precision``).
         views: the views the model can produce.
 
     Example:
@@ -235,12 +211,15 @@ class Synthesizer:
         sr: ThroughPlaneSR | None,
         config: ModelConfig,
         device: str | torch.device = "auto",
+        precision: str = "auto",
     ) -> None:
         if axial is None and sr is None:
             raise ModelError("a model needs at least one network")
         self.config = config
         self.scale = config.scale
         self.device = resolve_device(device)
+        self.dtype = resolve_precision(precision, self.device)
+        keep_freed_memory()
         # channels-last weights let oneDNN/cuDNN pick their fastest convolution layout
         # (about 25% less time on this CPU, measured in BENCHMARKS.md)
         self.axial = _channels_last(axial.to(self.device)) if axial is not None else None
@@ -276,6 +255,7 @@ class Synthesizer:
         batch_size: int = 8,
         progress: bool = False,
         keep_acquired: bool | None = None,
+        out_dtype: np.dtype | type = np.float32,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Synthesize the slices between the acquired ones.
 
@@ -289,10 +269,14 @@ class Synthesizer:
             progress: show progress bars.
             keep_acquired: copy the acquired slices unchanged (default: unless the model
                 was trained to sharpen thick slices, ``config.sharpen``).
+            out_dtype: the result's dtype; an integer one gets rounded HU, made slab by
+                slab (int16: the result's own buffer holds the fusion, so the peak memory
+                is about the result's size; see :mod:`thinslice.model.fusion`).
 
         Returns:
-            ``(scale*(D-1)+1, H, W)`` float32 HU; slices ``k*scale`` equal ``data[k]``
-            exactly. With ``return_uncertainty``, a tuple ``(volume, uncertainty)``.
+            ``(scale*(D-1)+1, H, W)`` HU in ``out_dtype``; with ``keep_acquired``, slices
+            ``k*scale`` equal ``data[k]``. With ``return_uncertainty``, a tuple
+            ``(volume, uncertainty)`` (float32 HU).
 
         Raises:
             InputError: ``data`` is not a 3-D volume with at least two slices.
@@ -311,9 +295,12 @@ class Synthesizer:
         keep = not cfg.sharpen if keep_acquired is None else keep_acquired
         current = arr
         uncertainty: np.ndarray | None = None
-        for _ in range(passes):
+        for i in range(passes):
             x = normalize(current, cfg.hu_min, cfg.hu_max)
-            fused, spread = synthesize_views(
+            n_out = r * (current.shape[0] - 1) + 1
+            out = np.empty((n_out, *current.shape[1:]), out_dtype if i == passes - 1 else np.float32)
+            writer = OutputWriter(out, current, r, (cfg.hu_min, cfg.hu_max), keep)
+            _, spread = synthesize_views(
                 x,
                 r,
                 self.axial,
@@ -326,40 +313,26 @@ class Synthesizer:
                 spread=return_uncertainty,
                 progress=progress,
                 keep_acquired=keep,
+                dtype=self.dtype,
+                store=writer.store(),
+                finish=writer,
             )
             del x
-            require_finite(fused, "output")
-            out = denormalize(fused.clamp_(0.0, 1.0), cfg.hu_min, cfg.hu_max).numpy()
-            if keep:
-                out[::r] = current  # acquired slices, unchanged
+            release_freed_memory()  # the activations' buffers, before the next volume-sized step
+            if not any(v in chosen for v in SR_VIEWS):  # the axial view estimates only new rows
+                writer.copy_acquired()
             if return_uncertainty:
                 assert spread is not None
-                unc = (spread * width).numpy()
+                unc = spread.mul_(width).numpy()
                 if uncertainty is not None and keep:
                     unc[::r] = uncertainty
                 uncertainty = unc
             current = out
-        result = np.ascontiguousarray(current, dtype=np.float32)
+        result = np.asarray(current)
         if return_uncertainty:
             assert uncertainty is not None
             return result, uncertainty.astype(np.float32, copy=False)
         return result
-
-
-def require_finite(values: Tensor, what: str, path: str | Path | None = None) -> None:
-    """Refuse NaN or Inf in the network's ``values``: broken weights (NaN, or so large that
-    they overflow) would otherwise come out as a constant volume, silently.
-
-    Raises:
-        ModelError: naming how many values are not finite.
-    """
-    bad = int(values.numel() - torch.isfinite(values).sum())
-    if bad:
-        where = f" of {path}" if path is not None else ""
-        raise ModelError(
-            f"the network's {what}{where} holds {bad:,} NaN/Inf value(s): the model's weights are broken "
-            "(NaN, or so large they overflow; a diverged training?); retrain it or use another model"
-        )
 
 
 #: Trained weights of these networks stay near 1 (the bundled ones below 2); a thousand is
@@ -398,12 +371,13 @@ def _check_shapes(path: str | Path, name: str, net: torch.nn.Module, stored: obj
             )
 
 
-def load_model(path: str | Path, device: str | torch.device = "auto") -> Synthesizer:
+def load_model(path: str | Path, device: str | torch.device = "auto", precision: str = "auto") -> Synthesizer:
     """Rebuild a :class:`Synthesizer` from a checkpoint alone.
 
     Args:
         path: checkpoint written by training.
         device: ``auto|cpu|cuda|cuda:N|mps``.
+        precision: ``auto|float32|bfloat16`` (:func:`thinslice.device.resolve_precision`).
 
     Raises:
         ModelError: see :func:`load_checkpoint`; also when the weights do not fit the
@@ -431,4 +405,4 @@ def load_model(path: str | Path, device: str | torch.device = "auto") -> Synthes
             net.load_state_dict(weights[name])
         except (RuntimeError, KeyError, TypeError) as err:
             raise ModelError(f"{path}: {name} weights do not match the stored config: {err}") from err
-    return Synthesizer(axial, sr, config, device)
+    return Synthesizer(axial, sr, config, device, precision)

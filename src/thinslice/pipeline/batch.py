@@ -57,6 +57,8 @@ log = logging.getLogger(__name__)
 REPORT_NAME = "thinslice_report.json"
 GALLERY_NAME = "index.html"
 MARKER_SUFFIX = ".done.json"
+
+
 @dataclass
 class CaseResult:
     """What happened to one case. ``status`` is ``done``, ``skipped`` or ``failed``."""
@@ -132,7 +134,8 @@ def upsample_batch(
     method: str = "model",
     model: str | os.PathLike[str] | None = None,
     device: str = "auto",
-    fast: bool = False,
+    all_views: bool = False,
+    precision: str = "auto",
     resume: bool = False,
     overwrite: bool = False,
     accept_non_ct: bool = False,
@@ -155,7 +158,7 @@ def upsample_batch(
     Args:
         input: a folder (searched recursively) or a ``.csv`` file.
         output_dir: where outputs go (created if missing); must not be ``input`` itself.
-        scale, target_spacing, method, model, device, fast: as for :func:`thinslice.upsample`;
+        scale, target_spacing, method, model, device, all_views, precision: as for :func:`thinslice.upsample`;
             the method (and model) is built once per process and reused for every case.
         resume: skip cases whose output is complete (``--resume``); other existing
             outputs are replaced.
@@ -199,7 +202,8 @@ def upsample_batch(
         "output_dir": str(out_dir.absolute()),
         "method": method,
         "model": None if model is None else str(Path(model).absolute()),
-        "fast": fast,
+        "all_views": all_views,
+        "precision": precision,
         "scale": scale,
         "target_spacing": target_spacing,
         "output_format": output_format,
@@ -213,7 +217,15 @@ def upsample_batch(
     }
     env = DistEnv.from_env()
     with process_group(env):  # gloo: the ranks exchange only the case list and the results
-        fn = get_method(method, model=model, device=str(env.device(device)), progress=False, fast=fast)
+        fn = get_method(
+            method,
+            model=model,
+            device=str(env.device(device)),
+            progress=False,
+            all_views=all_views,
+            precision=precision,
+            uncertainty=preview is not None,  # the previews show the spread
+        )
         cases = from_rank0(env, lambda: _prepare(src, out_dir, report_path, csv_column, output_format, overwrite))
         mine = cases[env.rank :: env.world_size]
         run = _CaseRunner(fn, out_dir, settings, env, resume=resume, overwrite=overwrite, accept_non_ct=accept_non_ct)
@@ -299,11 +311,7 @@ class _CaseRunner:
             picture = self.previews / Path(case.name).parent / (stem_of(case.name) + ".png")
         if case.error is not None:
             result.reason = case.error
-        elif (
-            self.resume
-            and _is_complete(out, self.recipe, case.source)
-            and (picture is None or picture.is_file())
-        ):
+        elif self.resume and _is_complete(out, self.recipe, case.source) and (picture is None or picture.is_file()):
             result.status, result.reason = "skipped", "complete"
             result.preview = None if picture is None else str(picture)
             log.debug("%s%s: skipped, already complete", self.tag, case.name)
@@ -444,7 +452,7 @@ def _recipe(settings: dict[str, Any]) -> dict[str, Any]:
     """The settings that decide an output's content (what a done-marker must match)."""
     keys = ("method", "model", "scale", "target_spacing")
     recipe = {k: settings[k] for k in keys}
-    for key in ("slice_thickness", "output_thickness", "keep_acquired", "adapt", "new_study"):
+    for key in ("slice_thickness", "output_thickness", "keep_acquired", "adapt", "new_study", "all_views"):
         if settings.get(key):  # only when set: markers of earlier runs stay valid
             recipe[key] = settings[key]
     return recipe
@@ -466,5 +474,3 @@ def _is_complete(out: Path, recipe: dict[str, Any], source: Path) -> bool:
         return bool(same and marker["input_sha256"] == fingerprint(source, out.parent.resolve()))
     except (OSError, ValueError, KeyError, TypeError):
         return False
-
-

@@ -19,6 +19,7 @@ from pathlib import Path
 from thinslice.errors import ConfigError, InputError
 from thinslice.io import check_output_path, load, save
 from thinslice.io.dicom_write import check_series_output, read_template
+from thinslice.methods import method_class
 from thinslice.pipeline.export import not_dicom_input, write_preview, write_series
 from thinslice.pipeline.upsample import build_method, upsample_checked
 from thinslice.volume import Volume
@@ -34,7 +35,8 @@ def upsample_path(
     target_spacing: float | None = None,
     method: str = "model",
     model: str | os.PathLike[str] | None = None,
-    fast: bool = False,
+    all_views: bool = False,
+    precision: str = "auto",
     device: str = "auto",
     series_uid: str | None = None,
     dicom: bool = False,
@@ -56,7 +58,7 @@ def upsample_path(
         source: a NIfTI/NRRD/MHA file or a DICOM folder.
         output: a file (format from its extension), or with ``dicom=True`` the folder
             for the derived DICOM series (one file per slice).
-        scale, target_spacing, method, model, fast, device, accept_non_ct, slice_thickness,
+        scale, target_spacing, method, model, all_views, precision, device, accept_non_ct, slice_thickness,
             output_thickness, keep_acquired, adapt: as for :func:`thinslice.upsample`.
         series_uid: the series to read from a DICOM ``source``; for a file ``source``,
             the series of ``dicom_template`` to file the result with.
@@ -96,7 +98,14 @@ def upsample_path(
     if preview is not None:
         check_output_path(Path(preview), overwrite=overwrite, sources=[str(source)], suffixes=(".png",))
     fn = build_method(
-        method, model=model, device=device, progress=progress, fast=fast, uncertainty=uncertainty is not None
+        method,
+        model=model,
+        device=device,
+        progress=progress,
+        all_views=all_views,
+        precision=precision,
+        # the preview shows the spread too, when the method has one
+        uncertainty=uncertainty is not None or (preview is not None and method_class(method).gives_uncertainty),
     )
     volume = load(source, series_uid=series_uid)
     template = None

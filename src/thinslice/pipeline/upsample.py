@@ -35,11 +35,18 @@ def output_dtype(data: np.ndarray) -> np.dtype:
 
 
 def to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Round and clip float HU into ``dtype`` (no-op conversion for float types)."""
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
-    return values.astype(dtype)
+    """Round and clip float HU into ``dtype`` (no copy when it already is ``dtype``).
+
+    Slice by slice, so the only new volume-sized array is the result."""
+    if values.dtype == dtype:
+        return values
+    if not np.issubdtype(dtype, np.integer):
+        return values.astype(dtype)
+    info = np.iinfo(dtype)
+    out = np.empty(values.shape, dtype)
+    for k in range(values.shape[0]):
+        np.clip(np.rint(values[k]), info.min, info.max, out=out[k], casting="unsafe")
+    return out
 
 
 def resolve_plan(volume: Volume, fn: Method, scale: int | None, target_spacing: float | None) -> grid.Plan:
@@ -77,12 +84,13 @@ def upsample_volume(
     """
     kept = keep_acquired or grid.keeps_acquired(volume.thickness, plan.spacing)
     try:
-        result = run_on_grid(
+        result = run_on_grid(  # methods take any real dtype: no float copy of the input here
             method,
-            volume.data.astype(np.float32),
+            volume.data,
             plan,
             thickness=volume.thickness / volume.slice_spacing,
             keep_acquired=kept,
+            dtype=output_dtype(volume.data),
         )
     except MemoryError as err:  # the estimate in check_resources was too low
         raise ResourceError(f"ran out of memory upsampling {volume.name} x{plan.r}; {memory_hint()}") from err
@@ -113,7 +121,8 @@ def upsample(
     series_uid: str | None = None,
     progress: bool = False,
     accept_non_ct: bool = False,
-    fast: bool = False,
+    all_views: bool = False,
+    precision: str = "auto",
     uncertainty: bool = False,
     slice_thickness: float | None = None,
     output_thickness: float | None = None,
@@ -137,8 +146,10 @@ def upsample(
         device: ``auto``, ``cpu``, ``cuda[:N]`` or ``mps``.
         accept_non_ct: upsample values that do not look like CT (see
             :func:`thinslice.ct.ct_value_problem`) with a warning instead of refusing.
-        fast: with the model, fuse only the coronal and sagittal views (faster; measured
-            cost in BENCHMARKS.md).
+        all_views: with the model, also fuse the axial network's view (three views; by
+            default the coronal and sagittal ones, measured better in BENCHMARKS.md).
+        precision: with the model, ``auto`` (bfloat16 where the CPU or GPU has it natively),
+            ``float32`` or ``bfloat16``: what the convolutions compute in.
         uncertainty: also return the per-voxel disagreement between the model's views
             (HU, same grid as the result; 0 at acquired slices). Model only.
         slice_thickness: the input's slice thickness in mm, overriding what the file says
@@ -166,7 +177,15 @@ def upsample(
     if force is not None:
         warnings.warn("upsample(force=...) is now accept_non_ct=...", DeprecationWarning, stacklevel=2)
         accept_non_ct = accept_non_ct or force
-    fn = build_method(method, model=model, device=device, progress=progress, fast=fast, uncertainty=uncertainty)
+    fn = build_method(
+        method,
+        model=model,
+        device=device,
+        progress=progress,
+        all_views=all_views,
+        precision=precision,
+        uncertainty=uncertainty,
+    )
     is_sitk = type(image).__name__ == "Image" and type(image).__module__.startswith("SimpleITK")
     if isinstance(image, Volume):
         volume = image
@@ -199,23 +218,25 @@ def build_method(
     model: str | os.PathLike[str] | None = None,
     device: str = "auto",
     progress: bool = False,
-    fast: bool = False,
+    all_views: bool = False,
+    precision: str = "auto",
     uncertainty: bool = False,
 ) -> Method:
     """Build ``method`` (before any scan is read), refusing options it does not take.
 
     Raises:
-        ConfigError: an unknown method, or an option (``model``, ``fast``,
+        ConfigError: an unknown method, or an option (``model``, ``all_views``, ``precision``,
             ``uncertainty``) the method does not take.
         ModelError: the checkpoint cannot be used.
     """
-    unused = unused_options(method, model=model, fast=fast)
+    unused = unused_options(method, model=model, all_views=all_views, precision=precision != "auto")
     if uncertainty and not method_class(method).gives_uncertainty:
         unused.append("uncertainty")
     if unused:
-        flags = ", ".join(f"--{name}" for name in unused)
+        flags = ", ".join(f"--{name.replace('_', '-')}" for name in unused)
         raise ConfigError(f"{flags} applies to --method model, not {method}")
-    return get_method(method, model=model, device=device, progress=progress, fast=fast)
+    options = {"all_views": all_views, "precision": precision, "uncertainty": uncertainty}
+    return get_method(method, model=model, device=device, progress=progress, **options)
 
 
 def upsample_checked(

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from thinslice.device import keep_freed_memory
 from thinslice.distributed import DistEnv, all_gather_tensor, broadcast_flags, process_group
 from thinslice.errors import ConfigError, Interrupted
 from thinslice.model.checkpoint import load_checkpoint, model_config_of, save_checkpoint
@@ -84,6 +85,7 @@ def train(
         raise ConfigError(f"steps must be >= 0 and minutes > 0, got {steps} and {minutes}")
     env = DistEnv.from_env()
     dev = env.device(device)
+    keep_freed_memory()  # activations reused batch to batch, not faulted in again
     with process_group(env, dev):
         return _train(volumes, output, config, model_config, steps, minutes, resume, seed, env, dev, progress, init)
 
@@ -206,7 +208,7 @@ def _train(
             batch = sampler.sample().to(dev)
             for group in optimizer.param_groups:  # linear warm-up, a function of the step only
                 group["lr"] = config.lr * min(1.0, (step + 1) / max(1, config.warmup_steps))
-            with autocast_for(dev):
+            with autocast_for(dev, torch.bfloat16 if dev.type == "cuda" else torch.float32):  # mixed precision on GPUs
                 losses = runner(batch)
             if not bool(torch.isfinite(losses["total"].detach())):
                 raise _diverged(step, f"loss {float(losses['total'].detach())}", config.lr, output)

@@ -43,7 +43,7 @@ class Validator:
                 pred = interpolate_slices(low, self.r, self.model_config.base, dim=0)
             else:
                 views = [v for v in VIEWS if (model.axial if v == "axial" else model.sr) is not None]
-                pred, _ = synthesize_views(
+                fused, _ = synthesize_views(
                     low,
                     self.r,
                     model.axial,
@@ -55,6 +55,8 @@ class Validator:
                     device=device or "cpu",
                     keep_acquired=not self.model_config.sharpen,
                 )
+                assert fused is not None  # no finish step: the fused volume is returned
+                pred = fused
             keep = torch.ones(target.shape[0], dtype=torch.bool)
             if not self.model_config.sharpen:  # a sharpening model is scored on every row
                 keep[:: self.r] = False
