@@ -1,15 +1,24 @@
-"""Speed of ``thinslice upsample`` against SimpleITK B-spline resampling, same run.
+"""Speed and peak memory of ``thinslice upsample`` against SimpleITK B-spline, same run.
 
-Times whole processes (start-up, read, synthesis, write) on a 512 x 512 x 101 volume
-(slices 0, 2, 4, ... of the 1 mm LIDC chest in ../shared/data: real CT at 2 mm), at x2 and
-x4: the default model (or ``--model``), cubic, and a SimpleITK B-spline resample
-(``sitk.Resample`` with ``sitkBSpline`` onto the thin grid: what a user would write).
-Reports medians of ``--repeats`` runs, the model / B-spline time ratio, and peak memory
-(GNU time's maximum RSS). Then the model's own throughput: synthesized voxels per second
-inside the process and the share of this machine's measured float32 convolution
-throughput that it reaches.
+Every number is a whole process (start-up, read, synthesis, write .nii.gz) timed from
+outside; each command's peak memory is GNU time's maximum resident set size. Commands of
+one case run interleaved (model, B-spline, model, ...), so drifting load hits all alike;
+medians of ``--repeats`` runs, and the ratio to B-spline of the same run.
 
-    python benchmarks/speed.py --repeats 3 [--model M.pt] [--device cuda] [--json out.json]
+Cases (all from the 1 mm LIDC chest in ../shared/data, real CT, never trained on):
+
+* ``x2``: 512 x 512 x 101 (slices 0, 2, 4, ... : 2 mm) at x2. Commands: thinslice with no
+  flags; with ``--precision float32``; the previous default path (``--all-views
+  --precision float32``); SimpleITK B-spline (``sitk.Resample`` with ``sitkBSpline`` onto
+  the thin grid, what a user would write).
+* ``5mm``: 512 x 512 x 60 slices 5 mm thick every 5 mm (the chest, mirrored at its end to
+  300 mm, averaged over a 5 mm box: ``thinslice.evaluation.degrade.profile_array``) to 1 mm with
+  ``--target-spacing 1``; B-spline onto the same 1 mm grid.
+* ``memory``: peak at x4 of 512 x 512 x 100 and 512 x 512 x 400 inputs (2 mm; the chest
+  mirrored to length), one run each, against the output's float32 size (the bound of
+  issue 13 is 2.5 times that).
+
+    python benchmarks/speed.py --repeats 3 [--cases x2 5mm memory] [--device cpu] [--json out.json]
 """
 
 from __future__ import annotations
@@ -28,10 +37,9 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-import torch
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-ROOT = Path(__file__).resolve().parents[1]
+CHEST = SHARED / "chest1mm_lidc0314.nii.gz"
 
 BSPLINE = """
 import sys, SimpleITK as sitk
@@ -45,170 +53,126 @@ sitk.WriteImage(out, dst, useCompression=True)
 """
 
 
-def make_volume(folder: Path) -> Path:
-    src = SHARED / "chest1mm_lidc0314.nii.gz"
-    if not src.exists():
-        raise SystemExit(f"needs {src}")
-    image = sitk.ReadImage(str(src))[:, :, 0:202:2]
-    path = folder / "chest_2mm_512x512x101.nii.gz"
+def chest_slices(n: int, step: int = 1) -> tuple[np.ndarray, sitk.Image]:
+    """``n * step`` 1 mm slices of the chest, mirrored at its end when it is shorter."""
+    image = sitk.ReadImage(str(CHEST))
+    data = sitk.GetArrayFromImage(image)
+    order = np.concatenate([np.arange(len(data)), np.arange(len(data) - 1, -1, -1)])
+    while len(order) < n * step:
+        order = np.concatenate([order, order])
+    return data[order[: n * step]], image
+
+
+def write(data: np.ndarray, like: sitk.Image, spacing: float, path: Path, thickness: float | None = None) -> Path:
+    image = sitk.GetImageFromArray(data)
+    image.SetSpacing((*like.GetSpacing()[:2], spacing))
+    image.SetOrigin(like.GetOrigin())
+    image.SetDirection(like.GetDirection())
+    if thickness is not None:  # as thinslice writes it: the thickness is known
+        image.SetMetaData("ITK_FileNotes", f"thinslice slice_thickness={thickness:g}")
     sitk.WriteImage(image, str(path), useCompression=True)
     return path
+
+
+def decimated(folder: Path, n: int) -> Path:
+    """``n`` slices 2 mm apart (every 2nd 1 mm slice: real CT at 2 mm)."""
+    data, like = chest_slices(n, 2)
+    return write(data[::2], like, 2.0, folder / f"chest_2mm_512x512x{n}.nii.gz")
+
+
+def thick_5mm(folder: Path, n: int = 60) -> Path:
+    """``n`` slices 5 mm thick every 5 mm, box profile over the 1 mm slices."""
+    from thinslice.evaluation.degrade import profile_array
+
+    data, like = chest_slices(5 * n)
+    thick = profile_array(data.astype(np.float32), 5)
+    return write(np.rint(thick).astype(np.int16), like, 5.0, folder / f"chest_5mm_512x512x{n}.nii.gz", 5.0)
 
 
 def timed(cmd: list[str]) -> tuple[float, float]:
     """Run ``cmd`` under GNU time; return (seconds, peak RSS in GiB)."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as fh:
         start = time.perf_counter()
-        subprocess.run(["/usr/bin/time", "-f", "%M", "-o", fh.name, *cmd], check=True, capture_output=True)
+        subprocess.run(["/usr/bin/time", "-v", "-o", fh.name, *cmd], check=True, capture_output=True)
         seconds = time.perf_counter() - start
-        rss_kb = float(fh.read().strip().splitlines()[-1])
-    return seconds, rss_kb / 2**20
+        rss = next(line for line in fh.read().splitlines() if "Maximum resident set size" in line)
+    return seconds, float(rss.split(":")[1]) / 2**20
 
 
-def conv_flops(device: str, channels: int = 32, size: int = 128, batch: int = 8) -> float:
-    """Measured float32 FLOP/s of a 3x3 convolution on this machine (median of 5)."""
-    conv = torch.nn.Conv2d(channels, channels, 3, padding=1).to(device).eval()
-    x = torch.randn(batch, channels, size, size, device=device)
-    flops = 2 * batch * channels * channels * 9 * size * size
-    times = []
-    with torch.inference_mode():
-        conv(x)
-        for _ in range(5):
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            t = time.perf_counter()
-            conv(x)
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - t)
-    return flops / statistics.median(times)
-
-
-def model_throughput(model: str | None, device: str, r: int) -> dict[str, float]:
-    """Synthesized voxels/s and FLOP/s of the model inside one process."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from thinslice.methods.learned import bundled_model_path
-    from thinslice.model.inference import load_model
-
-    synth = load_model(model or bundled_model_path(), device=device)
-    data = sitk.GetArrayFromImage(sitk.ReadImage(str(SHARED / "chest1mm_lidc0314.nii.gz")))[0:42:2].astype(np.float32)
-    synth.upsample(data[:4], r)  # warm-up
-    counter = FlopCounterMode(display=False)
-    with counter:
-        synth.upsample(data[:6], r)
-    flops_per_voxel = counter.get_total_flops() / (5 * (r - 1) * data.shape[1] * data.shape[2])
-    t = time.perf_counter()
-    synth.upsample(data, r)
-    seconds = time.perf_counter() - t
-    voxels = (data.shape[0] - 1) * (r - 1) * data.shape[1] * data.shape[2]
-    return {
-        "voxels_per_s": voxels / seconds,
-        "flops_per_voxel": flops_per_voxel,
-        "flops_per_s": voxels / seconds * flops_per_voxel,
-    }
+def run_case(name: str, commands: dict[str, list[str]], repeats: int, baseline: str) -> list[dict]:
+    runs: dict[str, list[tuple[float, float]]] = {key: [] for key in commands}
+    for _ in range(repeats):  # interleaved
+        for key, cmd in commands.items():
+            runs[key].append(timed(cmd))
+    base = statistics.median(v[0] for v in runs[baseline])
+    rows = []
+    for key, values in runs.items():
+        median = statistics.median(v[0] for v in values)
+        rows.append({"case": name, "command": key, "median_s": median, "ratio_to_bspline": median / base,
+                     "peak_gib": max(v[1] for v in values), "runs": [round(v[0], 2) for v in values]})  # fmt: skip
+        peak = rows[-1]["peak_gib"]
+        print(f"{name} {key}: median {median:.2f} s, x{median / base:.2f} of B-spline, peak {peak:.2f} GiB", flush=True)
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--scales", type=int, nargs="+", default=[2, 4])
-    parser.add_argument("--model", help="checkpoint (default: the bundled model)")
+    parser.add_argument("--cases", nargs="+", default=["x2", "5mm", "memory"], choices=["x2", "5mm", "memory"])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--fast", action="store_true", help="also time --fast")
-    parser.add_argument(
-        "--thin", action="store_true", help="also time --slice-thickness 1 (the thin-slice model family)"
-    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    thinslice = [sys.executable, "-m", "thinslice.cli", "-q"]
+    if not CHEST.exists():
+        raise SystemExit(f"needs {CHEST}")
+    ts = [sys.executable, "-m", "thinslice.cli", "-q", "upsample", "--device", args.device, "--overwrite"]
     results: dict[str, object] = {
         "date": str(date.today()),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "torch_threads": torch.get_num_threads(),
         "device": args.device,
+        "repeats": args.repeats,
     }
+    rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        src = make_volume(folder)
-        rows = []
-        for r in args.scales:
+        out, ref = str(folder / "out.nii.gz"), str(folder / "bspline.nii.gz")
+        if "x2" in args.cases:
+            src = str(decimated(folder, 101))
+            model = [*ts, "-i", src, "-o", out, "--scale", "2"]
             commands = {
-                "model": [
-                    *thinslice,
-                    "upsample",
-                    "-i",
-                    str(src),
-                    "-o",
-                    str(folder / "m.nii.gz"),
-                    "--scale",
-                    str(r),
-                    "--method",
-                    "model",
-                    "--device",
-                    args.device,
-                    "--overwrite",
-                ]
-                + (["--model", args.model] if args.model else []),
-                "cubic": [
-                    *thinslice,
-                    "upsample",
-                    "-i",
-                    str(src),
-                    "-o",
-                    str(folder / "c.nii.gz"),
-                    "--scale",
-                    str(r),
-                    "--method",
-                    "cubic",
-                    "--overwrite",
-                ],
-                "sitk_bspline": [sys.executable, "-c", BSPLINE, str(src), str(folder / "b.nii.gz"), str(r)],
+                "thinslice (no flags)": model,
+                "thinslice --precision float32": [*model, "--precision", "float32"],
+                "previous default (--all-views --precision float32)": [*model, "--all-views", "--precision", "float32"],
+                "SimpleITK B-spline": [sys.executable, "-c", BSPLINE, src, ref, "2"],
             }
-            if args.fast:
-                commands["model_fast"] = [*commands["model"], "--fast"]
-            if args.thin:  # the slices are really 1 mm thick: the thin-slice family, acquired kept
-                commands["model_thin_slices"] = [*commands["model"], "--slice-thickness", "1"]
-            runs: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
-            for _ in range(args.repeats):  # interleaved, so drifting load hits all alike
-                for name, cmd in commands.items():
-                    runs[name].append(timed(cmd))
-            for name, values in runs.items():
-                rows.append(
-                    {
-                        "scale": r,
-                        "command": name,
-                        "median_s": statistics.median(v[0] for v in values),
-                        "peak_gib": max(v[1] for v in values),
-                        "runs": [v[0] for v in values],
-                    }
-                )
-            base = next(row["median_s"] for row in rows if row["scale"] == r and row["command"] == "sitk_bspline")
-            for row in rows:
-                if row["scale"] == r:
-                    row["ratio_to_bspline"] = row["median_s"] / base
-        results["rows"] = rows
-    conv = conv_flops(args.device)
-    results["conv_flops_per_s"] = conv
-    results["model"] = {}
-    for r in args.scales:
-        tp = model_throughput(args.model, args.device, r)
-        tp["share_of_conv_peak"] = tp["flops_per_s"] / conv
-        results["model"][f"x{r}"] = tp  # type: ignore[index]
-    print(f"512x512x101 volume, {results['machine']}, device {args.device}, {args.repeats} runs, {date.today()}")
-    print("| scale | command | median s | / B-spline | peak GiB |")
-    print("| --- | --- | --- | --- | --- |")
+            rows += run_case("x2 512x512x101", commands, args.repeats, "SimpleITK B-spline")
+        if "5mm" in args.cases:
+            src = str(thick_5mm(folder))
+            commands = {
+                "thinslice --target-spacing 1": [*ts, "-i", src, "-o", out, "--target-spacing", "1"],
+                "SimpleITK B-spline": [sys.executable, "-c", BSPLINE, src, ref, "5"],
+            }
+            rows += run_case("5 mm -> 1 mm 512x512x60", commands, args.repeats, "SimpleITK B-spline")
+        if "memory" in args.cases:
+            for n in (100, 400):
+                src = str(decimated(folder, n))
+                commands = {
+                    "thinslice --scale 4": [*ts, "-i", src, "-o", out, "--scale", "4"],
+                    "SimpleITK B-spline": [sys.executable, "-c", BSPLINE, src, ref, "4"],
+                }
+                case = run_case(f"x4 512x512x{n}", commands, 1, "SimpleITK B-spline")
+                out_gib = (4 * (n - 1) + 1) * 512 * 512 * 4 / 2**30
+                for row in case:
+                    row["output_float32_gib"] = out_gib
+                    row["peak_over_output"] = row["peak_gib"] / out_gib
+                rows += case
+    results["rows"] = rows
+    print(f"\n{results['machine']}, device {args.device}, {args.repeats} runs, {date.today()}")
+    print("| case | command | median s | / B-spline | peak GiB | peak / output float32 |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for row in rows:
-        print(
-            f"| x{row['scale']} | {row['command']} | {row['median_s']:.1f} | {row['ratio_to_bspline']:.2f} | "
-            f"{row['peak_gib']:.2f} |"
-        )
-    print(f"\nmeasured 3x3 conv throughput: {conv / 1e9:.1f} GFLOP/s")
-    for key, tp in results["model"].items():  # type: ignore[union-attr]
-        print(
-            f"model {key}: {tp['voxels_per_s'] / 1e6:.2f} Mvoxel/s synthesized, {tp['flops_per_voxel'] / 1e3:.1f} "
-            f"kFLOP/voxel, {tp['flops_per_s'] / 1e9:.1f} GFLOP/s = {100 * tp['share_of_conv_peak']:.0f}% of conv peak"
-        )
+        share = f"{row['peak_over_output']:.2f}" if "peak_over_output" in row else ""
+        print(f"| {row['case']} | {row['command']} | {row['median_s']:.1f} | {row['ratio_to_bspline']:.2f} | "
+              f"{row['peak_gib']:.2f} | {share} |")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -96,9 +96,11 @@ class ModelMethod(Method):
     )
     gives_uncertainty = True
     adaptable = True
-    #: Views accumulated on the CPU (sum, sum of squares, result, spread, rounding):
-    #: 24-25 B per output voxel measured by peak RSS (40x512x512 x4 on the CPU), plus a margin.
-    host_bytes_per_voxel: ClassVar[tuple[float, float]] = (28.0, 8.0)
+    #: The output holds the fused views itself (int16 CT: 2 B per voxel, float32 input: 4 B)
+    #: plus the spread when asked (4 B); the input normalised once (4 B per input voxel)
+    #: and the network's batches. Measured by peak RSS at x4 on 512 x 512 x 100 and x 400
+    #: (BENCHMARKS.md): about 5 B per output voxel besides start-up.
+    host_bytes_per_voxel: ClassVar[tuple[float, float]] = (8.0, 8.0)
 
     def __init__(
         self,

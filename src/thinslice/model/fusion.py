@@ -40,13 +40,13 @@ def ordered(views: Sequence[str]) -> tuple[str, ...]:
 
 def encode(values: Tensor) -> Tensor:
     """Normalised values -> int16 codes (1/8 HU steps)."""
-    codes = ((values + CODE_OFFSET) * CODE_STEPS).round_().sub_(CODE_STEPS)
+    codes = values.mul(CODE_STEPS).sub_(CODE_STEPS * (1 - CODE_OFFSET)).round_()
     return codes.clamp_(-32768, 32767).to(torch.int16)
 
 
 def decode(codes: Tensor) -> Tensor:
     """int16 codes -> normalised float32 values."""
-    return codes.to(torch.float32).add_(CODE_STEPS).div_(CODE_STEPS).sub_(CODE_OFFSET)
+    return codes.to(torch.float32).div_(CODE_STEPS).add_(1 - CODE_OFFSET)
 
 
 class ViewFusion:
@@ -100,18 +100,27 @@ class ViewFusion:
             self.stack[self.views.index(view)][index] = values
             return
         k_syn, k_acq = self.before[view]
-        if view == "axial":  # rows between acquired slices only
+        if view == "axial" or k_syn == k_acq:  # rows between acquired slices only, or alike
             count: Tensor | float = float(k_syn)
         else:
             count = torch.where(self._acquired, float(k_acq), float(k_syn))
-        if self._first(view):
-            new, prev = values, None
+        finishing = view == self.last and self.finish is not None
+        if isinstance(count, float) and count == 0:
+            new = values
         else:
+            # the running mean: prev + (values - prev) / (count + 1), where count > 0
             prev = decode(self.store[index]) if self.coded else self.store[index]
-            new = torch.where(torch.as_tensor(count) == 0, values, prev + (values - prev) / (count + 1))
-        if self.m2 is not None and prev is not None:
-            self.m2[index] += torch.where(torch.as_tensor(count) == 0, 0.0, (values - prev) * (values - new))
-        if view == self.last and self.finish is not None:
+            delta = values - prev
+            if isinstance(count, float):
+                step = delta.div_(count + 1) if self.m2 is None else delta / (count + 1)
+                new = prev.add_(step) if self.coded or finishing else prev + step
+            else:  # rows this view is the first to see hold no mean yet (any value, even NaN)
+                new = torch.where(count == 0, values, prev + delta / (count + 1))
+                delta = torch.where(count == 0, 0.0, delta)
+            if self.m2 is not None:
+                self.m2[index] += delta * (values - new)
+        if finishing:
+            assert self.finish is not None
             self.finish(index, new)
         else:
             self.store[index] = encode(new) if self.coded else new

@@ -73,6 +73,13 @@ def interpolate_slices(x: Tensor, scale: int, kind: str = "linear", dim: int = -
     """Interpolate ``x`` along ``dim`` from ``n`` to ``scale*(n-1)+1`` samples."""
     n = x.shape[dim]
     dtype = x.dtype if x.dtype == torch.float64 else torch.float32
+    if kind == "linear" and n >= 2 and x.ndim >= 2:  # two neighbours per sample, not an n x N product
+        with torch.autocast(x.device.type, enabled=False):
+            moved = x.to(dtype).movedim(dim, -2)  # (..., n, X): whole rows, contiguous output
+            t = (torch.arange(scale, device=x.device, dtype=dtype) / scale).view(scale, 1)
+            left, right = moved[..., :-1, None, :], moved[..., 1:, None, :]
+            fine = (left + (right - left) * t).flatten(-3, -2)
+            return torch.cat([fine, moved[..., -1:, :]], dim=-2).movedim(-2, dim)
     matrix = interpolation_matrix(n, scale, kind).to(device=x.device, dtype=dtype)
     with torch.autocast(x.device.type, enabled=False):  # full precision even under AMP
         moved = x.movedim(dim, -1).to(dtype)

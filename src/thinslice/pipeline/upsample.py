@@ -296,6 +296,10 @@ def upsample_checked(
         return upsample_volume(volume, tuned, plan, output_thickness=output_thickness, keep_acquired=keep_acquired)
 
 
+#: Jobs whose memory estimate is above this say it in the log.
+LARGE_JOB = 2**30
+
+
 def check_resources(volume: Volume, r: int, fn: Method) -> None:
     """Refuse, before any work, a job whose memory estimate exceeds what is free.
 
@@ -307,7 +311,10 @@ def check_resources(volume: Volume, r: int, fn: Method) -> None:
     """
     what = f"upsampling {volume.name} {'x'.join(map(str, volume.data.shape))} x{r} with {fn.name}"
     hint = memory_hint(fn.device)
-    require_memory(fn.host_bytes(volume.data.shape, r), what, hint)
+    needed_host = fn.host_bytes(volume.data.shape, r)
+    if needed_host > LARGE_JOB:
+        log.info("%s needs about %.1f GiB of memory besides the input", what, needed_host / 2**30)
+    require_memory(needed_host, what, hint)
     needed = fn.device_bytes(volume.data.shape, r)
     free = cuda_free_memory(fn.device)
     if needed is not None and free is not None:

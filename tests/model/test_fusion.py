@@ -1,0 +1,53 @@
+"""Fusion streamed into the output: the int16 output holds the running mean itself."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tests.model.test_inference import make_synth
+from thinslice.model.fusion import decode, encode, linear_at
+
+
+def test_codes_keep_the_mean_to_an_eighth_of_a_hu() -> None:
+    values = torch.linspace(-0.4, 1.4, 10001)  # normalised: HU -2662..6758
+    back = decode(encode(values))
+    assert (back - values).abs().max() * 4096 <= 1 / 16 + 1e-3
+    assert decode(encode(torch.tensor([-3.0, 5.0]))).tolist() == pytest.approx([-0.5, 1.5], abs=1e-4)
+
+
+@pytest.mark.parametrize("views", ["all", "coronal,sagittal", "axial", "coronal"])
+def test_int16_output_is_the_rounded_float32_result(small_ct, views) -> None:
+    synth = make_synth(2)
+    exact = synth.upsample(small_ct, views=views)
+    rounded = synth.upsample(small_ct, views=views, out_dtype=np.int16)
+    assert rounded.dtype == np.int16
+    # the mean kept in 1/8 HU steps between views moves a value across .5 now and then
+    assert np.abs(rounded.astype(np.float64) - np.rint(exact)).max() <= 1
+    np.testing.assert_array_equal(rounded[::2], small_ct)  # acquired slices kept exactly
+
+
+def test_outside_the_window_follows_linear_interpolation_in_int16(small_ct) -> None:
+    data = small_ct.copy()
+    data[:, :4, :] = -3024  # padding outside the field of view, below the window
+    synth = make_synth(2)
+    out = synth.upsample(data, out_dtype=np.int16)
+    assert out[:, :4, :].max() < -2900 and np.median(out[:, :4, :]) == -3024  # not clipped at -1024
+    exact = synth.upsample(data)
+    assert np.abs(out.astype(np.float64) - np.rint(exact)).max() <= 1
+
+
+def test_sharpening_int16_output_with_spread(small_ct) -> None:
+    synth = make_synth(2, sharpen=True)
+    exact, spread = synth.upsample(small_ct, return_uncertainty=True)
+    rounded, spread16 = synth.upsample(small_ct, return_uncertainty=True, out_dtype=np.int16)
+    assert np.abs(rounded.astype(np.float64) - np.rint(exact)).max() <= 1
+    np.testing.assert_allclose(spread16, spread, atol=0.2)  # HU; spread from the coded mean
+    assert spread[::2].max() > 0  # acquired rows re-estimated by two views
+
+
+def test_linear_at_output_rows() -> None:
+    values = np.arange(4, dtype=np.float32).reshape(4, 1) * 10
+    rows = np.arange(10)
+    np.testing.assert_allclose(linear_at(values, rows, 3)[:, 0], np.arange(10) * 10 / 3, atol=1e-5)
