@@ -114,3 +114,18 @@ def test_bad_arguments() -> None:
         slice_profile_kernel(0.0, 1.0)
     with pytest.raises(ConfigError):
         profile_degrade(np.zeros(3), 1.0, 1.0, 1.0, offset=5.0)
+
+
+def test_smore_pair_thick_profile_follows_the_slice_thickness() -> None:
+    # a parabola: the box average of width w around c is c^2 + w^2 / 12
+    x = torch.arange(96, dtype=torch.float32)
+    img = (x**2).repeat(1, 4, 1)
+    step, r = 1.25, 4
+    contiguous = smore_pair(img, step, r)
+    overlapping = smore_pair(img, step, r, thickness=2.0)  # slices twice as thick as their spacing
+    assert contiguous is not None and overlapping is not None
+    (thin_in, target), (thick_in, target2) = contiguous, overlapping
+    torch.testing.assert_close(target, target2)  # the thin target does not change
+    w = r * step
+    gain = (thick_in - thin_in)[0, 0, 2:-2, 0]  # away from the edges
+    torch.testing.assert_close(gain, torch.full_like(gain, ((2 * w) ** 2 - w**2) / 12), atol=0.3, rtol=0)

@@ -182,13 +182,14 @@ def profile_degrade_torch(
 
 
 def smore_pair(
-    images: Tensor, step: float, scale: int, offset: float = 0.0, softness: float = 0.0
+    images: Tensor, step: float, scale: int, offset: float = 0.0, softness: float = 0.0, thickness: float = 1.0
 ) -> tuple[Tensor, Tensor] | None:
     """In-plane training pair under the acquisition model (SMORE with slice profiles).
 
     The last axis of ``images`` ``(S, h, x)`` (pixel units) plays the slice axis. The
     target is the thin acquisition: box ``step`` pixels wide, sampled every ``step``
-    pixels; the input is the thick one: box ``scale * step`` wide, sampled every
+    pixels; the input is the thick one: box ``thickness * scale * step`` wide (the
+    scan's slice thickness over its spacing: 1 for contiguous slices), sampled every
     ``scale * step`` pixels, at the target's rows ``0, r, 2r, ...``.
 
     Returns:
@@ -202,6 +203,6 @@ def smore_pair(
         return None
     m = (n_target - 1) // scale + 1
     thin = profile_degrade_torch(images, 1.0, step, step, offset, softness, count=n_target)
-    thick = profile_degrade_torch(images, 1.0, scale * step, scale * step, offset, softness, count=m)
+    thick = profile_degrade_torch(images, 1.0, scale * step, thickness * scale * step, offset, softness, count=m)
     as_rows = lambda t: t.transpose(-1, -2).unsqueeze(1).contiguous()  # noqa: E731
     return as_rows(thick), as_rows(thin)

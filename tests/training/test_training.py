@@ -227,3 +227,19 @@ def test_profile_training_sharpens_and_loads(volume: Volume, tmp_path: Path) -> 
     assert synth.config.sharpen
     thin = synth.upsample(volume.data[:5].astype(np.float32))
     assert thin.shape == (9, *volume.data.shape[1:])
+
+
+def test_slice_thickness_reaches_the_training_pairs(volume: Volume, tmp_path: Path, capfd) -> None:
+    from tests.conftest import LIMB_CROP
+    from thinslice.cli import main
+
+    thick = volume.with_data(volume.data, slice_thickness=2 * volume.slice_spacing)
+    observed = prepare_volumes([volume, thick], MODEL, 0.0)
+    assert [o.thickness for o in observed] == [1.0, 2.0]
+    ckpt = tmp_path / "t.pt"
+    base = ["-q", "train", "-i", str(LIMB_CROP), "-o", str(ckpt), "--steps", "2", "--device", "cpu"]
+    assert main([*base, "--slice-thickness", "6"]) == 0 and ckpt.exists()
+    assert main([*base, "--overwrite", "--slice-thickness", "-1"]) == 2
+    assert capfd.readouterr().err.strip().splitlines()[-1] == (
+        "error: --slice-thickness must be a positive number of mm, got -1.0"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,6 +26,7 @@ def train(
         tuple[int, int] | None,
         typer.Option("--crop", help="Training crop: in-plane size and slices (slices = r^2*k+1).", show_default=False),
     ] = None,
+    slice_thickness: options.SliceThickness = None,
     resume: options.Resume = False,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (deterministic on CPU).")] = 0,
     overwrite: options.Overwrite = False,
@@ -51,6 +53,8 @@ def train(
     r = 2 if scale is None else scale
     if steps is None and minutes is None:
         raise ConfigError("give a training length: --steps N or --minutes M")
+    if slice_thickness is not None and not (math.isfinite(slice_thickness) and slice_thickness > 0):
+        raise ConfigError(f"--slice-thickness must be a positive number of mm, got {slice_thickness}")
     if output.is_dir():
         raise ConfigError(f"-o {output} is a folder; give a checkpoint file name such as {output / 'model.pt'}")
     if output.exists() and not (resume or overwrite):
@@ -65,6 +69,8 @@ def train(
     if crop is not None:
         train_cfg = replace(train_cfg, crop_sizes=((r, crop[0], crop[1]),))
     volumes = _training_volumes(inputs)
+    if slice_thickness is not None:  # the width of the thick profile in the training pairs
+        volumes = [v.with_data(v.data, slice_thickness=slice_thickness) for v in volumes]
     log.info("training x%d on %d scan(s) -> %s", r, len(volumes), output)
     run(
         volumes,

@@ -34,12 +34,14 @@ class ObservedVolume:
         train_w: columns ``[0, train_w)`` are for training; the rest is held back.
         spacing: ``(slice, H, W)`` spacing in mm, or None when unknown (plain arrays).
         name: label for logs.
+        thickness: the slice thickness over the slice spacing (1: contiguous slices).
     """
 
     data: Tensor
     train_w: int
     spacing: tuple[float, float, float] | None
     name: str
+    thickness: float = 1.0
 
 
 def prepare_volumes(
@@ -54,8 +56,9 @@ def prepare_volumes(
             arr, name = vol.data, vol.name
             sp_w, sp_h = vol.geometry.inplane_spacing  # ITK order: W axis first
             spacing: tuple[float, float, float] | None = (vol.slice_spacing, sp_h, sp_w)
+            thickness = vol.thickness / vol.slice_spacing
         else:
-            arr, name, spacing = np.asarray(vol), f"volume{i}", None
+            arr, name, spacing, thickness = np.asarray(vol), f"volume{i}", None, 1.0
         if arr.ndim != 3:
             raise InputError(f"{name}: expected a (D, H, W) volume, got shape {arr.shape}")
         d, h, w = arr.shape
@@ -68,7 +71,7 @@ def prepare_volumes(
         band = max(8, round(val_fraction * w)) if val_fraction > 0 else 0
         train_w = w - band if w - band >= 16 else w
         data = normalize(arr, model_config.hu_min, model_config.hu_max)
-        prepared.append(ObservedVolume(data, train_w, spacing, name))
+        prepared.append(ObservedVolume(data, train_w, spacing, name, thickness))
     return prepared
 
 
@@ -203,8 +206,9 @@ class CropSampler:
             pixel = vol.spacing[2 - axis]
             ratio = vol.spacing[0] / (r * pixel)
             if self.config.profile:
-                # acquisition model: thin box `step` pixels at spacing `step`, thick box r*step
-                # at spacing r*step (step at least one pixel: finer than the pixels is not known)
+                # acquisition model: thin box `step` pixels at spacing `step`, thick box as wide
+                # as the scan's slices are thick at spacing r*step (step at least one pixel:
+                # finer than the pixels is not known)
                 count = self.config.smore_images
                 which = torch.randint(0, crop.shape[0], (count,), generator=g)
                 picks = torch.randint(0, n, (count,), generator=g)
@@ -213,7 +217,7 @@ class CropSampler:
                     images = images.transpose(1, 2)
                 step = max(1.0, ratio)
                 offset = float(torch.rand(1, generator=g)) * step
-                pair = smore_pair(images, step, r, offset)
+                pair = smore_pair(images, step, r, offset, thickness=vol.thickness)
                 if pair is not None:
                     batch.smore_in, batch.smore_target = pair
             elif ratio >= 1.0:
