@@ -92,6 +92,18 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
+def check_precision(spec: str) -> str:
+    """``spec`` normalised (``auto``, ``float32`` or ``bfloat16``).
+
+    Raises:
+        ConfigError: ``spec`` is not one of :data:`PRECISIONS`.
+    """
+    text = str(spec).strip().lower()
+    if text not in PRECISIONS:
+        raise ConfigError(f"unknown precision {spec!r} (choose from {', '.join(PRECISIONS)})")
+    return text
+
+
 def resolve_precision(spec: str, device: torch.device) -> torch.dtype:
     """The dtype the networks' convolutions run in on ``device``.
 
@@ -103,9 +115,7 @@ def resolve_precision(spec: str, device: torch.device) -> torch.dtype:
     Raises:
         ConfigError: ``spec`` is not one of :data:`PRECISIONS`.
     """
-    text = str(spec).strip().lower()
-    if text not in PRECISIONS:
-        raise ConfigError(f"unknown precision {spec!r} (choose from {', '.join(PRECISIONS)})")
+    text = check_precision(spec)
     if text != "auto":
         return torch.bfloat16 if text == "bfloat16" else torch.float32
     if device.type == "cuda":

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from thinslice import grid
-from thinslice.errors import ConfigError, ModelError
+from thinslice.errors import ModelError
 from thinslice.methods.base import Method, MethodResult
 from thinslice.methods.registry import register
 
@@ -113,11 +113,9 @@ class ModelMethod(Method):
         uncertainty: bool = False,
         batch_size: int = 8,
     ) -> None:
-        from thinslice.device import PRECISIONS
+        from thinslice.device import check_precision
 
-        if str(precision).strip().lower() not in PRECISIONS:
-            raise ConfigError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
-        self.precision = precision
+        self.precision = check_precision(precision)  # refused before any scan is read
         self.uncertainty = uncertainty
         self.device_spec = device
         self.progress = progress
