@@ -51,3 +51,25 @@ def test_linear_at_output_rows() -> None:
     values = np.arange(4, dtype=np.float32).reshape(4, 1) * 10
     rows = np.arange(10)
     np.testing.assert_allclose(linear_at(values, rows, 3)[:, 0], np.arange(10) * 10 / 3, atol=1e-5)
+
+
+def test_the_pipeline_holds_one_output_sized_array(one_thread) -> None:
+    """No float32 copy of the output anywhere on the way to the int16 result (numpy's
+    allocations, which tracemalloc sees; the normalised input is torch's)."""
+    import tracemalloc
+
+    import thinslice
+    from tests.conftest import LIMB_CROP
+
+    limb = thinslice.load(LIMB_CROP)
+    volume = limb.with_data(np.tile(limb.data, (1, 4, 4)))  # 25 x 256 x 256 int16
+    thinslice.upsample(volume.with_data(volume.data[:3]), scale=4)  # load the model first
+    tracemalloc.start()
+    try:
+        out = thinslice.upsample(volume, scale=4)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert out.data.dtype == np.int16 and out.num_slices == 97
+    float_copy = out.data.size * 4
+    assert peak < out.data.nbytes + 0.5 * float_copy, (peak, out.data.nbytes)
