@@ -125,9 +125,6 @@ class ViewFusion:
         else:
             self.store[index] = encode(new) if self.coded else new
 
-    def _first(self, view: str) -> bool:
-        return self.views[0] == view
-
     def complete(self) -> None:
         """After the last view: median fusion's finish, slab by slab."""
         if self.stack is None:
@@ -201,7 +198,7 @@ class OutputWriter:
                 hu[acquired] = self.data[rest][rows[acquired] // self.r]
         if self.limits is not None:
             np.clip(np.rint(hu, out=hu), self.limits.min, self.limits.max, out=hu)
-        self.out[(rows, *index[1:])] = hu
+        self.out[(rows, *index[1:]) if isinstance(first, Tensor) else index] = hu
 
     def copy_acquired(self) -> None:
         """Put the acquired slices into the output (when no view estimated them)."""
