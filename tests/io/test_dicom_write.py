@@ -330,3 +330,18 @@ def test_partial_folders_of_dead_processes_are_removed(template: Path, thin: Vol
     live.mkdir()
     _write(thin, tmp_path / "thin", template)
     assert not stale.exists() and live.exists()
+
+
+def test_a_folder_set_aside_by_a_killed_overwrite_comes_back(template: Path, thin: Volume, tmp_path: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = atomic.writer_tag().rsplit("-", 1)[0]
+    aside = tmp_path / f".thin.{host}-{dead.pid}.0123abcd.old"  # killed between the two renames
+    aside.mkdir()
+    (aside / "IM00001.dcm").write_bytes(b"the previous series")
+    atomic.remove_stale_parts(tmp_path / "thin")
+    assert not aside.exists() and (tmp_path / "thin" / "IM00001.dcm").read_bytes() == b"the previous series"
+    aside.mkdir()  # killed after publishing, before deleting the old folder: it goes
+    (aside / "IM00001.dcm").write_bytes(b"older")
+    atomic.remove_stale_parts(tmp_path / "thin")
+    assert not aside.exists() and (tmp_path / "thin" / "IM00001.dcm").read_bytes() == b"the previous series"

@@ -80,9 +80,10 @@ def atomic_folder(out: str | os.PathLike[str], *, replace: bool = False) -> Iter
     untouched. An empty ``out`` is simply replaced; an ``out`` that holds files is
     replaced only with ``replace=True``: it is renamed aside
     (``.NAME.<host>-<pid>.<random>.old``), the new folder renamed into place, and the old
-    one deleted last, or renamed back if the second rename fails. (A process killed
-    between the two renames leaves the old folder under its hidden ``.old`` name; it is
-    never deleted automatically.)
+    one deleted last, or renamed back if the second rename fails. A process killed in
+    between leaves the old folder under its hidden ``.old`` name; the next write of
+    ``out`` renames it back when ``out`` is missing (the previous output is kept, as
+    for files), or deletes it when the new folder was published.
 
     Raises:
         OutputError: the parent folder does not take new folders, ``out`` is a file, or
@@ -206,7 +207,9 @@ def write_json(out: str | os.PathLike[str], data: object, *, overwrite: bool = T
 
 
 def remove_stale_parts(out: Path) -> None:
-    """Delete partial files (or folders) of ``out`` left by processes on this machine that were killed.
+    """Delete partial files (or folders) of ``out`` left by processes on this machine that were
+    killed; a replaced folder they left aside (``.old``) goes back to ``out`` when ``out``
+    is missing, and is deleted otherwise.
 
     Only POSIX (a process is alive if ``kill(pid, 0)`` finds it); files of live or remote
     processes are left alone.
@@ -214,7 +217,7 @@ def remove_stale_parts(out: Path) -> None:
     if os.name != "posix":
         return
     host = writer_tag().rsplit("-", 1)[0]
-    pattern = re.compile(rf"\.{re.escape(out.name)}\.{re.escape(host)}-(\d+)\.[0-9a-f]+\.part.*")
+    pattern = re.compile(rf"\.{re.escape(out.name)}\.{re.escape(host)}-(\d+)\.[0-9a-f]+\.(part.*|old)")
     try:
         names = [e.name for e in os.scandir(out.parent) if e.name.startswith(".")]
     except OSError:
@@ -225,6 +228,10 @@ def remove_stale_parts(out: Path) -> None:
             continue
         stale = out.parent / name
         with contextlib.suppress(OSError):
+            if match.group(2) == "old" and not out.exists() and not out.is_symlink():
+                os.rename(stale, out)  # killed between its two renames: the previous output back
+                log.info("restored %s, set aside by an interrupted run", out)
+                continue
             if stale.is_dir() and not stale.is_symlink():  # a partial folder (atomic_folder)
                 shutil.rmtree(stale)
             else:
