@@ -117,6 +117,11 @@ def data_file_fifo(folder: Path) -> Path:
     return _detached_mha(folder, "pipe.raw")
 
 
+def data_file_list(folder: Path) -> Path:
+    (folder / "slice1.raw").write_bytes(b"\0" * 64)
+    return _detached_mha(folder, "LIST")
+
+
 def fifo_input(folder: Path) -> Path:
     os.mkfifo(folder / "fifo.nii.gz")
     return folder / "fifo.nii.gz"
@@ -190,6 +195,7 @@ INPUT_CASES = [
     Case("MHA data file /etc/passwd", data_file_etc_passwd, InputError, r"names a data file outside its own folder"),
     Case("MHA data file ../outside", data_file_outside, InputError, r"folder \(\.\./outside\.raw -> .*outside\.raw\)"),
     Case("MHA data file is a FIFO", data_file_fifo, InputError, r"pipe\.raw .* is a FIFO \(named pipe\)"),
+    Case("MHA data files as a LIST", data_file_list, InputError, r"spreads its voxels over several files \('LIST'\)"),
     Case("input is a FIFO", fifo_input, InputError, r"fifo\.nii\.gz is a FIFO \(named pipe\), not a regular file"),
     Case("tiny .nii.gz claiming 1100^3", tiny_gz_huge_header, InputError, r"compressed bytes cannot unpack to that"),
     Case("tiny NRRD claiming 1100^3", tiny_nrrd_huge_header, InputError, r"compressed data of \d+ bytes cannot"),
