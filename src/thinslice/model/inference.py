@@ -1,12 +1,15 @@
-"""Inference: fill the gaps between acquired slices by fusing three views.
+"""Inference: synthesize the slices between acquired ones by fusing views.
 
-For each gap the axial network gives the ``r - 1`` new slices; the through-plane network,
-run on every coronal and every sagittal image, gives them twice more; the three are fused
-(mean by default) and the acquired slices are copied back unchanged (Fang et al., CVPR
-2022, inference). The spread of the views is returned as a per-voxel uncertainty in HU.
+The through-plane network, run on every coronal and every sagittal image, estimates every
+output row; the axial network (when asked for, ``views="all"``) estimates the ``r - 1``
+new slices of each gap from its two neighbours. The views are averaged (Fang et al.,
+CVPR 2022, inference) as they arrive, into the output itself (:mod:`thinslice.model.fusion`);
+thin acquired slices are copied back unchanged, thick ones re-estimated by a ``sharpen``
+model. The spread of the views is the per-voxel uncertainty in HU.
 
-Work is batched (axial pairs, coronal and sagittal images) and accumulated on the CPU, so
-peak device memory is set by ``batch_size``, not by the volume.
+Work is batched (axial pairs, coronal and sagittal images) and fused on the CPU, so peak
+device memory is set by ``batch_size``, not by the volume; convolutions run in bf16 where
+the hardware has it (:func:`thinslice.device.resolve_precision`).
 """
 
 from __future__ import annotations
@@ -41,11 +44,6 @@ def normalize(hu: np.ndarray | Tensor, hu_min: float, hu_max: float) -> Tensor:
     x = torch.as_tensor(np.asarray(hu) if not isinstance(hu, Tensor) else hu)
     x = x.to(torch.float32, copy=True).contiguous()
     return x.clamp_(hu_min, hu_max).sub_(hu_min).div_(hu_max - hu_min)
-
-
-def denormalize(x: Tensor, hu_min: float, hu_max: float) -> Tensor:
-    """[0, 1] -> HU (float32)."""
-    return x.to(torch.float32) * (hu_max - hu_min) + hu_min
 
 
 def autocast_for(device: torch.device, dtype: torch.dtype = torch.float32):  # noqa: ANN201 - a context manager
