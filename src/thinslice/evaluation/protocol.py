@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ def evaluate(
     all_views: bool = False,
     precision: str = "auto",
     thickness: float | None = None,
+    fast: bool | None = None,
 ) -> dict[str, Any]:
     """Run the protocol on every input with every method.
 
@@ -58,6 +60,8 @@ def evaluate(
         "seconds", "slices_used", "slices_total"}], "mean": {method: {<metrics>}}}``.
         ``seconds`` is the wall time of the synthesis alone.
     """
+    if fast is not None:
+        warnings.warn("evaluate(fast=...): two views are now the default", DeprecationWarning, stacklevel=2)
     r = grid.check_scale(scale)
     check_degradation(degrade, thickness)
     if thickness is not None and not (np.isfinite(thickness) and thickness > 0):

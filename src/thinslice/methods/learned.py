@@ -219,7 +219,7 @@ class ModelMethod(Method):
         thick = not grid.keeps_acquired(thickness * r, 1.0)  # thicker than the output slices
         synth = self._synthesizer(self._path_for(r, thick))
         # two views by default: the axial network's view lowered the fused result on every
-        # held-out scan and factor (BENCHMARKS.md, "views"), and skipping it saves a third
+        # held-out scan and factor (BENCHMARKS.md, "Two views or three") and costs a third
         views = "all" if self.all_views or "coronal" not in synth.views else ("coronal", "sagittal")
         result = synth.upsample(  # values outside the model's HU window follow linear interpolation
             data,

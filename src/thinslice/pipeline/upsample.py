@@ -129,6 +129,7 @@ def upsample(
     keep_acquired: bool = False,
     adapt: float | None = None,
     force: bool | None = None,
+    fast: bool | None = None,
 ) -> Any:
     """Synthesize the slices between the acquired ones.
 
@@ -177,6 +178,8 @@ def upsample(
     if force is not None:
         warnings.warn("upsample(force=...) is now accept_non_ct=...", DeprecationWarning, stacklevel=2)
         accept_non_ct = accept_non_ct or force
+    if fast is not None:
+        warnings.warn("upsample(fast=...): two views are now the default", DeprecationWarning, stacklevel=2)
     fn = build_method(
         method,
         model=model,
