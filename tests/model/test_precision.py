@@ -58,6 +58,8 @@ def test_precision_on_the_command_line(tmp_path, capfd) -> None:
     assert err[-1] == "error: unknown precision 'half' (choose from auto, float32, bfloat16)"
     assert main(["-q", *args, "--overwrite", "--method", "cubic", "--precision", "float32"]) == 2
     assert "--precision applies to --method model" in capfd.readouterr().err
+    assert main([*args, "--overwrite", "--fast"]) == 0  # the old flag: a note, then the usual run
+    assert "warning: --fast is deprecated: two views are now the default" in capfd.readouterr().err
 
 
 def test_freed_buffers_are_kept_then_returned() -> None:

@@ -41,7 +41,7 @@ def evaluate(
 
     options.configure(verbose, quiet)
     if fast:
-        options.deprecated("--fast", "nothing: two views are now the default (--all-views for three)")
+        log.warning("warning: --fast is deprecated: two views are now the default (--all-views for three)")
     if json_out is not None:  # before the work, not after it
         check_destination(json_out, overwrite=overwrite, what="--json", inputs=tuple(inputs))
     names = [m.strip() for m in methods.split(",") if m.strip()]

@@ -95,7 +95,7 @@ def upsample(
     """
     options.configure(verbose, quiet)
     if fast:
-        options.deprecated("--fast", "nothing: two views are now the default (--all-views for three)")
+        log.warning("warning: --fast is deprecated: two views are now the default (--all-views for three)")
     if force:
         options.deprecated("--force", "--overwrite and/or --accept-non-ct")
         overwrite = accept_non_ct = True
