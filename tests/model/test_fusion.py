@@ -73,3 +73,17 @@ def test_the_pipeline_holds_one_output_sized_array(one_thread) -> None:
     assert out.data.dtype == np.int16 and out.num_slices == 97
     float_copy = out.data.size * 4
     assert peak < out.data.nbytes + 0.5 * float_copy, (peak, out.data.nbytes)
+
+
+def test_a_large_job_states_its_memory_estimate(monkeypatch, caplog) -> None:
+    import logging
+
+    import thinslice
+    from tests.conftest import LIMB_CROP
+    from thinslice.pipeline import upsample as pipeline
+
+    monkeypatch.setattr(pipeline, "LARGE_JOB", 1000)  # bytes: every job is large here
+    with caplog.at_level(logging.INFO, logger="thinslice"):
+        thinslice.upsample(LIMB_CROP, scale=2, method="linear")
+    said = [r.getMessage() for r in caplog.records if "GiB of memory besides the input" in r.getMessage()]
+    assert said and said[0].startswith("upsampling limb_crop 25x64x64 x2 with linear needs about 0.0 GiB")
