@@ -104,10 +104,22 @@ def save_checkpoint(
     if not path.parent.is_dir():
         raise OutputError(f"cannot write checkpoint {path}: folder {path.parent} does not exist")
     with atomic_path(path) as tmp, tmp.open("wb") as fh:
-        torch.save(payload, fh)
+        torch.save(_on_cpu(payload), fh)
         fh.flush()
         os.fsync(fh.fileno())
     return path
+
+
+def _on_cpu(value: Any) -> Any:
+    """Every tensor moved to the CPU (the optimiser's moments and RNG states stay on the
+    training device otherwise), so a checkpoint trained on a GPU loads anywhere."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, Mapping):
+        return {k: _on_cpu(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_on_cpu(v) for v in value)
+    return value
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
