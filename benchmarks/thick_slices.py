@@ -17,8 +17,9 @@ profile family for thick slices, the default family for thin ones), as `thinslic
 uses with no flags. Held out (never trained on): chest1mm_lidc0314 (1 mm; x2..x6) and
 limb3mm_sts002 (3.27 mm, used as truth at x2 and x3 of its own spacing).
 
-``--adapt 1 2 4`` also measures ``thinslice upsample --adapt MINUTES`` on the chest at the
-largest factor (profile): the gain of fine-tuning on the thick scan itself, per minute.
+``--adapt 1 2 4`` also measures ``thinslice upsample --adapt MINUTES`` on each scan given at
+its largest factor, or at each of ``--factors`` (profile): the gain of fine-tuning on the
+thick scan itself, per minute.
 
     OMP_NUM_THREADS=1 python benchmarks/thick_slices.py --json benchmarks/out/thick.json
 """
@@ -121,7 +122,12 @@ def main() -> None:
         result["rows"] = quality(scans, args.degrade, args.factors)
         print(tables(result["rows"]))
     if args.adapt:
-        result["adapt"] = adapt_gain(scans["chest1mm_lidc0314"], 5, args.adapt)
+        result["adapt"] = []
+        for name, volume in scans.items():
+            for r in args.factors or [max(SCANS[name][1])]:
+                print(f"{name} x{r}", flush=True)
+                rows = adapt_gain(volume, r, args.adapt)
+                result["adapt"] += [{"scan": name, "r": r, **row} for row in rows]
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
 
 import thinslice
 from tests.conftest import LIMB_CROP
@@ -41,11 +42,16 @@ def test_thick_acquired_slices_are_re_estimated_by_the_profile_model():
 
 
 def test_bundled_models_cover_the_clinical_factors():
-    assert {2, 4} <= set(bundled_models("default"))  # thin slices (decimation-trained)
+    assert {2, 3, 4, 5, 6} <= set(bundled_models("default"))  # thin slices (decimation-trained)
     assert {2, 3, 4, 5, 6} <= set(bundled_models("profile"))  # thick slices (acquisition model)
     assert bundled_model_path(8, "default") is not None  # x2 three times
     every = [p for family in ("profile", "default") for p in bundled_models(family).values()]
     assert sum(p.stat().st_size for p in every) < 25 * 2**20  # the package stays small
+    for path in every:  # trained on a GPU, stored on the CPU: loads without map_location
+        torch.load(path, weights_only=True)
+    method = ModelMethod(device="cpu")
+    assert method.checkpoint_for(3, thickness=1 / 3).name == "default_x3.pt"  # thin slices at x3
+    assert method.checkpoint_for(3, thickness=1.0).name == "profile_x3.pt"  # contiguous thick slices
     thin = thinslice.upsample(LIMB_CROP, scale=4)
     assert thin.num_slices == 4 * 24 + 1
     with pytest.raises(ModelError, match="x7"):

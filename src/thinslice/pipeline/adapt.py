@@ -2,9 +2,9 @@
 
 Self-supervised, as the method intends: the scan's own in-plane axes and slices are the
 training signal (:mod:`thinslice.training`), starting from the bundled checkpoint the
-acquisition calls for, at a tenth of its training rate. The adapted checkpoint lives in a
-temporary folder that is removed afterwards; nothing is written next to the input or the
-output, and the bundled checkpoint is only read.
+acquisition calls for, at a tenth of the rate it was first trained at. The adapted
+checkpoint lives in a temporary folder that is removed afterwards; nothing is written next
+to the input or the output, and the bundled checkpoint is only read.
 """
 
 from __future__ import annotations
@@ -24,8 +24,13 @@ from thinslice.training.loop import train
 from thinslice.volume import Volume
 
 log = logging.getLogger(__name__)
-#: Learning rate of --adapt relative to the model's training rate.
-ADAPT_LR_FACTOR = 0.1
+#: Learning rate of --adapt: a tenth of the bundled models' training rate (1e-3), so one scan
+#: nudges the weights instead of pulling them away (BENCHMARKS.md: neither rate gained in
+#: 1-2 minutes). Fixed, not relative to the checkpoint's last rate, which a decaying schedule
+#: ends low.
+ADAPT_LR = 1e-4
+#: Crops per step: the CPU recipe's batch, so a minute on a laptop is many steps.
+ADAPT_BATCH = 2
 
 
 @contextmanager
@@ -43,9 +48,7 @@ def adapted(
     stored = load_checkpoint(source)
     model_config = model_config_of(stored, source)
     config = TrainConfig.from_dict(stored["train_config"]) if stored.get("train_config") else TrainConfig()
-    # fine-tuning: a tenth of the training rate, fresh moments, so one scan nudges the
-    # weights instead of pulling them away (BENCHMARKS.md: neither rate gained in 1-2 minutes)
-    config = dataclasses.replace(config, lr=config.lr * ADAPT_LR_FACTOR, warmup_steps=0)
+    config = dataclasses.replace(config, lr=ADAPT_LR, batch_size=ADAPT_BATCH, warmup_steps=0)  # fresh moments
     with tempfile.TemporaryDirectory(prefix="thinslice-adapt-") as folder:
         checkpoint = Path(folder) / source.name
         log.info("adapting %s to %s for %.3g min", source.name, volume.name, minutes)
