@@ -139,6 +139,17 @@ def all_gather_tensor(env: DistEnv, tensor: torch.Tensor, device: torch.device) 
     return [p.cpu() for p in parts]
 
 
+def any_rank(env: DistEnv, flag: bool, device: torch.device) -> bool:
+    """Whether ``flag`` holds on any rank (every rank gets the same answer), so that all
+    stop together: a rank that stopped alone would leave the others waiting for it."""
+    if not env.enabled:
+        return flag
+    comm = device if dist.get_backend() == "nccl" else torch.device("cpu")
+    value = torch.tensor([int(flag)], device=comm)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
 def broadcast_flags(env: DistEnv, flags: tuple[bool, ...], device: torch.device) -> tuple[bool, ...]:
     """Rank 0's booleans (stop, save, ...) on every rank."""
     if not env.enabled:

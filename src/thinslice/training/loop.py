@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from thinslice.device import keep_freed_memory
-from thinslice.distributed import DistEnv, all_gather_tensor, broadcast_flags, process_group
+from thinslice.distributed import DistEnv, all_gather_tensor, any_rank, broadcast_flags, process_group
 from thinslice.errors import ConfigError, Interrupted
 from thinslice.model.checkpoint import load_checkpoint, model_config_of, save_checkpoint
 from thinslice.model.config import ModelConfig
@@ -210,8 +210,11 @@ def _train(
                 group["lr"] = config.lr * min(1.0, (step + 1) / max(1, config.warmup_steps))
             with autocast_for(dev, torch.bfloat16 if dev.type == "cuda" else torch.float32):  # mixed precision on GPUs
                 losses = runner(batch)
-            if not bool(torch.isfinite(losses["total"].detach())):
-                raise _diverged(step, f"loss {float(losses['total'].detach())}", config.lr, output)
+            total = float(losses["total"].detach())
+            if any_rank(env, not math.isfinite(total), dev):  # all ranks stop, or the rest wait forever
+                raise _diverged(
+                    step, f"loss {total}" if not math.isfinite(total) else "loss on another rank", config.lr, output
+                )
             optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
             if config.grad_clip > 0:
