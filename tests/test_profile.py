@@ -129,3 +129,16 @@ def test_smore_pair_thick_profile_follows_the_slice_thickness() -> None:
     w = r * step
     gain = (thick_in - thin_in)[0, 0, 2:-2, 0]  # away from the edges
     torch.testing.assert_close(gain, torch.full_like(gain, ((2 * w) ** 2 - w**2) / 12), atol=0.3, rtol=0)
+
+
+def test_smore_pair_softens_only_the_thick_profile_when_asked() -> None:
+    # a parabola: a kernel of variance v raises its average by v, so a Gaussian of FWHM s
+    # on top of the box adds (s / 2.3548)^2 to the thick samples and nothing to the target
+    x = torch.arange(96, dtype=torch.float32)
+    img = (x**2).repeat(1, 4, 1)
+    step, r, fwhm = 1.25, 4, 3.0
+    box, soft = smore_pair(img, step, r), smore_pair(img, step, r, thick_softness=fwhm)
+    assert box is not None and soft is not None
+    torch.testing.assert_close(box[1], soft[1])
+    gain = (soft[0] - box[0])[0, 0, 3:-3, 0]  # away from the edges
+    torch.testing.assert_close(gain, torch.full_like(gain, (fwhm / 2.3548) ** 2), atol=0.3, rtol=0)

@@ -182,7 +182,13 @@ def profile_degrade_torch(
 
 
 def smore_pair(
-    images: Tensor, step: float, scale: int, offset: float = 0.0, softness: float = 0.0, thickness: float = 1.0
+    images: Tensor,
+    step: float,
+    scale: int,
+    offset: float = 0.0,
+    softness: float = 0.0,
+    thickness: float = 1.0,
+    thick_softness: float | None = None,
 ) -> tuple[Tensor, Tensor] | None:
     """In-plane training pair under the acquisition model (SMORE with slice profiles).
 
@@ -190,7 +196,8 @@ def smore_pair(
     target is the thin acquisition: box ``step`` pixels wide, sampled every ``step``
     pixels; the input is the thick one: box ``thickness * scale * step`` wide (the
     scan's slice thickness over its spacing: 1 for contiguous slices), sampled every
-    ``scale * step`` pixels, at the target's rows ``0, r, 2r, ...``.
+    ``scale * step`` pixels, at the target's rows ``0, r, 2r, ...``. ``softness`` (Gaussian
+    FWHM, pixels) softens both boxes; ``thick_softness``, when given, the thick one instead.
 
     Returns:
         ``(input (S, 1, m, h), target (S, 1, r*(m-1)+1, h))`` with the degraded axis as
@@ -203,6 +210,7 @@ def smore_pair(
         return None
     m = (n_target - 1) // scale + 1
     thin = profile_degrade_torch(images, 1.0, step, step, offset, softness, count=n_target)
-    thick = profile_degrade_torch(images, 1.0, scale * step, thickness * scale * step, offset, softness, count=m)
+    soft = softness if thick_softness is None else thick_softness
+    thick = profile_degrade_torch(images, 1.0, scale * step, thickness * scale * step, offset, soft, count=m)
     as_rows = lambda t: t.transpose(-1, -2).unsqueeze(1).contiguous()  # noqa: E731
     return as_rows(thick), as_rows(thin)

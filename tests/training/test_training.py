@@ -243,3 +243,18 @@ def test_slice_thickness_reaches_the_training_pairs(volume: Volume, tmp_path: Pa
     assert capfd.readouterr().err.strip().splitlines()[-1] == (
         "error: --slice-thickness must be a positive number of mm, got -1.0"
     )
+
+
+def test_profile_softness_softens_the_thick_training_input(volume: Volume) -> None:
+    observed = prepare_volumes([volume], MODEL, 0.0)
+    pairs = {}
+    for softness in (0.0, 1.0):
+        config = TrainConfig(profile=True, profile_softness=softness, crop_sizes=((2, 32, 9),))
+        batch = CropSampler(observed, MODEL, config, torch.Generator().manual_seed(3)).sample()
+        assert batch.smore_in is not None and batch.smore_target is not None
+        pairs[softness] = batch.smore_in, batch.smore_target
+    torch.testing.assert_close(pairs[0.0][1], pairs[1.0][1])  # the thin target is the same
+    rough = lambda t: float(t.diff(dim=-2).abs().mean())  # noqa: E731 - detail along the slice axis
+    assert rough(pairs[1.0][0]) < 0.95 * rough(pairs[0.0][0])  # the thick input is smoother
+    with pytest.raises(ConfigError, match="profile_softness"):
+        TrainConfig(profile_softness=-0.1)

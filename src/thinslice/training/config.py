@@ -92,6 +92,10 @@ class TrainConfig:
             input is an in-plane axis averaged with the thick box profile and sampled at the
             thick spacing, its target the thin profile at the thin spacing (every row, the
             acquired positions included); the thin spacing is at least one pixel.
+        profile_softness: with ``profile``, soften the thick box of each step's SMORE pairs
+            by a Gaussian whose FWHM is drawn uniformly up to this fraction of the slice
+            thickness (a reconstruction kernel's smoother slice profile), so the network
+            meets a range of profiles and judges the blur from the image; 0 = a plain box.
         networks: which networks to train and use: ``both``, ``axial`` or ``sr`` (ablations).
         checkpoint_minutes: write a checkpoint at least this often.
         val_fraction: fraction of each volume's last in-plane columns held back for validation.
@@ -114,6 +118,7 @@ class TrainConfig:
     smore: bool = True
     smore_images: int = 8
     profile: bool = False
+    profile_softness: float = 0.0
     networks: str = "both"
     checkpoint_minutes: float = 5.0
     val_fraction: float = 0.15
@@ -132,6 +137,8 @@ class TrainConfig:
             raise ConfigError(f"val_fraction must be in [0, 0.5), got {self.val_fraction}")
         if not 0.0 <= self.ema < 1.0:
             raise ConfigError(f"ema must be in [0, 1), got {self.ema}")
+        if not 0.0 <= self.profile_softness <= 2.0:
+            raise ConfigError(f"profile_softness must be in [0, 2] (of the thickness), got {self.profile_softness}")
         if self.grad_clip < 0:
             raise ConfigError(f"grad_clip must be >= 0, got {self.grad_clip}")
         check_choice("networks", self.networks, NETWORKS)

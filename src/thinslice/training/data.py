@@ -217,7 +217,11 @@ class CropSampler:
                     images = images.transpose(1, 2)
                 step = max(1.0, ratio)
                 offset = float(torch.rand(1, generator=g)) * step
-                pair = smore_pair(images, step, r, offset, thickness=vol.thickness)
+                soft = None
+                if self.config.profile_softness > 0:  # a smoother slice profile than a box, this step
+                    drawn = float(torch.rand(1, generator=g)) * self.config.profile_softness
+                    soft = drawn * vol.thickness * r * step
+                pair = smore_pair(images, step, r, offset, thickness=vol.thickness, thick_softness=soft)
                 if pair is not None:
                     batch.smore_in, batch.smore_target = pair
             elif ratio >= 1.0:

@@ -1,0 +1,103 @@
+"""Softer slice profiles than a box: does training on a range of them help, and what does it cost?
+
+A real thick slice is a box as wide as its thickness softened by the reconstruction (its
+profile has tails); the bundled profile models were trained on plain boxes. This script
+
+* ``train``: fine-tunes a bundled profile model from its weights on the four training
+  scans with a TOML config (e.g. ``[train] profile_softness = 1.0``: each step's thick box
+  softened by a Gaussian of FWHM drawn up to the thickness), for ``--minutes``;
+* ``eval``: scores models on the held-out scans made thick with a box softened by a
+  Gaussian of FWHM ``softness x thickness`` for each ``--softness`` (0 = the plain box of
+  the measure of record), PSNR over all slices, with Lanczos beside them. The methods are
+  told the thickness, not the softness.
+
+    OMP_NUM_THREADS=1 python benchmarks/softness.py train --scale 2 --config soft.toml --minutes 25 -o soft_x2.pt
+    OMP_NUM_THREADS=1 python benchmarks/softness.py eval --scale 2 --model bundled soft=soft_x2.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import thinslice
+from thinslice.evaluation.metrics import psnr, scale_hu
+from thinslice.profile import profile_degrade
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+TRAINING = ("abd5mm_crlm1004", "aorta1.5mm_totalseg", "body3mm_totalseg", "limb3mm_sts001")
+# held out: name -> (factors, in-plane crop, thin slices), as in thick_slices.py
+HELD_OUT = {"chest1mm_lidc0314": ((2, 3, 4, 5, 6), 256, 121), "limb3mm_sts002": ((2, 3), 256, 48)}
+
+
+def train(args: argparse.Namespace) -> None:
+    from thinslice.model.checkpoint import load_checkpoint, model_config_of
+    from thinslice.training.config import load_config
+    from thinslice.training.loop import train as run
+
+    source = ROOT / "src" / "thinslice" / "weights" / f"profile_x{args.scale}.pt"
+    model_config, config = load_config(args.config)
+    stored = model_config_of(load_checkpoint(source), source)
+    volumes = [thinslice.load(SHARED / f"{name}.nii.gz") for name in TRAINING]
+    run(volumes, args.output, config, stored, minutes=args.minutes, seed=1, device="cpu", progress=False, init=source)
+
+
+def thick_copy(thin: np.ndarray, r: int, softness: float) -> tuple[np.ndarray, np.ndarray]:
+    """Box ``r`` slices wide softened by a Gaussian of FWHM ``softness * r`` slices, every
+    ``r``-th slice; and the thin slices it covers (every box and its tails inside)."""
+    first = int(np.ceil(r / 2 + 2 * softness * r))  # the tails stay inside the scan too
+    count = (thin.shape[0] - 1 - 2 * first) // r + 1
+    thick, _ = profile_degrade(thin, 1.0, float(r), float(r), axis=0, offset=float(first), softness=softness * r)
+    return thick[:count], thin[first : first + r * (count - 1) + 1]
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    torch.set_num_threads(1)
+    models = dict(m.split("=", 1) if "=" in m else (m, None) for m in args.model)
+    rows = []
+    for name, (factors, size, slices) in HELD_OUT.items():
+        if args.scale not in factors:
+            continue
+        vol = thinslice.load(SHARED / f"{name}.nii.gz")
+        d, h, w = vol.data.shape
+        z0, y0, x0 = max(0, (d - slices) // 2), max(0, (h - size) // 2), max(0, (w - size) // 2)
+        thin = vol.data[z0 : z0 + slices, y0 : y0 + size, x0 : x0 + size].astype(np.float32)
+        for softness in args.softness:
+            thick, truth = thick_copy(thin, args.scale, softness)
+            mm = vol.slice_spacing * args.scale
+            src = vol.with_data(thick, mm, slice_thickness=mm)
+            scores = {}
+            for label, path in [("lanczos", None), *models.items()]:
+                method = "lanczos" if label == "lanczos" else "model"
+                out = thinslice.upsample(src, args.scale, method=method, model=path, device="cpu")
+                scores[label] = psnr(scale_hu(truth), scale_hu(out.data.astype(np.float32)))
+            rows.append({"scan": name, "r": args.scale, "softness": softness, **scores})
+            print(json.dumps(rows[-1]), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("--scale", type=int, required=True)
+    t.add_argument("--config", type=Path, required=True)
+    t.add_argument("--minutes", type=float, required=True)
+    t.add_argument("-o", "--output", type=Path, required=True)
+    e = sub.add_parser("eval")
+    e.add_argument("--scale", type=int, required=True)
+    e.add_argument("--model", nargs="+", default=["bundled"], help="bundled, or LABEL=PATH")
+    e.add_argument("--softness", nargs="+", type=float, default=[0.0, 0.5, 1.0])
+    e.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    train(args) if args.command == "train" else evaluate(args)
+
+
+if __name__ == "__main__":
+    main()
