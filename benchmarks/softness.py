@@ -8,8 +8,9 @@ profile has tails); the bundled profile models were trained on plain boxes. This
   softened by a Gaussian of FWHM drawn up to the thickness), for ``--minutes``;
 * ``eval``: scores models on the held-out scans made thick with a box softened by a
   Gaussian of FWHM ``softness x thickness`` for each ``--softness`` (0 = the plain box of
-  the measure of record), PSNR over all slices, with Lanczos beside them. The methods are
-  told the thickness, not the softness.
+  the measure of record; the same degradation as ``thinslice evaluate --degrade profile
+  --softness S``), PSNR over all slices, with Lanczos beside them. The methods are told
+  the thickness, not the softness.
 
     OMP_NUM_THREADS=1 python benchmarks/softness.py train --scale 2 --config soft.toml --minutes 25 -o soft_x2.pt
     OMP_NUM_THREADS=1 python benchmarks/softness.py eval --scale 2 --model bundled soft=soft_x2.pt
@@ -25,8 +26,8 @@ import numpy as np
 import torch
 
 import thinslice
+from thinslice.evaluation.degrade import degrade_array
 from thinslice.evaluation.metrics import psnr, scale_hu
-from thinslice.profile import profile_degrade
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -47,15 +48,6 @@ def train(args: argparse.Namespace) -> None:
     run(volumes, args.output, config, stored, minutes=args.minutes, seed=1, device="cpu", progress=False, init=source)
 
 
-def thick_copy(thin: np.ndarray, r: int, softness: float) -> tuple[np.ndarray, np.ndarray]:
-    """Box ``r`` slices wide softened by a Gaussian of FWHM ``softness * r`` slices, every
-    ``r``-th slice; and the thin slices it covers (every box and its tails inside)."""
-    first = int(np.ceil(r / 2 + 2 * softness * r))  # the tails stay inside the scan too
-    count = (thin.shape[0] - 1 - 2 * first) // r + 1
-    thick, _ = profile_degrade(thin, 1.0, float(r), float(r), axis=0, offset=float(first), softness=softness * r)
-    return thick[:count], thin[first : first + r * (count - 1) + 1]
-
-
 def evaluate(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     models = dict(m.split("=", 1) if "=" in m else (m, None) for m in args.model)
@@ -68,9 +60,10 @@ def evaluate(args: argparse.Namespace) -> None:
         z0, y0, x0 = max(0, (d - slices) // 2), max(0, (h - size) // 2), max(0, (w - size) // 2)
         thin = vol.data[z0 : z0 + slices, y0 : y0 + size, x0 : x0 + size].astype(np.float32)
         for softness in args.softness:
-            thick, truth = thick_copy(thin, args.scale, softness)
+            copy = degrade_array(thin, args.scale, "profile", softness=softness)  # tails inside the scan
+            truth = copy.truth(thin, args.scale)
             mm = vol.slice_spacing * args.scale
-            src = vol.with_data(thick, mm, slice_thickness=mm)
+            src = vol.with_data(copy.data, mm, slice_thickness=mm)
             scores = {}
             for label, path in [("lanczos", None), *models.items()]:
                 method = "lanczos" if label == "lanczos" else "model"

@@ -69,3 +69,28 @@ def test_profile_degradation_says_its_thickness_and_averages(chest_ct) -> None:
     assert vol.slice_spacing == pytest.approx(4 * chest_ct.slice_spacing) and vol.thickness == pytest.approx(6.0)
     with pytest.raises(ConfigError, match="applies to --degrade profile"):
         degrade_array(truth, 2, "slab", 3.0)
+
+
+def test_softened_profile_keeps_its_tails_inside_and_blurs_more_than_the_box(chest_ct) -> None:
+    """A box softened by a Gaussian: each thick slice is the thin signal weighted by the
+    softened kernel, its first slice sits where the kernel's tails fit, and it is blurrier
+    (further from the thin slice at its centre) than the plain box."""
+    from thinslice.evaluation.degrade import degrade_array
+    from thinslice.profile import slice_profile_kernel
+
+    truth = chest_ct.data[:31].astype(np.float32)
+    box = degrade_array(truth, 3, "profile")
+    soft = degrade_array(truth, 3, "profile", softness=1.0)  # FWHM = the thickness, 3 slices
+    taps = slice_profile_kernel(3.0, 1.0, 3.0)
+    radius = len(taps) // 2
+    assert soft.first == radius > box.first == 1 and soft.thickness == 3.0
+    centre = soft.first + 3 * 2  # thick slice 2
+    expected = np.tensordot(taps, truth[centre - radius : centre + radius + 1], axes=1)
+    np.testing.assert_allclose(soft.data[2], expected, atol=1e-2)
+    assert soft.truth(truth, 3).shape[0] == 3 * (len(soft.data) - 1) + 1
+    thin_at = lambda c: truth[c.first :: 3][: len(c.data)]  # noqa: E731
+    assert np.abs(soft.data - thin_at(soft)).mean() > np.abs(box.data - thin_at(box)).mean()
+    with pytest.raises(ConfigError, match="--softness applies to --degrade profile"):
+        degrade_array(truth, 2, "decimate", softness=0.5)
+    with pytest.raises(ConfigError, match="--softness must be a number >= 0"):
+        degrade_array(truth, 2, "profile", softness=-1.0)

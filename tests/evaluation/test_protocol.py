@@ -76,3 +76,21 @@ def test_profile_protocol_scores_every_slice_and_keeps_nothing(tmp_path) -> None
     assert main(["-q", "evaluate", "-i", str(CHEST_CROP), "-r", "4", "--degrade", "profile", "--thickness", "5",
                  "--methods", "linear", "--json", str(out)]) == 0  # fmt: skip
     assert '"thickness_mm": 5.0' in out.read_text()
+
+
+def test_evaluate_softness_makes_the_thick_slices_softer(tmp_path, capsys) -> None:
+    """``--softness``: the same scan under a softened profile is harder for interpolation,
+    the report says the softness, and a softness without ``--degrade profile`` is refused."""
+    from thinslice.cli import main
+
+    box = evaluate([CHEST_CROP], 3, degrade="profile", methods=["linear"])
+    soft = evaluate([CHEST_CROP], 3, degrade="profile", softness=1.0, methods=["linear"])
+    assert soft["softness"] == 1.0 and box["softness"] == 0.0
+    assert soft["rows"][0]["psnr_paper"] < box["rows"][0]["psnr_paper"] - 0.1
+    out = tmp_path / "r.json"
+    assert main(["-q", "evaluate", "-i", str(CHEST_CROP), "-r", "3", "--degrade", "profile", "--softness", "1",
+                 "--methods", "linear", "--json", str(out)]) == 0  # fmt: skip
+    assert '"softness": 1.0' in out.read_text()
+    capsys.readouterr()
+    assert main(["-q", "evaluate", "-i", str(CHEST_CROP), "--softness", "0.5", "--methods", "linear"]) != 0
+    assert "--softness applies to --degrade profile" in capsys.readouterr().err

@@ -23,6 +23,13 @@ def evaluate(
         float | None,
         typer.Option("--thickness", help="--degrade profile: slice thickness in mm (default: r x the spacing)."),
     ] = None,
+    softness: Annotated[
+        float,
+        typer.Option(
+            "--softness",
+            help="--degrade profile: soften the box by a Gaussian of FWHM this fraction of the thickness (0: box).",
+        ),
+    ] = 0.0,
     methods: Annotated[str, typer.Option("--methods", help="Comma-separated method names.")] = "cubic,linear",
     model: options.Model = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON.")] = None,
@@ -56,6 +63,7 @@ def evaluate(
         all_views=all_views,
         precision=precision,
         thickness=thickness,
+        softness=softness,
     )
     typer.echo(format_table(report))
     if json_out is not None:

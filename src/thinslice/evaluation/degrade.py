@@ -6,8 +6,9 @@ Three models of a thick-slice acquisition at ``r`` times the slice spacing:
   the kept slices keep their own (thin) thickness;
 * :func:`slab` also averages each kept slice over ``r`` slices (half-weight end taps);
 * :func:`profile` averages over a box profile of any thickness (default ``r`` slices: a
-  contiguous thick acquisition) with exact partial end taps (:mod:`thinslice.profile`):
-  the measure of record, as real thick slices are such averages.
+  contiguous thick acquisition) with exact partial end taps, optionally softened by a
+  Gaussian (the reconstruction kernel's tails; :mod:`thinslice.profile`): the measure of
+  record, as real thick slices are such averages.
 
 All keep slice 0 where it was, so a volume of ``r * k + 1`` slices becomes one of
 ``k + 1`` slices whose slice ``j`` sits at original slice ``r * j``. Each says the
@@ -23,7 +24,7 @@ from scipy import ndimage
 
 from thinslice.errors import ConfigError
 from thinslice.grid import check_scale
-from thinslice.profile import profile_degrade
+from thinslice.profile import profile_degrade, slice_profile_kernel
 from thinslice.volume import Volume
 
 
@@ -51,19 +52,25 @@ def slab_array(data: np.ndarray, r: int) -> np.ndarray:
     return blurred[:: check_scale(r)]
 
 
-def profile_array(data: np.ndarray, r: int, thickness: float | None = None) -> np.ndarray:
-    """Average over a box ``thickness`` slices wide (default ``r``), keep every ``r``-th; float32."""
+def profile_array(data: np.ndarray, r: int, thickness: float | None = None, softness: float = 0.0) -> np.ndarray:
+    """Average over a box ``thickness`` slices wide (default ``r``), softened by a Gaussian of
+    FWHM ``softness`` times that width, and keep every ``r``-th slice; float32."""
     r = check_scale(r)
-    width = float(r if thickness is None else thickness)
-    if not np.isfinite(width) or width <= 0:
-        raise ConfigError(f"thickness must be a positive number, got {thickness}")
+    width = _width(r, thickness)
     count = (data.shape[0] - 1) // r + 1
-    thick, _ = profile_degrade(data, 1.0, float(r), width, axis=0)
+    thick, _ = profile_degrade(data, 1.0, float(r), width, axis=0, softness=softness * width)
     return thick[:count]
 
 
-def check_degradation(kind: str, thickness: float | None = None) -> None:
-    """Refuse an unknown degradation, or a thickness for one that has no free profile width.
+def _width(r: int, thickness: float | None) -> float:
+    width = float(r if thickness is None else thickness)
+    if not np.isfinite(width) or width <= 0:
+        raise ConfigError(f"thickness must be a positive number, got {thickness}")
+    return width
+
+
+def check_degradation(kind: str, thickness: float | None = None, softness: float = 0.0) -> None:
+    """Refuse an unknown degradation, or a profile width or softness for one that has none.
 
     Raises:
         ConfigError: naming the valid choices.
@@ -72,6 +79,10 @@ def check_degradation(kind: str, thickness: float | None = None) -> None:
         raise ConfigError(f"unknown degradation '{kind}'; choose one of {', '.join(DEGRADATIONS)}")
     if thickness is not None and kind != "profile":
         raise ConfigError(f"--thickness applies to --degrade profile, not {kind}")
+    if not (np.isfinite(softness) and softness >= 0):
+        raise ConfigError(f"--softness must be a number >= 0 (the Gaussian's FWHM over the thickness), got {softness}")
+    if softness and kind != "profile":
+        raise ConfigError(f"--softness applies to --degrade profile, not {kind}")
 
 
 @dataclass(frozen=True)
@@ -94,30 +105,31 @@ class ThickCopy:
         return thin[self.first : self.first + r * (len(self.data) - 1) + 1]
 
 
-def degrade_array(data: np.ndarray, r: int, kind: str, thickness: float | None = None) -> ThickCopy:
-    """The thick copy of ``data`` by degradation ``kind`` (``thickness`` in slices of
-    ``data`` applies to ``profile``: default ``r``).
+def degrade_array(
+    data: np.ndarray, r: int, kind: str, thickness: float | None = None, softness: float = 0.0
+) -> ThickCopy:
+    """The thick copy of ``data`` by degradation ``kind``. For ``profile``: ``thickness``
+    in slices of ``data`` (default ``r``), and ``softness``, the FWHM of the Gaussian that
+    softens the box as a fraction of that thickness (0: a plain box).
 
-    A profile's thick slices start where their whole box lies inside ``data``, so no
-    thick slice averages anatomy the thin scan does not have.
+    A profile's thick slices start where their whole profile, tails included, lies inside
+    ``data``, so no thick slice averages anatomy the thin scan does not have.
 
     Raises:
-        ConfigError: unknown ``kind``, or a thickness given for another kind.
+        ConfigError: unknown ``kind``, or a thickness or softness given for another kind.
     """
-    check_degradation(kind, thickness)
+    check_degradation(kind, thickness, softness)
     r = check_scale(r)
     if kind == "decimate":
         return ThickCopy(np.ascontiguousarray(decimate_array(data, r), dtype=np.float32), 1.0, 0)
     if kind == "slab":
         return ThickCopy(slab_array(data, r), float(r), 0)
-    width = float(r if thickness is None else thickness)
-    if not np.isfinite(width) or width <= 0:
-        raise ConfigError(f"thickness must be a positive number, got {thickness}")
-    first = max(0, int(np.ceil(width / 2 - 0.5 - 1e-9)))
+    width = _width(r, thickness)
+    first = len(slice_profile_kernel(width, 1.0, softness * width)) // 2  # the profile's radius
     count = max(0, (data.shape[0] - 1 - 2 * first) // r + 1)
     if count < 1:
         raise ConfigError(f"{data.shape[0]} slices are too few for {width:g}-slice-thick slices")
-    thick, _ = profile_degrade(data, 1.0, float(r), width, axis=0, offset=float(first))
+    thick, _ = profile_degrade(data, 1.0, float(r), width, axis=0, offset=float(first), softness=softness * width)
     return ThickCopy(thick[:count], width, first)
 
 
@@ -132,12 +144,13 @@ def slab(volume: Volume, r: int) -> Volume:
     return volume.with_data(slab_array(volume.data, r), volume.slice_spacing * r)
 
 
-def profile(volume: Volume, r: int, thickness_mm: float | None = None) -> Volume:
+def profile(volume: Volume, r: int, thickness_mm: float | None = None, softness: float = 0.0) -> Volume:
     """Thick-slice copy averaged over a box ``thickness_mm`` wide (default ``r`` times the
-    spacing, contiguous); spacing times ``r``, thickness as given."""
+    spacing, contiguous), softened by a Gaussian of FWHM ``softness`` times the thickness;
+    spacing times ``r``, thickness as given."""
     width = None if thickness_mm is None else thickness_mm / volume.slice_spacing
-    thick = profile_array(volume.data, r, width)
+    thick = profile_array(volume.data, r, width, softness)
     return volume.with_data(thick, volume.slice_spacing * r, slice_thickness=thickness_mm)
 
 
-DEGRADATIONS = {"decimate": decimate_array, "slab": slab_array, "profile": profile_array}
+DEGRADATIONS = ("decimate", "slab", "profile")

@@ -1,8 +1,9 @@
 """The evaluation protocol: degrade a scan, synthesize it back, compare with the original.
 
 Each input is ground truth at its own spacing. It is trimmed to ``r * k + 1`` slices
-(so both ends are acquired), degraded by ``decimate`` or ``slab``, upsampled by each
-method, and compared with :func:`thinslice.metrics.compare`. The removed slices are
+(so both ends are acquired), degraded by ``decimate``, ``slab`` or ``profile``
+(:mod:`thinslice.evaluation.degrade`), upsampled by each method, and compared with
+:func:`thinslice.evaluation.metrics.compare`. The removed slices are
 never shown to any method.
 """
 
@@ -42,6 +43,7 @@ def evaluate(
     all_views: bool = False,
     precision: str = "auto",
     thickness: float | None = None,
+    softness: float = 0.0,
     fast: bool | None = None,
 ) -> dict[str, Any]:
     """Run the protocol on every input with every method.
@@ -54,6 +56,9 @@ def evaluate(
     Args:
         thickness: the profile width in mm for ``degrade="profile"`` (default ``r``
             times the input spacing: contiguous thick slices).
+        softness: for ``degrade="profile"``, the FWHM of a Gaussian that softens the box
+            (a reconstruction kernel's tails), as a fraction of the thickness. Methods are
+            told the thickness, not the softness.
 
     Returns:
         ``{"scale": r, "degrade": ..., "rows": [{"volume", "method", <metrics>,
@@ -63,7 +68,7 @@ def evaluate(
     if fast is not None:
         warnings.warn("evaluate(fast=...): two views are now the default", DeprecationWarning, stacklevel=2)
     r = grid.check_scale(scale)
-    check_degradation(degrade, thickness)
+    check_degradation(degrade, thickness, softness)
     if thickness is not None and not (np.isfinite(thickness) and thickness > 0):
         raise ConfigError(f"--thickness must be a positive number of mm, got {thickness}")
     if not methods:
@@ -77,7 +82,7 @@ def evaluate(
         total = volume.num_slices
         thin = volume.data.astype(np.float32)
         width = None if thickness is None else thickness / volume.slice_spacing
-        thick = degrade_array(thin, r, degrade, width)  # thickness in thin slices
+        thick = degrade_array(thin, r, degrade, width, softness)  # thickness in thin slices
         truth = thick.truth(thin, r)
         observed, observed_thickness, used = thick.data, thick.thickness, len(truth)
         if len(observed) < 3:
@@ -103,7 +108,7 @@ def evaluate(
             log.info("%s / %s: psnr_synth %.2f dB", volume.name, name, row["psnr_synth"])
     report = {"scale": r, "degrade": degrade, "rows": rows, "mean": _means(rows, list(built))}
     if degrade == "profile":
-        report["thickness_mm"] = thickness
+        report.update(thickness_mm=thickness, softness=softness)
     return report
 
 
