@@ -216,6 +216,23 @@ def test_unreadable_pixels_become_input_error(tmp_path: Path) -> None:
         read_series(tmp_path / "series")
 
 
+def test_truncated_compressed_pixels_become_input_error(tmp_path: Path) -> None:
+    """The short-PixelData check covers uncompressed files only (a compressed stream has no
+    size to expect); a cut compressed file must still stop with a clear error, not zeros."""
+    from pydicom.uid import RLELossless
+
+    files = _copy(tmp_path)
+    for path in files:
+        ds = pydicom.dcmread(path)
+        ds.compress(RLELossless)
+        ds.save_as(path)
+    intact = read_series(tmp_path / "series")  # compressed and whole: read exactly
+    np.testing.assert_array_equal(intact.data[2], _hu(files[2]))
+    files[2].write_bytes(files[2].read_bytes()[:-1000])
+    with pytest.raises(InputError, match=r"cannot read the pixels in .*series \(a truncated file"):
+        read_series(tmp_path / "series")
+
+
 @pytest.mark.skipif(not (SHARED / "dicom").is_dir(), reason=f"shared data not found at {SHARED}")
 def test_full_chest_series_reads_at_position_spacing() -> None:
     vol = read_series(SHARED / "dicom" / "chest_totalseg")
