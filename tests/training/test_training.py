@@ -159,6 +159,38 @@ def test_interrupted_run_saves_and_resumes(volume: Volume, tmp_path: Path, monke
     assert np.array_equal(out[::2], volume.data.astype(np.float32))
 
 
+def test_two_runs_on_one_name_do_not_overwrite_each_other(volume: Volume, tmp_path: Path, monkeypatch) -> None:
+    """A new run's first checkpoint replaces nothing: a run that finds its name taken (even
+    by another run that wrote it after this one started) stops with a clear error and
+    leaves the other run's file alone; its later checkpoints replace its own."""
+    import thinslice.training.loop as loop
+    from thinslice.errors import OutputError
+
+    path = tmp_path / "model.pt"
+    other = b"the other run's checkpoint"
+    real_prepare = loop.prepare_volumes
+
+    def other_run_writes_meanwhile(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        path.write_bytes(other)  # after the start-up check, before this run's first checkpoint
+        return real_prepare(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "prepare_volumes", other_run_writes_meanwhile)
+    with pytest.raises(OutputError, match="already exists .written by another run meanwhile"):
+        train([volume], path, TRAIN, MODEL, steps=2, progress=False, overwrite=False)
+    assert path.read_bytes() == other and [p.name for p in tmp_path.iterdir()] == ["model.pt"]
+    monkeypatch.setattr(loop, "prepare_volumes", real_prepare)
+    with pytest.raises(OutputError, match="exists; pass --resume to continue it or --overwrite"):
+        train([volume], path, TRAIN, MODEL, steps=2, progress=False, overwrite=False)
+    assert path.read_bytes() == other
+    path.unlink()
+    steps_written = []
+    real_save = loop.save_checkpoint
+    monkeypatch.setattr(loop, "save_checkpoint", lambda *a, **k: steps_written.append(k["step"]) or real_save(*a, **k))
+    every_step = replace(TRAIN, checkpoint_minutes=1e-9)  # a checkpoint after every step
+    train([volume], path, every_step, MODEL, steps=2, progress=False, overwrite=False)
+    assert steps_written == [1, 2, 2] and load_checkpoint(path)["step"] == 2
+
+
 def test_scale_three_and_plain_arrays(small_ct: np.ndarray, tmp_path: Path) -> None:
     model = replace(MODEL, scale=3)
     path = train([small_ct[:10, :30, :30]], tmp_path / "x3.pt", TRAIN, model, steps=1, progress=False)

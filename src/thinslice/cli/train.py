@@ -83,6 +83,7 @@ def train(
         seed=seed,
         device=device,
         progress=options.show_progress(),
+        overwrite=overwrite,
     )
     log.info("wrote %s", output)
 

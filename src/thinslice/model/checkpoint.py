@@ -57,6 +57,7 @@ def save_checkpoint(
     rng: Mapping[str, list[torch.Tensor]] | None = None,
     metrics: Mapping[str, float] | None = None,
     elapsed_s: float = 0.0,
+    overwrite: bool = True,
 ) -> Path:
     """Write a checkpoint atomically (see :mod:`thinslice.io.atomic`).
 
@@ -77,6 +78,8 @@ def save_checkpoint(
         rng: per-rank RNG states (``torch`` and ``sampler`` generators).
         metrics: last losses and validation PSNR.
         elapsed_s: training time so far, seconds.
+        overwrite: replace a file at ``path``; when False, one that exists when the write
+            is published (another run's) is kept and :class:`OutputError` raised.
 
     Returns:
         the path written.
@@ -103,7 +106,7 @@ def save_checkpoint(
     }
     if not path.parent.is_dir():
         raise OutputError(f"cannot write checkpoint {path}: folder {path.parent} does not exist")
-    with atomic_path(path) as tmp, tmp.open("wb") as fh:
+    with atomic_path(path, overwrite=overwrite) as tmp, tmp.open("wb") as fh:
         torch.save(_on_cpu(payload), fh)
         fh.flush()
         os.fsync(fh.fileno())

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from thinslice.device import keep_freed_memory
 from thinslice.distributed import DistEnv, all_gather_tensor, any_rank, broadcast_flags, process_group
-from thinslice.errors import ConfigError, Interrupted
+from thinslice.errors import ConfigError, Interrupted, OutputError
 from thinslice.model.checkpoint import load_checkpoint, model_config_of, save_checkpoint
 from thinslice.model.config import ModelConfig
 from thinslice.model.inference import autocast_for
@@ -49,6 +49,7 @@ def train(
     device: str = "auto",
     progress: bool = True,
     init: str | Path | None = None,
+    overwrite: bool = True,
 ) -> Path:
     """Train a model self-supervised on the observed volumes; write a checkpoint.
 
@@ -67,6 +68,9 @@ def train(
         progress: tqdm bar on rank 0 with losses and validation PSNR.
         init: start from this checkpoint's weights (fine-tuning; a fresh optimizer and
             ``config``'s rate), unless ``resume`` finds a checkpoint at ``output``.
+        overwrite: start over on a checkpoint at ``output`` (without ``resume``). When
+            False, a file at ``output``, even one another run writes as this one starts,
+            stops the run instead.
 
     Returns:
         the checkpoint path.
@@ -75,6 +79,7 @@ def train(
         ConfigError: neither steps nor minutes; a resumed checkpoint with another model
             config.
         InputError: a volume is too small for the scale.
+        OutputError: ``output`` exists (without ``overwrite`` or ``resume``) or cannot be written.
     """
     config = config or TrainConfig()
     model_config = model_config or ModelConfig()
@@ -87,7 +92,9 @@ def train(
     dev = env.device(device)
     keep_freed_memory()  # activations reused batch to batch, not faulted in again
     with process_group(env, dev):
-        return _train(volumes, output, config, model_config, steps, minutes, resume, seed, env, dev, progress, init)
+        return _train(
+            volumes, output, config, model_config, steps, minutes, resume, seed, env, dev, progress, init, overwrite
+        )
 
 
 def _train(
@@ -103,8 +110,14 @@ def _train(
     dev: torch.device,
     progress: bool,
     init: str | Path | None = None,
+    overwrite: bool = True,
 ) -> Path:
     """:func:`train` once the process group is joined."""
+    # a new name is claimed by the run's first checkpoint, which replaces nothing: of two runs
+    # started on one name, the one that saves second stops instead of overwriting the other
+    claimed = output.exists() and (overwrite or resume)
+    if output.exists() and not claimed:
+        raise OutputError(f"{output} exists; pass --resume to continue it or --overwrite to start over")
     ckpt = None
     if resume and output.exists():
         ckpt = load_checkpoint(output)
@@ -163,27 +176,36 @@ def _train(
     validator = Validator(observed, model_config, config.profile) if env.is_main else None
 
     def checkpoint() -> None:
+        nonlocal claimed
         for net in (model, averaged):
             if not all(bool(torch.isfinite(p).all()) for p in net.parameters()):
                 raise _diverged(step, "the weights hold NaN/Inf", config.lr, output)
         states = all_gather_tensor(env, generator.get_state(), dev)
         torch_states = all_gather_tensor(env, torch.get_rng_state(), dev)
+        failed: OutputError | None = None
         if env.is_main:
-            save_checkpoint(
-                output,
-                weights=_cpu(averaged.weights()),
-                train_weights=_cpu(model.weights()),
-                model_config=model_config,
-                networks=config.networks,
-                train_config=config.to_dict(),
-                optimizer=optimizer.state_dict(),
-                step=step,
-                seed=seed,
-                world_size=env.world_size,
-                rng={"sampler": states, "torch": torch_states},
-                metrics=metrics,
-                elapsed_s=elapsed_before + time.monotonic() - start,
-            )
+            try:
+                save_checkpoint(
+                    output,
+                    weights=_cpu(averaged.weights()),
+                    train_weights=_cpu(model.weights()),
+                    model_config=model_config,
+                    networks=config.networks,
+                    train_config=config.to_dict(),
+                    optimizer=optimizer.state_dict(),
+                    step=step,
+                    seed=seed,
+                    world_size=env.world_size,
+                    rng={"sampler": states, "torch": torch_states},
+                    metrics=metrics,
+                    elapsed_s=elapsed_before + time.monotonic() - start,
+                    overwrite=claimed,
+                )
+            except OutputError as err:
+                failed = err
+        if any_rank(env, failed is not None, dev):  # every rank stops, or the others wait forever
+            raise failed or OutputError(f"rank 0 could not write {output}; see its message")
+        claimed = True
 
     start = last_save = time.monotonic()
     deadline = start + 60.0 * minutes if minutes is not None else math.inf
