@@ -91,6 +91,6 @@ def test_evaluate_softness_makes_the_thick_slices_softer(tmp_path, capsys) -> No
     assert main(["-q", "evaluate", "-i", str(CHEST_CROP), "-r", "3", "--degrade", "profile", "--softness", "1",
                  "--methods", "linear", "--json", str(out)]) == 0  # fmt: skip
     assert '"softness": 1.0' in out.read_text()
-    capsys.readouterr()
+    assert "scale x3, degrade profile (r x spacing thick, softness 1)" in capsys.readouterr().out
     assert main(["-q", "evaluate", "-i", str(CHEST_CROP), "--softness", "0.5", "--methods", "linear"]) != 0
     assert "--softness applies to --degrade profile" in capsys.readouterr().err

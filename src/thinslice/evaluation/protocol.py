@@ -130,7 +130,12 @@ def format_table(report: dict[str, Any]) -> str:
     """A plain-text table of the rows and the per-method means."""
     cols = ("volume", "method", *METRIC_NAMES, "seconds")
     header = ["volume", "method", "PSNR", "PSNR_syn", "PSNR_body", "SSIM_ax", "SSIM_cor", "SSIM_sag", "sec"]
-    lines = [f"scale x{report['scale']}, degrade {report['degrade']}"]
+    profile = ""
+    if report["degrade"] == "profile":
+        thickness = report.get("thickness_mm")
+        profile = f" ({'r x spacing' if thickness is None else f'{thickness:g} mm'} thick"
+        profile += f", softness {report['softness']:g})" if report.get("softness") else ")"
+    lines = [f"scale x{report['scale']}, degrade {report['degrade']}{profile}"]
     body = [[_fmt(row[c]) for c in cols] for row in report["rows"]]
     body += [["MEAN", m, *[_fmt(v[k]) for k in (*METRIC_NAMES, "seconds")]] for m, v in report["mean"].items()]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *body, strict=True)]
