@@ -36,6 +36,17 @@ def test_outside_the_window_follows_linear_interpolation_in_int16(small_ct) -> N
     assert out[:, :4, :].max() < -2900 and np.median(out[:, :4, :]) == -3024  # not clipped at -1024
     exact = synth.upsample(data)
     assert np.abs(out.astype(np.float64) - np.rint(exact)).max() <= 1
+    # the axial view finishes a few rows at a time: each slab adds the excess of its own slices
+    axial = synth.upsample(data, views="axial", batch_size=2)
+    assert np.median(axial[:, :4, :]) == -3024  # (this untrained network moves some of it)
+    data[5, 4:8, :] = 3500  # above the window, in one slice: it fades linearly to both neighbours
+    lifted = synth.upsample(data, views="axial", batch_size=2) - synth.upsample(
+        np.clip(data, None, 3072), views="axial", batch_size=2
+    )
+    np.testing.assert_allclose(
+        lifted[[9, 10, 11], 4:8], np.broadcast_to([[[214]], [[428]], [[214]]], (3, 4, data.shape[2])), atol=0.5
+    )
+    assert np.abs(np.delete(lifted, [9, 10, 11], axis=0)).max() < 0.5
 
 
 def test_sharpening_int16_output_with_spread(small_ct) -> None:

@@ -187,11 +187,13 @@ class OutputWriter:
         first = index[0]
         rows = first.numpy() if isinstance(first, Tensor) else np.arange(self.out.shape[0])[first]
         rest = (slice(None), *index[1:])
-        if self.outside:
-            block = self.data[rest].astype(np.float32)
+        if self.outside:  # from the input slices these rows lie between only (an axial slab: a few)
+            k0 = int(rows.min()) // self.r
+            k1 = min(int(rows.max()) // self.r + 1, len(self.data) - 1)
+            block = self.data[rest][k0 : k1 + 1].astype(np.float32)
             excess = block - np.clip(block, self.lo, self.hi)
             if excess.any():
-                hu += linear_at(excess, rows, self.r)
+                hu += linear_at(excess, rows - k0 * self.r, self.r)
         if self.keep:
             acquired = rows % self.r == 0
             if acquired.any():
