@@ -15,9 +15,9 @@ import json
 
 import numpy as np
 import torch
+from thick_slices import SCANS, SHARED, crop
 
 import thinslice
-from thick_slices import SCANS, SHARED, crop
 from thinslice.evaluation.degrade import degrade_array
 from thinslice.evaluation.metrics import psnr, scale_hu
 
@@ -37,7 +37,10 @@ def main() -> None:
         for axes in FLIPS:
             src = volume.with_data(np.ascontiguousarray(np.flip(copy.data, axes)), mm, slice_thickness=mm)
             outs[axes] = np.flip(thinslice.upsample(src, r, device="cpu").data.astype(np.float32), axes)
-        score = lambda out: round(psnr(scale_hu(truth), scale_hu(out)), 2)  # noqa: E731
+
+        def score(out: np.ndarray, truth: np.ndarray = truth) -> float:
+            return round(psnr(scale_hu(truth), scale_hu(out)), 2)
+
         row = {"scan": name, "r": r, "single": score(outs[()])}
         row["in-plane flips (4)"] = score(sum(outs[a] for a in FLIPS[:4]) / 4)
         row["all six"] = score(sum(outs.values()) / len(outs))

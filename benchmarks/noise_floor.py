@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from thick_slices import SCANS, SHARED, crop
 
 import thinslice
-from thick_slices import SCANS, SHARED, crop
 from thinslice.evaluation.degrade import degrade_array
 
 BANDS = ((-1024, -900), (-900, -200), (-200, 200), (200, 4000))
@@ -50,7 +50,8 @@ def main() -> None:
         for lo, hi in BANDS:
             band = (truth >= lo) & (truth < hi)
             m, lz = (float(np.sqrt(err[k][band].mean())) for k in ("model", "lanczos"))
-            print(f"  truth HU [{lo}, {hi}): {100 * band.mean():4.1f} % of voxels, RMSE model {m:5.1f}, lanczos {lz:5.1f}")
+            share = f"{100 * band.mean():4.1f} % of voxels"
+            print(f"  truth HU [{lo}, {hi}): {share}, RMSE model {m:5.1f}, lanczos {lz:5.1f}")
         for phase in range(r):
             m, lz = (float(np.sqrt(err[k][phase::r].mean())) for k in ("model", "lanczos"))
             print(f"  phase {phase} of {r}: RMSE model {m:5.1f}, lanczos {lz:5.1f}")
