@@ -18,8 +18,9 @@ uses with no flags. Held out (never trained on): chest1mm_lidc0314 (1 mm; x2..x6
 limb3mm_sts002 (3.27 mm, used as truth at x2 and x3 of its own spacing).
 
 ``--adapt 1 2 4`` also measures ``thinslice upsample --adapt MINUTES`` on each scan given at
-its largest factor, or at each of ``--factors`` (profile): the gain of fine-tuning on the
-thick scan itself, per minute.
+its largest factor, or at each of ``--factors`` (profile; ``--softness S ...`` softens the
+thick box by a Gaussian of FWHM S x the thickness): the gain of fine-tuning on the thick
+scan itself, per minute.
 
     OMP_NUM_THREADS=1 python benchmarks/thick_slices.py --json benchmarks/out/thick.json
 """
@@ -27,6 +28,7 @@ thick scan itself, per minute.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from datetime import date
@@ -73,10 +75,11 @@ def quality(scans: dict[str, Volume], degrades: list[str], factors: list[int] | 
     return rows
 
 
-def adapt_gain(volume: Volume, r: int, minutes: list[float]) -> list[dict]:
-    """PSNR over all slices after ``--adapt M`` for each M (0: the bundled model)."""
+def adapt_gain(volume: Volume, r: int, minutes: list[float], softness: float = 0.0) -> list[dict]:
+    """PSNR over all slices after ``--adapt M`` for each M (0: the bundled model), the thick
+    box softened by a Gaussian of FWHM ``softness`` x the thickness."""
     thin = volume.data.astype(np.float32)
-    copy = degrade_array(thin, r, "profile")
+    copy = degrade_array(thin, r, "profile", softness=softness)
     truth = copy.truth(thin, r)
     thick = volume.with_data(copy.data, volume.slice_spacing * r, slice_thickness=volume.slice_spacing * r)
     rows = []
@@ -110,6 +113,7 @@ def main() -> None:
     parser.add_argument("--scans", nargs="+", default=list(SCANS))
     parser.add_argument("--factors", nargs="+", type=int, help="only these factors")
     parser.add_argument("--adapt", nargs="*", type=float, default=[])
+    parser.add_argument("--softness", nargs="+", type=float, default=[0.0], help="--adapt: profile softness(es)")
     parser.add_argument("--skip-quality", action="store_true", help="only the --adapt measurement")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -124,10 +128,10 @@ def main() -> None:
     if args.adapt:
         result["adapt"] = []
         for name, volume in scans.items():
-            for r in args.factors or [max(SCANS[name][1])]:
-                print(f"{name} x{r}", flush=True)
-                rows = adapt_gain(volume, r, args.adapt)
-                result["adapt"] += [{"scan": name, "r": r, **row} for row in rows]
+            for r, softness in itertools.product(args.factors or [max(SCANS[name][1])], args.softness):
+                print(f"{name} x{r}, softness {softness:g}", flush=True)
+                rows = adapt_gain(volume, r, args.adapt, softness)
+                result["adapt"] += [{"scan": name, "r": r, "softness": softness, **row} for row in rows]
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2))

@@ -8,6 +8,7 @@ import torch
 
 from thinslice.errors import ConfigError
 from thinslice.profile import (
+    estimate_softness,
     profile_degrade,
     profile_degrade_torch,
     profile_matrix,
@@ -142,3 +143,19 @@ def test_smore_pair_softens_only_the_thick_profile_when_asked() -> None:
     torch.testing.assert_close(box[1], soft[1])
     gain = (soft[0] - box[0])[0, 0, 3:-3, 0]  # away from the edges
     torch.testing.assert_close(gain, torch.full_like(gain, (fwhm / 2.3548) ** 2), atol=0.3, rtol=0)
+
+
+def test_softness_estimate_follows_the_profile_of_a_real_scan(chest_ct) -> None:
+    """Thick copies of real thin CT made with softer and softer profiles: the estimate,
+    from the thick scan alone, rises with the softness and lands near the soft end."""
+    from thinslice.evaluation.degrade import degrade_array
+
+    thin = chest_ct.data.astype(np.float32)
+    sp_w, sp_h = chest_ct.geometry.inplane_spacing
+    spacing = 2 * chest_ct.slice_spacing
+    estimates = []
+    for softness in (0.0, 0.5, 1.0, 1.5):
+        thick = degrade_array(thin, 2, "profile", softness=softness).data
+        estimates.append(estimate_softness(thick, spacing, spacing, (sp_h, sp_w)))
+    assert estimates == sorted(estimates) and estimates[0] <= 0.6 and estimates[-1] >= 1.2, estimates
+    assert estimate_softness(thick[:6], spacing, spacing, (sp_h, sp_w)) is None  # too short to tell

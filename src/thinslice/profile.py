@@ -13,7 +13,8 @@ taps 1/4, 1/2, 1/4). Fractional output positions are linearly interpolated betwe
 profile-averaged samples. Edges replicate the first and last thin sample.
 
 Everything is a matrix ``M`` ``(n_out, n_in)`` along one axis (:func:`profile_matrix`), so
-the numpy and torch versions apply the very same operator.
+the numpy and torch versions apply the very same operator. :func:`estimate_softness` reads
+how soft a thick scan's profile is from the scan itself (``--adapt`` trains at it).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import torch
 from scipy.special import ndtr
 from torch import Tensor
 
+from thinslice.ct import HU_WINDOW
 from thinslice.errors import ConfigError
 
 # sub-samples per thin cell when a Gaussian softens the box (numerical cell integral)
@@ -214,3 +216,79 @@ def smore_pair(
     thick = profile_degrade_torch(images, 1.0, scale * step, thickness * scale * step, offset, soft, count=m)
     as_rows = lambda t: t.transpose(-1, -2).unsqueeze(1).contiguous()  # noqa: E731
     return as_rows(thick), as_rows(thin)
+
+
+#: The softness values :func:`estimate_softness` chooses from (Gaussian FWHM over the thickness).
+SOFTNESS_GRID = tuple(round(0.1 * k, 1) for k in range(21))
+
+
+def estimate_softness(
+    thick: np.ndarray,
+    slice_spacing: float,
+    thickness: float,
+    pixel_spacing: tuple[float, float],
+    window: tuple[float, float] = HU_WINDOW,
+    max_lines: int = 4096,
+) -> float | None:
+    """How much softer than a box the slice profile of a thick scan looks, from the scan alone.
+
+    A CT's in-plane axes are thin. Degraded along one of them with the box ``thickness``
+    wide softened by a Gaussian of FWHM ``s`` times the thickness, and sampled every
+    ``slice_spacing``, in-plane lines should have the power spectrum of the slice axis when
+    ``s`` is the scan's own (ESPRESO's idea, Han et al. 2021, reduced to one number). The
+    estimate is the ``s`` of :data:`SOFTNESS_GRID` whose log spectrum (its mean removed,
+    from the second frequency up) is closest. It cannot tell a box from a slightly softened
+    one (the difference lies mostly above the slice axis's Nyquist frequency): below about
+    0.5 it reads low.
+
+    Args:
+        thick: ``(D, H, W)`` in HU, slice axis first.
+        slice_spacing, thickness: of the slices, mm.
+        pixel_spacing: ``(H, W)`` spacing of the in-plane axes, mm.
+        window: HU clipped to before the spectra (as the networks see the scan).
+        max_lines: lines per direction used (an even spread), to bound the work.
+
+    Returns:
+        the softness, or None when the scan is too short (fewer than 8 slices, or in-plane
+        lines shorter than 8 slice spacings) to tell.
+    """
+    lo, hi = window
+    x = np.clip(np.asarray(thick, dtype=np.float32), lo, hi)
+    d, h, w = x.shape
+    lines = [  # (lines along one in-plane axis, its spacing)
+        (x.reshape(-1, w), float(pixel_spacing[1])),
+        (x.transpose(0, 2, 1).reshape(-1, h), float(pixel_spacing[0])),
+    ]
+    n_thick = min(int((a.shape[1] - 1) * p / slice_spacing) + 1 for a, p in lines)
+    length = min(d, n_thick, 32)  # Welch segment, in slice spacings
+    if length < 8:
+        return None
+    columns = _varying(x.reshape(d, -1).T, max_lines)
+    if not len(columns):
+        return None
+    target = np.log(_power(columns, length)[2:])
+    lines = [(a, p) for a, p in ((_varying(a, max_lines // 2), p) for a, p in lines) if len(a)]
+    errors = []
+    for s in SOFTNESS_GRID:
+        power = np.zeros(length // 2 + 1)
+        for a, p in lines:
+            degraded, _ = profile_degrade(a, p, slice_spacing, thickness, axis=1, softness=s * thickness)
+            power += _power(degraded, length) * len(a)
+        errors.append(float(np.var(target - np.log(power[2:]))))
+    return SOFTNESS_GRID[int(np.argmin(errors))]
+
+
+def _varying(lines: np.ndarray, limit: int) -> np.ndarray:
+    """Up to ``limit`` of the lines that are not flat (air, padding), evenly spread."""
+    lines = lines[lines.std(axis=1) > 1.0]  # HU
+    step = max(1, math.ceil(len(lines) / limit))
+    return lines[::step]
+
+
+def _power(lines: np.ndarray, length: int) -> np.ndarray:
+    """Welch power spectrum of the rows of ``lines``: Hann segments of ``length``, half overlapping."""
+    taper = np.hanning(length).astype(np.float32)
+    starts = range(0, lines.shape[1] - length + 1, max(1, length // 2))
+    segments = np.concatenate([lines[:, i : i + length] for i in starts])
+    segments = segments - segments.mean(axis=1, keepdims=True)
+    return (np.abs(np.fft.rfft(segments * taper, axis=1)) ** 2).mean(axis=0) + 1e-12

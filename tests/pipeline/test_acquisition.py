@@ -98,6 +98,32 @@ def test_adapt_fine_tunes_a_copy_and_changes_the_output(tmp_path: Path, one_thre
         thinslice.upsample(source, scale=2, method="linear", adapt=0.05)
 
 
+def test_adapt_trains_at_the_slice_profile_it_estimates(caplog, one_thread: None) -> None:
+    """Thick slices (a profile model): --adapt estimates the scan's slice profile and trains
+    its in-plane pairs at that softness plus the margin, no longer over the trained range."""
+    from thinslice.evaluation.degrade import degrade_array
+    from thinslice.pipeline.adapt import ADAPT_SOFTNESS_MARGIN, at_scan_profile
+    from thinslice.training.config import TrainConfig
+
+    chest = thinslice.load(CHEST_CROP)
+    spacing = 2 * chest.slice_spacing
+    trained = TrainConfig(profile=True, profile_softness=1.0)
+    chosen = {}
+    for softness in (0.0, 1.5):
+        thick = degrade_array(chest.data.astype(np.float32), 2, "profile", softness=softness).data
+        vol = chest.with_data(thick, spacing, slice_thickness=spacing)
+        config = at_scan_profile(trained, vol)
+        assert config.profile_softness == config.profile_softness_min >= ADAPT_SOFTNESS_MARGIN
+        chosen[softness] = config.profile_softness
+    assert chosen[1.5] >= chosen[0.0] + 0.6
+    short = chest.with_data(thick[:6], spacing, slice_thickness=spacing)
+    assert at_scan_profile(trained, short) == trained  # too short to tell: the trained range
+    with caplog.at_level("INFO", logger="thinslice"):
+        out = thinslice.upsample(vol, scale=2, device="cpu", adapt=0.05)
+    assert out.num_slices == 2 * (vol.num_slices - 1) + 1
+    assert "slice profile of" in caplog.text and "adapting at" in caplog.text
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

@@ -2,9 +2,13 @@
 
 Self-supervised, as the method intends: the scan's own in-plane axes and slices are the
 training signal (:mod:`thinslice.training`), starting from the bundled checkpoint the
-acquisition calls for, at a tenth of the rate it was first trained at. The adapted
-checkpoint lives in a temporary folder that is removed afterwards; nothing is written next
-to the input or the output, and the bundled checkpoint is only read.
+acquisition calls for, at a tenth of the rate it was first trained at. For thick slices the
+bundled profile models were trained on a range of slice profiles (a box softened by
+Gaussians up to the thickness) and judge the blur from the image; adapting, the scan's own
+profile is estimated from its spectra (:func:`thinslice.profile.estimate_softness`) and the
+in-plane training pairs use that profile, softened by a further :data:`ADAPT_SOFTNESS_MARGIN`.
+The adapted checkpoint lives in a temporary folder that is removed afterwards; nothing is
+written next to the input or the output, and the bundled checkpoint is only read.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 from thinslice.errors import ConfigError
 from thinslice.methods import Method
 from thinslice.model.checkpoint import load_checkpoint, model_config_of
+from thinslice.profile import estimate_softness
 from thinslice.training.config import TrainConfig
 from thinslice.training.loop import train
 from thinslice.volume import Volume
@@ -31,6 +36,10 @@ log = logging.getLogger(__name__)
 ADAPT_LR = 1e-4
 #: Crops per step: the CPU recipe's batch, so a minute on a laptop is many steps.
 ADAPT_BATCH = 2
+#: Added to the estimated softness for training: at the estimate itself the adapted network
+#: sharpens too little along the slice axis (BENCHMARKS.md, "--adapt at the scan's own slice
+#: profile"; chosen on one held-out scan at x2, checked on the other and at x3 and x5).
+ADAPT_SOFTNESS_MARGIN = 0.5
 
 
 @contextmanager
@@ -49,9 +58,30 @@ def adapted(
     model_config = model_config_of(stored, source)
     config = TrainConfig.from_dict(stored["train_config"]) if stored.get("train_config") else TrainConfig()
     config = dataclasses.replace(config, lr=ADAPT_LR, batch_size=ADAPT_BATCH, warmup_steps=0)  # fresh moments
+    if config.profile:
+        config = at_scan_profile(config, volume)
     with tempfile.TemporaryDirectory(prefix="thinslice-adapt-") as folder:
         checkpoint = Path(folder) / source.name
         log.info("adapting %s to %s for %.3g min", source.name, volume.name, minutes)
         train([volume], checkpoint, config, model_config, minutes=minutes, device=device, progress=progress,
               init=source)  # fmt: skip
         yield fn.with_checkpoint(checkpoint)
+
+
+def at_scan_profile(config: TrainConfig, volume: Volume) -> TrainConfig:
+    """``config`` training at the slice profile estimated for ``volume`` (plus the margin);
+    unchanged when the scan is too short to tell."""
+    sp_w, sp_h = volume.geometry.inplane_spacing  # ITK order: W first
+    estimate = estimate_softness(volume.data, volume.slice_spacing, volume.thickness, (sp_h, sp_w))
+    if estimate is None:
+        log.info("%s is too short to estimate its slice profile; adapting over the trained range", volume.name)
+        return config
+    softness = min(2.0, estimate + ADAPT_SOFTNESS_MARGIN)
+    log.info(
+        "slice profile of %s: a %.3g mm box softened by about %.1f of it; adapting at %.1f",
+        volume.name,
+        volume.thickness,
+        estimate,
+        softness,
+    )
+    return dataclasses.replace(config, profile_softness=softness, profile_softness_min=softness)

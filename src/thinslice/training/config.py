@@ -96,6 +96,8 @@ class TrainConfig:
             by a Gaussian whose FWHM is drawn uniformly up to this fraction of the slice
             thickness (a reconstruction kernel's smoother slice profile), so the network
             meets a range of profiles and judges the blur from the image; 0 = a plain box.
+        profile_softness_min: the lower end of that range (``--adapt`` trains at the one
+            softness it estimates for the scan: both ends equal).
         networks: which networks to train and use: ``both``, ``axial`` or ``sr`` (ablations).
         checkpoint_minutes: write a checkpoint at least this often.
         val_fraction: fraction of each volume's last in-plane columns held back for validation.
@@ -119,6 +121,7 @@ class TrainConfig:
     smore_images: int = 8
     profile: bool = False
     profile_softness: float = 0.0
+    profile_softness_min: float = 0.0
     networks: str = "both"
     checkpoint_minutes: float = 5.0
     val_fraction: float = 0.15
@@ -139,6 +142,11 @@ class TrainConfig:
             raise ConfigError(f"ema must be in [0, 1), got {self.ema}")
         if not 0.0 <= self.profile_softness <= 2.0:
             raise ConfigError(f"profile_softness must be in [0, 2] (of the thickness), got {self.profile_softness}")
+        if not 0.0 <= self.profile_softness_min <= self.profile_softness:
+            raise ConfigError(
+                f"profile_softness_min must be in [0, profile_softness], got {self.profile_softness_min} "
+                f"with profile_softness {self.profile_softness}"
+            )
         if self.grad_clip < 0:
             raise ConfigError(f"grad_clip must be >= 0, got {self.grad_clip}")
         check_choice("networks", self.networks, NETWORKS)

@@ -219,7 +219,8 @@ class CropSampler:
                 offset = float(torch.rand(1, generator=g)) * step
                 soft = None
                 if self.config.profile_softness > 0:  # a smoother slice profile than a box, this step
-                    drawn = float(torch.rand(1, generator=g)) * self.config.profile_softness
+                    lo, hi = self.config.profile_softness_min, self.config.profile_softness
+                    drawn = lo + float(torch.rand(1, generator=g)) * (hi - lo)
                     soft = drawn * vol.thickness * r * step
                 pair = smore_pair(images, step, r, offset, thickness=vol.thickness, thick_softness=soft)
                 if pair is not None:
