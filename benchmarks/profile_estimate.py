@@ -22,11 +22,6 @@ SOFTNESS = (0.0, 0.5, 1.0, 1.5)
 ACQUIRED = ("abd5mm_crlm1004", "limb3mm_sts001", "limb3mm_sts002")
 
 
-def estimate(volume, data: np.ndarray, spacing: float, thickness: float) -> float | None:  # noqa: ANN001
-    sp_w, sp_h = volume.geometry.inplane_spacing
-    return estimate_softness(data, spacing, thickness, (sp_h, sp_w))
-
-
 def main() -> None:
     print("| scan | r | " + " | ".join(f"true {s:g}" for s in SOFTNESS) + " |")
     print("| --- | --- |" + " --- |" * len(SOFTNESS))
@@ -35,11 +30,12 @@ def main() -> None:
         thin = volume.data.astype(np.float32)
         for r in factors:
             mm = volume.slice_spacing * r
-            cells = [estimate(volume, degrade_array(thin, r, "profile", softness=s).data, mm, mm) for s in SOFTNESS]
+            thick = [volume.with_data(degrade_array(thin, r, "profile", softness=s).data, mm) for s in SOFTNESS]
+            cells = [estimate_softness(t) for t in thick]
             print(f"| {name} | x{r} | " + " | ".join("-" if c is None else f"{c:.1f}" for c in cells) + " |")
     for name in ACQUIRED:
         volume = thinslice.load(SHARED / f"{name}.nii.gz")
-        value = estimate(volume, volume.data, volume.slice_spacing, volume.thickness)
+        value = estimate_softness(volume)
         print(f"{name} as acquired ({volume.slice_spacing:.3g} mm, {volume.thickness:.3g} mm thick): {value}")
 
 

@@ -151,11 +151,11 @@ def test_softness_estimate_follows_the_profile_of_a_real_scan(chest_ct) -> None:
     from thinslice.evaluation.degrade import degrade_array
 
     thin = chest_ct.data.astype(np.float32)
-    sp_w, sp_h = chest_ct.geometry.inplane_spacing
     spacing = 2 * chest_ct.slice_spacing
     estimates = []
     for softness in (0.0, 0.5, 1.0, 1.5):
-        thick = degrade_array(thin, 2, "profile", softness=softness).data
-        estimates.append(estimate_softness(thick, spacing, spacing, (sp_h, sp_w)))
+        thick = chest_ct.with_data(degrade_array(thin, 2, "profile", softness=softness).data, spacing)
+        estimates.append(estimate_softness(thick))
     assert estimates == sorted(estimates) and estimates[0] <= 0.6 and estimates[-1] >= 1.2, estimates
-    assert estimate_softness(thick[:6], spacing, spacing, (sp_h, sp_w)) is None  # too short to tell
+    assert estimate_softness(thick.with_data(thick.data[:6])) is None  # too short to tell
+    assert estimate_softness(thick.with_data(np.full_like(thick.data, -1000))) is None  # air only

@@ -29,6 +29,7 @@ from torch import Tensor
 
 from thinslice.ct import HU_WINDOW
 from thinslice.errors import ConfigError
+from thinslice.volume import Volume
 
 # sub-samples per thin cell when a Gaussian softens the box (numerical cell integral)
 _SUBSAMPLES = 64
@@ -220,75 +221,74 @@ def smore_pair(
 
 #: The softness values :func:`estimate_softness` chooses from (Gaussian FWHM over the thickness).
 SOFTNESS_GRID = tuple(round(0.1 * k, 1) for k in range(21))
+#: Spectra leave out stretches that touch air (outside the body, airways): an air boundary
+#: is a step that in-plane lines cross and the slice axis mostly runs along, which would
+#: read as a sharper in-plane axis.
+AIR_HU = -950.0
 
 
-def estimate_softness(
-    thick: np.ndarray,
-    slice_spacing: float,
-    thickness: float,
-    pixel_spacing: tuple[float, float],
-    window: tuple[float, float] = HU_WINDOW,
-    max_lines: int = 4096,
-) -> float | None:
+def estimate_softness(volume: Volume, max_lines: int = 2048) -> float | None:
     """How much softer than a box the slice profile of a thick scan looks, from the scan alone.
 
-    A CT's in-plane axes are thin. Degraded along one of them with the box ``thickness``
-    wide softened by a Gaussian of FWHM ``s`` times the thickness, and sampled every
-    ``slice_spacing``, in-plane lines should have the power spectrum of the slice axis when
-    ``s`` is the scan's own (ESPRESO's idea, Han et al. 2021, reduced to one number). The
-    estimate is the ``s`` of :data:`SOFTNESS_GRID` whose log spectrum (its mean removed,
-    from the second frequency up) is closest. It cannot tell a box from a slightly softened
-    one (the difference lies mostly above the slice axis's Nyquist frequency): below about
-    0.5 it reads low.
+    A CT's in-plane axes are thin. Degraded along one of them with the box as wide as the
+    slices are thick, softened by a Gaussian of FWHM ``s`` times the thickness, and sampled
+    at the slice spacing, in-plane lines should have the power spectrum of the slice axis
+    when ``s`` is the scan's own (ESPRESO's idea, Han et al. 2021, reduced to one number).
+    The estimate is the ``s`` of :data:`SOFTNESS_GRID` whose log spectrum (its mean
+    removed, from the second frequency up; HU clipped to the networks' window, stretches in
+    air left out) is closest. It cannot tell a box from a slightly softened one (the
+    difference lies mostly above the slice axis's Nyquist frequency): below about 0.5 it
+    reads low.
 
     Args:
-        thick: ``(D, H, W)`` in HU, slice axis first.
-        slice_spacing, thickness: of the slices, mm.
-        pixel_spacing: ``(H, W)`` spacing of the in-plane axes, mm.
-        window: HU clipped to before the spectra (as the networks see the scan).
-        max_lines: lines per direction used (an even spread), to bound the work.
+        volume: the thick scan (its slice spacing and thickness are used).
+        max_lines: about how many lines per direction are used (an even spread).
 
     Returns:
         the softness, or None when the scan is too short (fewer than 8 slices, or in-plane
-        lines shorter than 8 slice spacings) to tell.
+        lines shorter than 8 slice spacings) or holds too little tissue to tell.
     """
-    lo, hi = window
-    x = np.clip(np.asarray(thick, dtype=np.float32), lo, hi)
+    x, spacing, thickness = volume.data, volume.slice_spacing, volume.thickness
     d, h, w = x.shape
-    lines = [  # (lines along one in-plane axis, its spacing)
-        (x.reshape(-1, w), float(pixel_spacing[1])),
-        (x.transpose(0, 2, 1).reshape(-1, h), float(pixel_spacing[0])),
+    sp_w, sp_h = volume.geometry.inplane_spacing  # ITK order: W first
+    every_h, every_w = max(1, math.ceil(d * h / max_lines)), max(1, math.ceil(d * w / max_lines))
+    lines = [  # (lines along one in-plane axis, its spacing), picked before any copy
+        (_window(x[:, ::every_h, :].reshape(-1, w)), sp_w),
+        (_window(x[:, :, ::every_w].transpose(0, 2, 1).reshape(-1, h)), sp_h),
     ]
-    n_thick = min(int((a.shape[1] - 1) * p / slice_spacing) + 1 for a, p in lines)
-    length = min(d, n_thick, 32)  # Welch segment, in slice spacings
+    length = min(d, 32, *(int((a.shape[1] - 1) * p / spacing) + 1 for a, p in lines))  # segment, in slices
     if length < 8:
         return None
-    columns = _varying(x.reshape(d, -1).T, max_lines)
-    if not len(columns):
+    every = max(1, int(math.sqrt(h * w / max_lines)))
+    columns = _power(_window(x[:, ::every, ::every].reshape(d, -1).T), length)
+    if columns is None:
         return None
-    target = np.log(_power(columns, length)[2:])
-    lines = [(a, p) for a, p in ((_varying(a, max_lines // 2), p) for a, p in lines) if len(a)]
+    target = np.log(columns[0][2:])
     errors = []
     for s in SOFTNESS_GRID:
-        power = np.zeros(length // 2 + 1)
+        total, count = np.zeros(length // 2 + 1), 0
         for a, p in lines:
-            degraded, _ = profile_degrade(a, p, slice_spacing, thickness, axis=1, softness=s * thickness)
-            power += _power(degraded, length) * len(a)
-        errors.append(float(np.var(target - np.log(power[2:]))))
+            found = _power(profile_degrade(a, p, spacing, thickness, axis=1, softness=s * thickness)[0], length)
+            if found is not None:
+                total, count = total + found[0] * found[1], count + found[1]
+        if not count:
+            return None
+        errors.append(float(np.var(target - np.log(total[2:] / count))))
     return SOFTNESS_GRID[int(np.argmin(errors))]
 
 
-def _varying(lines: np.ndarray, limit: int) -> np.ndarray:
-    """Up to ``limit`` of the lines that are not flat (air, padding), evenly spread."""
-    lines = lines[lines.std(axis=1) > 1.0]  # HU
-    step = max(1, math.ceil(len(lines) / limit))
-    return lines[::step]
+def _window(lines: np.ndarray) -> np.ndarray:
+    return np.clip(lines.astype(np.float32), *HU_WINDOW)
 
 
-def _power(lines: np.ndarray, length: int) -> np.ndarray:
-    """Welch power spectrum of the rows of ``lines``: Hann segments of ``length``, half overlapping."""
+def _power(lines: np.ndarray, length: int) -> tuple[np.ndarray, int] | None:
+    """Welch power spectrum of the rows of ``lines`` (Hann segments of ``length``, half
+    overlapping, none that touches air) and how many segments it averages; None if none."""
     taper = np.hanning(length).astype(np.float32)
     starts = range(0, lines.shape[1] - length + 1, max(1, length // 2))
     segments = np.concatenate([lines[:, i : i + length] for i in starts])
+    segments = segments[segments.min(axis=1) > AIR_HU]
+    if not len(segments):
+        return None
     segments = segments - segments.mean(axis=1, keepdims=True)
-    return (np.abs(np.fft.rfft(segments * taper, axis=1)) ** 2).mean(axis=0) + 1e-12
+    return (np.abs(np.fft.rfft(segments * taper, axis=1)) ** 2).mean(axis=0) + 1e-12, len(segments)

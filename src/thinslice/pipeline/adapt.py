@@ -71,8 +71,7 @@ def adapted(
 def at_scan_profile(config: TrainConfig, volume: Volume) -> TrainConfig:
     """``config`` training at the slice profile estimated for ``volume`` (plus the margin);
     unchanged when the scan is too short to tell."""
-    sp_w, sp_h = volume.geometry.inplane_spacing  # ITK order: W first
-    estimate = estimate_softness(volume.data, volume.slice_spacing, volume.thickness, (sp_h, sp_w))
+    estimate = estimate_softness(volume)
     if estimate is None:
         log.info("%s is too short to estimate its slice profile; adapting over the trained range", volume.name)
         return config
