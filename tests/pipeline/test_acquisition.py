@@ -124,6 +124,26 @@ def test_adapt_trains_at_the_slice_profile_it_estimates(caplog, one_thread: None
     assert "slice profile of" in caplog.text and "adapting at" in caplog.text
 
 
+def test_a_soft_slice_profile_gets_a_hint_to_adapt(caplog) -> None:
+    """Without --adapt, thick slices whose profile reads soft say that --adapt would help;
+    plain boxes and thin (decimation-like) slices say nothing."""
+    from thinslice.evaluation.degrade import degrade_array
+
+    chest = thinslice.load(CHEST_CROP)
+    spacing = 2 * chest.slice_spacing
+    hints = {}
+    for softness in (0.0, 1.5):
+        thick = degrade_array(chest.data.astype(np.float32), 2, "profile", softness=softness).data
+        caplog.clear()
+        with caplog.at_level("INFO", logger="thinslice"):
+            thinslice.upsample(chest.with_data(thick, spacing), scale=2, device="cpu")
+        hints[softness] = "looks softer than a 2 mm box" in caplog.text and "--adapt 2" in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO", logger="thinslice"):
+        thinslice.upsample(chest.with_data(thick, spacing, slice_thickness=1.0), scale=2, device="cpu")
+    assert hints == {0.0: False, 1.5: True} and "--adapt" not in caplog.text
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
