@@ -13,8 +13,10 @@ On what data
     used to train thinslice's bundled models). A crop: ``--crop`` x ``--crop`` pixels
     in-plane (0.78 mm pixels) centred on the body, ``--slices`` thin slices from the middle
     of the scan; this crop is the truth. The thick input is
-    ``thinslice.evaluation.degrade.profile(truth, r, r * 1 mm)``: box-profile slices
-    ``r`` mm thick every ``r`` mm (contiguous), slice 0 at truth slice 0; saved with
+    ``thinslice.evaluation.degrade.profile(truth, r, r * 1 mm, softness=S)``: box-profile
+    slices ``r`` mm thick every ``r`` mm (contiguous; ``--softness S`` softens the box by a
+    Gaussian of FWHM S x the thickness, as a scanner's reconstruction does), slice 0 at
+    truth slice 0; saved with
     ``thinslice.save`` (which writes the thickness into the NIfTI header notes).
 
 The methods
@@ -34,7 +36,8 @@ The methods
       made for a GPU). Batch size ``--eclare-batch`` (default 32, ECLARE's is 128).
     * thinslice: ``thinslice upsample -i thick.nii.gz -o out.nii.gz --target-spacing 1.0``
       with the bundled model (no flags: the thickness recorded in the file picks the profile
-      family), and ``--method lanczos|cubic|linear``; with
+      family; with ``--thinslice-adapt M`` also ``--adapt M``), and ``--method
+      lanczos|cubic|linear``; with
       ``--thinslice-model PATH`` also ``--model PATH``.
 
 Everything heavy runs on one thread (OMP_NUM_THREADS=1, torch.set_num_threads(1)) under
@@ -219,7 +222,9 @@ def eclare_runner(argv: list[str]) -> None:
 
 
 # --------------------------------------------------------------------------- inputs
-def build_inputs(data: Path, scan: str, work: Path, scales: list[int], crop: int, slices: int) -> dict:
+def build_inputs(
+    data: Path, scan: str, work: Path, scales: list[int], crop: int, slices: int, softness: float = 0.0
+) -> dict:
     """Crop the truth, make the thick copies; returns paths and facts."""
     import numpy as np
     from scipy import ndimage
@@ -251,7 +256,7 @@ def build_inputs(data: Path, scan: str, work: Path, scales: list[int], crop: int
     for r in scales:
         if (slices - 1) % r:
             raise SystemExit(f"--slices {slices} must be r*k+1 for r={r}")
-        thick = profile(truth, r, r * g.slice_spacing)
+        thick = profile(truth, r, r * g.slice_spacing, softness=softness)
         paths[r] = work / f"x{r}" / f"thick_{r * g.slice_spacing:g}mm.nii.gz"
         paths[r].parent.mkdir(exist_ok=True)
         thinslice.save(thick, paths[r], overwrite=True)
@@ -270,9 +275,11 @@ def timed(cmd: list, log: Path) -> tuple[int, float, str]:
     return rc, dt, tail[0]
 
 
-def run_thinslice(thick: Path, wd: Path, model: str | None, spacing: float) -> dict:
+def run_thinslice(thick: Path, wd: Path, model: str | None, spacing: float, adapt: float | None = None) -> dict:
     exe = ROOT / ".venv" / "bin" / "thinslice"
     runs = {"thinslice model (bundled)": []}
+    if adapt:
+        runs[f"thinslice model (bundled, --adapt {adapt:g})"] = ["--adapt", f"{adapt:g}"]
     if model:
         runs[f"thinslice model ({Path(model).name})"] = ["--model", model]
     for m in ("lanczos", "cubic", "linear"):
@@ -419,6 +426,8 @@ def main() -> int:
     p.add_argument("--eclare-batch", type=int, default=32)
     p.add_argument("--eclare-profile", default="rect", help="ECLARE slice-profile type (rect = the box used)")
     p.add_argument("--thinslice-model", default=None, help="also run thinslice --model PATH")
+    p.add_argument("--thinslice-adapt", type=float, default=None, help="also run thinslice --adapt MINUTES")
+    p.add_argument("--softness", type=float, default=0.0, help="soften the thick box: Gaussian FWHM S x thickness")
     p.add_argument("--skip-eclare", action="store_true", help="thinslice rows only")
     p.add_argument("--reuse-eclare", action="store_true", help="score ECLARE's earlier output in the work folder")
     p.add_argument("--torch-spec", default="torch==2.13.0", help="torch requirement for the ECLARE venv")
@@ -442,6 +451,7 @@ def main() -> int:
         "metrics": "HU [-1024,3072] -> [0,1]; psnr_all = all truth slices from first to last thick slice "
         "centre (= psnr_paper); psnr_synth = slices not at acquired positions; psnr_acq = acquired "
         "positions; ssim_coronal/sagittal over all those slices",
+        "softness": a.softness,
         "scales": {},
     }
     if not a.skip_eclare:
@@ -451,15 +461,15 @@ def main() -> int:
             print(f"ECLARE could not be installed ({exc}); continuing with thinslice rows only")
             report["eclare_env"] = {"error": str(exc)}
             a.skip_eclare = True
-    work = a.out / "eclare_work" / a.scan.split(".")[0]
-    inputs = build_inputs(a.data, a.scan, work, a.scale, a.crop, a.slices)
+    work = a.out / "eclare_work" / (a.scan.split(".")[0] + (f"_soft{a.softness:g}" if a.softness else ""))
+    inputs = build_inputs(a.data, a.scan, work, a.scale, a.crop, a.slices, a.softness)
     report["input"] = {k: v for k, v in inputs.items() if k != "paths"}
     truth = thinslice.load(inputs["paths"]["truth"])
     spacing = truth.slice_spacing
     for r in a.scale:
         thick = inputs["paths"][r]
         wd = thick.parent
-        runs = run_thinslice(thick, wd, a.thinslice_model, spacing)
+        runs = run_thinslice(thick, wd, a.thinslice_model, spacing, a.thinslice_adapt)
         rows = {}
         if not a.skip_eclare:
             ec = run_eclare(thick, wd, r, a, spacing)
@@ -502,10 +512,12 @@ def main() -> int:
                 )
         report["scales"][f"x{r}"] = {"rows": res, "table": table}
         t = f"{r * spacing:g} mm"
-        print(f"\n### {a.scan} x{r}: {t} slices, {t} thick (box) -> {spacing:g} mm; truth {inputs['shape']} (D,H,W)\n")
+        box = f"box softened by FWHM {a.softness:g} x thickness" if a.softness else "box"
+        shape = f"truth {inputs['shape']} (D,H,W)"
+        print(f"\n### {a.scan} x{r}: {t} slices, {t} thick ({box}) -> {spacing:g} mm; {shape}\n")
         print("\n".join(table), flush=True)
     a.out.mkdir(parents=True, exist_ok=True)
-    js = a.out / f"eclare_{a.scan.split('.')[0]}_{report['date']}.json"
+    js = a.out / f"eclare_{work.name}_{report['date']}.json"
     js.write_text(json.dumps(report, indent=1, default=str))
     print(f"\nwrote {js}")
     return 0
