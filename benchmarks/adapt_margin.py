@@ -41,7 +41,7 @@ def main() -> None:
     truth, mm = copy.truth(thin, args.scale), volume.slice_spacing * args.scale
     thick = volume.with_data(copy.data, mm, slice_thickness=mm)
     for softness in args.train_at:
-        adapt.at_scan_profile = lambda config, _volume, s=softness: dataclasses.replace(
+        adapt.at_scan_profile = lambda config, _volume, _estimate, s=softness: dataclasses.replace(
             config, profile_softness=s, profile_softness_min=s
         )
         out = thinslice.upsample(thick, args.scale, device="cpu", adapt=args.minutes)

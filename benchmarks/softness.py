@@ -9,8 +9,9 @@ profile has tails); the bundled profile models were trained on plain boxes. This
 * ``eval``: scores models on the held-out scans made thick with a box softened by a
   Gaussian of FWHM ``softness x thickness`` for each ``--softness`` (0 = the plain box of
   the measure of record; the same degradation as ``thinslice evaluate --degrade profile
-  --softness S``), PSNR over all slices, with Lanczos beside them. The methods are told
-  the thickness, not the softness.
+  --softness S``), PSNR over all slices, with Lanczos beside them and the profile's
+  estimate (``estimate_softness``). The methods are told the thickness, not the softness;
+  ``bundled`` picks its checkpoint from that estimate, as ``thinslice upsample`` does.
 
     OMP_NUM_THREADS=1 python benchmarks/softness.py train --scale 2 --config soft.toml --minutes 25 -o soft_x2.pt
     OMP_NUM_THREADS=1 python benchmarks/softness.py eval --scale 2 --model bundled soft=soft_x2.pt
@@ -28,6 +29,7 @@ import torch
 import thinslice
 from thinslice.evaluation.degrade import degrade_array
 from thinslice.evaluation.metrics import psnr, scale_hu
+from thinslice.profile import estimate_softness
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -64,11 +66,13 @@ def evaluate(args: argparse.Namespace) -> None:
             truth = copy.truth(thin, args.scale)
             mm = vol.slice_spacing * args.scale
             src = vol.with_data(copy.data, mm, slice_thickness=mm)
-            scores = {}
+            scores: dict[str, object] = {"estimate": estimate_softness(src)}
             for label, path in [("lanczos", None), *models.items()]:
                 method = "lanczos" if label == "lanczos" else "model"
                 out = thinslice.upsample(src, args.scale, method=method, model=path, device="cpu")
                 scores[label] = psnr(scale_hu(truth), scale_hu(out.data.astype(np.float32)))
+                if path is None and method == "model":  # the bundled models: which one it picked
+                    scores[f"{label}_made_by"] = out.meta["made_by"]
             rows.append({"scan": name, "r": args.scale, "softness": softness, **scores})
             print(json.dumps(rows[-1]), flush=True)
     if args.json:

@@ -44,6 +44,17 @@ def chest_ct():
 
 
 @pytest.fixture
+def chest_field():
+    """Real thin-slice CT with a field wide enough to read a slice profile from: the bundled
+    sample's reference, LIDC-IDRI-0314, 61 x 160 x 160 at 1 mm (0.78 mm pixels)."""
+    from importlib import resources
+
+    from thinslice.io import load
+
+    return load(Path(str(resources.files("thinslice") / "data" / "sample_reference.nii.gz")))
+
+
+@pytest.fixture
 def one_thread():
     """Torch on one thread for the test: tiny tensors gain nothing from threads, and on a
     shared 2-core CPU they lose a lot."""

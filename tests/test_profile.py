@@ -8,7 +8,9 @@ import torch
 
 from thinslice.errors import ConfigError
 from thinslice.profile import (
+    SOFT_PROFILE,
     estimate_softness,
+    estimate_softness_of,
     profile_degrade,
     profile_degrade_torch,
     profile_matrix,
@@ -145,17 +147,23 @@ def test_smore_pair_softens_only_the_thick_profile_when_asked() -> None:
     torch.testing.assert_close(gain, torch.full_like(gain, (fwhm / 2.3548) ** 2), atol=0.3, rtol=0)
 
 
-def test_softness_estimate_follows_the_profile_of_a_real_scan(chest_ct) -> None:
+def test_softness_estimate_follows_the_profile_of_a_real_scan(chest_field, chest_ct) -> None:
     """Thick copies of real thin CT made with softer and softer profiles: the estimate,
-    from the thick scan alone, rises with the softness and lands near the soft end."""
+    from the thick scan alone, rises with the softness, reads boxes below SOFT_PROFILE and
+    the softest at or above it."""
     from thinslice.evaluation.degrade import degrade_array
 
-    thin = chest_ct.data.astype(np.float32)
-    spacing = 2 * chest_ct.slice_spacing
+    thin = chest_field.data.astype(np.float32)
+    spacing = 2 * chest_field.slice_spacing
     estimates = []
     for softness in (0.0, 0.5, 1.0, 1.5):
-        thick = chest_ct.with_data(degrade_array(thin, 2, "profile", softness=softness).data, spacing)
+        thick = chest_field.with_data(degrade_array(thin, 2, "profile", softness=softness).data, spacing)
         estimates.append(estimate_softness(thick))
-    assert estimates == sorted(estimates) and estimates[0] <= 0.6 and estimates[-1] >= 1.2, estimates
+        array = estimate_softness_of(thick.data, thick.voxel_spacing, thick.thickness)
+        assert array == estimates[-1]  # the array form reads the same
+    assert estimates == sorted(estimates) and estimates[0] < SOFT_PROFILE <= estimates[2] < estimates[3], estimates
     assert estimate_softness(thick.with_data(thick.data[:6])) is None  # too short to tell
     assert estimate_softness(thick.with_data(np.full_like(thick.data, -1000))) is None  # air only
+    # a 37 mm wide crop holds too little anatomy to stand for the slice axis
+    small = chest_ct.with_data(degrade_array(chest_ct.data.astype(np.float32), 2, "profile").data, spacing)
+    assert estimate_softness(small) is None

@@ -14,7 +14,8 @@ profile-averaged samples. Edges replicate the first and last thin sample.
 
 Everything is a matrix ``M`` ``(n_out, n_in)`` along one axis (:func:`profile_matrix`), so
 the numpy and torch versions apply the very same operator. :func:`estimate_softness` reads
-how soft a thick scan's profile is from the scan itself (``--adapt`` trains at it).
+how soft a thick scan's profile is from the scan itself (the bundled models for soft
+profiles are picked by it, and ``--adapt`` trains at it).
 """
 
 from __future__ import annotations
@@ -227,6 +228,15 @@ SOFTNESS_GRID = tuple(round(0.1 * k, 1) for k in range(21))
 AIR_HU = -950.0
 
 
+#: In-plane lines shorter than this (pixels) cross too few structures to stand for the slice
+#: axis: crops 48-96 pixels wide read some boxes as 0.5-0.8, 128 and wider none above 0.4.
+MIN_PIXELS = 128
+#: An estimated softness from which a scan's profile counts as soft: boxes read 0.0-0.3 and
+#: a box softened by a Gaussian as wide as the thickness 0.6-0.8 (BENCHMARKS.md), and the
+#: bundled models for soft profiles win from a true softness of about 0.8 up.
+SOFT_PROFILE = 0.6
+
+
 def estimate_softness(volume: Volume, max_lines: int = 2048) -> float | None:
     """How much softer than a box the slice profile of a thick scan looks, from the scan alone.
 
@@ -245,19 +255,27 @@ def estimate_softness(volume: Volume, max_lines: int = 2048) -> float | None:
         max_lines: about how many lines per direction are used (an even spread).
 
     Returns:
-        the softness, or None when the scan is too short (fewer than 8 slices, or in-plane
-        lines shorter than 8 slice spacings) or holds too little tissue to tell.
+        the softness, or None when the scan is too small (fewer than 8 slices, in-plane
+        lines shorter than 8 slice spacings or :data:`MIN_PIXELS` pixels) or holds too
+        little tissue to tell.
     """
-    x, spacing, thickness = volume.data, volume.slice_spacing, volume.thickness
+    return estimate_softness_of(volume.data, volume.voxel_spacing, volume.thickness, max_lines)
+
+
+def estimate_softness_of(
+    x: np.ndarray, voxel_spacing: tuple[float, float, float], thickness: float, max_lines: int = 2048
+) -> float | None:
+    """:func:`estimate_softness` of the voxels ``x`` ``(D, H, W)`` (HU) with ``voxel_spacing``
+    (slice, row, column; mm, only ratios matter) and slices ``thickness`` mm thick."""
+    spacing, sp_h, sp_w = voxel_spacing
     d, h, w = x.shape
-    sp_w, sp_h = volume.geometry.inplane_spacing  # ITK order: W first
     every_h, every_w = max(1, math.ceil(d * h / max_lines)), max(1, math.ceil(d * w / max_lines))
     lines = [  # (lines along one in-plane axis, its spacing), picked before any copy
         (_window(x[:, ::every_h, :].reshape(-1, w)), sp_w),
         (_window(x[:, :, ::every_w].transpose(0, 2, 1).reshape(-1, h)), sp_h),
     ]
     length = min(d, 32, *(int((a.shape[1] - 1) * p / spacing) + 1 for a, p in lines))  # segment, in slices
-    if length < 8:
+    if length < 8 or min(h, w) < MIN_PIXELS:
         return None
     every = max(1, int(math.sqrt(h * w / max_lines)))
     columns = _power(_window(x[:, ::every, ::every].reshape(d, -1).T), length)

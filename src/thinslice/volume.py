@@ -104,6 +104,12 @@ class Volume:
     def slice_spacing(self) -> float:
         return self.geometry.slice_spacing
 
+    @property
+    def voxel_spacing(self) -> tuple[float, float, float]:
+        """Spacing (mm) along the axes of :attr:`data`: slice, row, column."""
+        w, h = self.geometry.inplane_spacing  # ITK order: the column axis first
+        return self.slice_spacing, h, w
+
     def itk_array(self) -> np.ndarray:
         """The voxels in SimpleITK/numpy order ``(k, j, i)``."""
         return np.moveaxis(self.data, 0, 2 - self.geometry.slice_axis)

@@ -94,6 +94,7 @@ def test_version_info_and_help():
     assert info.returncode == 0
     for word in ("torch", "devices: cpu", "cubic", "lanczos", "linear", "model"):
         assert word in info.stdout
+    assert "bundled models for thick slices with a soft slice profile: x2 (profile_soft_x2.pt)" in info.stdout
     assert "upsample" in run("--help").stdout
 
 

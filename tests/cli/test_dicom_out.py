@@ -210,6 +210,16 @@ def test_preview_shows_input_and_output_at_the_physical_aspect(ct: Path, tmp_pat
         assert (bottom - top + 1) / (right - left + 1) == pytest.approx((8 * 2.0) / (64 * 0.9765625), rel=0.06)
 
 
+def test_derived_series_names_the_checkpoint_that_made_it(ct: Path, tmp_path: Path, one_thread: None) -> None:
+    """Thick DICOM slices through the bundled model: the derivation names the profile model
+    the run picked (not the thin-slice family's) and says every slice was synthesized."""
+    out = tmp_path / "thin"
+    assert main(["-q", "upsample", "-i", str(ct), "-o", f"{out}/", "--scale", "2"]) == 0
+    derivation = str(headers(out)[0].DerivationDescription)
+    assert "model profile_x2.pt (bundled), x2" in derivation, derivation
+    assert derivation.endswith("every slice synthesized (thick input)")
+
+
 def test_preview_adds_the_uncertainty_map_of_the_model(tmp_path: Path, one_thread: None) -> None:
     png = tmp_path / "preview.png"
     args = ["-q", "upsample", "-i", str(LIMB_CROP), "-o", str(tmp_path / "thin.nii.gz"), "--scale", "2"]

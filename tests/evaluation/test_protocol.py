@@ -94,3 +94,14 @@ def test_evaluate_softness_makes_the_thick_slices_softer(tmp_path, capsys) -> No
     assert "scale x3, degrade profile (r x spacing thick, softness 1)" in capsys.readouterr().out
     assert main(["-q", "evaluate", "-i", str(CHEST_CROP), "--softness", "0.5", "--methods", "linear"]) != 0
     assert "--softness applies to --degrade profile" in capsys.readouterr().err
+
+
+def test_evaluate_reads_the_profile_as_upsample_does(chest_field) -> None:
+    """The model in evaluate is told the voxel spacing, so it picks the checkpoint upsample
+    would for the same thick slices, and the report names it."""
+    soft = evaluate([chest_field], 2, degrade="profile", softness=1.5, methods=["model", "linear"], device="cpu")
+    box = evaluate([chest_field], 2, degrade="profile", methods=["model"], device="cpu")
+    made_by = {row["method"]: row["made_by"] for row in soft["rows"]}
+    assert made_by == {"model": "model profile_soft_x2.pt (bundled)", "linear": "linear"}
+    assert box["rows"][0]["made_by"] == "model profile_x2.pt (bundled)"
+    assert "note: sample_reference, model: model profile_soft_x2.pt (bundled)" in format_table(soft)

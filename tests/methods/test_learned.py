@@ -11,7 +11,7 @@ import thinslice
 from tests.conftest import LIMB_CROP
 from thinslice.cli import main
 from thinslice.errors import ConfigError, ModelError
-from thinslice.methods.learned import ModelMethod, bundled_model_path, bundled_models
+from thinslice.methods.learned import FAMILIES, ModelMethod, bundled_model_path, bundled_models
 
 
 def test_model_is_the_default_method_and_keeps_thin_acquired_slices():
@@ -44,14 +44,19 @@ def test_thick_acquired_slices_are_re_estimated_by_the_profile_model():
 def test_bundled_models_cover_the_clinical_factors():
     assert {2, 3, 4, 5, 6} <= set(bundled_models("default"))  # thin slices (decimation-trained)
     assert {2, 3, 4, 5, 6} <= set(bundled_models("profile"))  # thick slices (acquisition model)
+    assert {2, 3, 4, 5, 6} <= set(bundled_models("profile_soft"))  # thick slices, soft profiles
     assert bundled_model_path(8, "default") is not None  # x2 three times
-    every = [p for family in ("profile", "default") for p in bundled_models(family).values()]
+    every = [p for family in FAMILIES for p in bundled_models(family).values()]
+    assert len(every) == 15
     assert sum(p.stat().st_size for p in every) < 25 * 2**20  # the package stays small
     for path in every:  # trained on a GPU, stored on the CPU: loads without map_location
         torch.load(path, weights_only=True)
     method = ModelMethod(device="cpu")
     assert method.checkpoint_for(3, thickness=1 / 3).name == "default_x3.pt"  # thin slices at x3
     assert method.checkpoint_for(3, thickness=1.0).name == "profile_x3.pt"  # contiguous thick slices
+    assert method.checkpoint_for(3, thickness=1.0, softness=0.3).name == "profile_x3.pt"  # reads like a box
+    assert method.checkpoint_for(3, thickness=1.0, softness=0.8).name == "profile_soft_x3.pt"  # reads soft
+    assert method.checkpoint_for(3, thickness=1 / 3, softness=0.8).name == "default_x3.pt"  # thin: no profile
     thin = thinslice.upsample(LIMB_CROP, scale=4)
     assert thin.num_slices == 4 * 24 + 1
     with pytest.raises(ModelError, match="x7"):

@@ -98,50 +98,65 @@ def test_adapt_fine_tunes_a_copy_and_changes_the_output(tmp_path: Path, one_thre
         thinslice.upsample(source, scale=2, method="linear", adapt=0.05)
 
 
-def test_adapt_trains_at_the_slice_profile_it_estimates(caplog, one_thread: None) -> None:
+def test_adapt_trains_at_the_slice_profile_it_estimates(caplog, chest_field, one_thread: None) -> None:
     """Thick slices (a profile model): --adapt estimates the scan's slice profile and trains
     its in-plane pairs at that softness plus the margin, no longer over the trained range."""
     from thinslice.evaluation.degrade import degrade_array
     from thinslice.pipeline.adapt import ADAPT_SOFTNESS_MARGIN, at_scan_profile
+    from thinslice.profile import estimate_softness
     from thinslice.training.config import TrainConfig
 
-    chest = thinslice.load(CHEST_CROP)
+    chest = chest_field
     spacing = 2 * chest.slice_spacing
     trained = TrainConfig(profile=True, profile_softness=1.0)
     chosen = {}
     for softness in (0.0, 1.5):
         thick = degrade_array(chest.data.astype(np.float32), 2, "profile", softness=softness).data
         vol = chest.with_data(thick, spacing, slice_thickness=spacing)
-        config = at_scan_profile(trained, vol)
+        config = at_scan_profile(trained, vol, estimate_softness(vol))
         assert config.profile_softness == config.profile_softness_min >= ADAPT_SOFTNESS_MARGIN
         chosen[softness] = config.profile_softness
     assert chosen[1.5] >= chosen[0.0] + 0.6
     short = chest.with_data(thick[:6], spacing, slice_thickness=spacing)
-    assert at_scan_profile(trained, short) == trained  # too short to tell: the trained range
+    assert estimate_softness(short) is None
+    assert at_scan_profile(trained, short, None) == trained  # too short to tell: the trained range
     with caplog.at_level("INFO", logger="thinslice"):
         out = thinslice.upsample(vol, scale=2, device="cpu", adapt=0.05)
     assert out.num_slices == 2 * (vol.num_slices - 1) + 1
     assert "slice profile of" in caplog.text and "adapting at" in caplog.text
+    # a soft profile starts from the bundled model for soft profiles, and the result says so
+    assert out.meta["made_by"] == "model profile_soft_x2.pt (bundled, adapted to the scan)"
 
 
-def test_a_soft_slice_profile_gets_a_hint_to_adapt(caplog) -> None:
-    """Without --adapt, thick slices whose profile reads soft say that --adapt would help;
-    plain boxes and thin (decimation-like) slices say nothing."""
+def test_a_soft_slice_profile_gets_the_model_for_soft_profiles(caplog, chest_field) -> None:
+    """Without --model, thick slices whose profile reads soft are made by the bundled model
+    for soft profiles, which is closer to the truth there than the plain profile model, and
+    the log suggests --adapt; plain boxes get the plain profile model, thin slices the
+    default family, and the result says which checkpoint made it."""
     from thinslice.evaluation.degrade import degrade_array
+    from thinslice.evaluation.metrics import psnr, scale_hu
+    from thinslice.methods.learned import bundled_model_path
 
-    chest = thinslice.load(CHEST_CROP)
-    spacing = 2 * chest.slice_spacing
-    hints = {}
+    thin = chest_field.data.astype(np.float32)
+    spacing = 2 * chest_field.slice_spacing
+    made_by, hints = {}, {}
     for softness in (0.0, 1.5):
-        thick = degrade_array(chest.data.astype(np.float32), 2, "profile", softness=softness).data
+        copy = degrade_array(thin, 2, "profile", softness=softness)
+        thick = chest_field.with_data(copy.data, spacing)
         caplog.clear()
         with caplog.at_level("INFO", logger="thinslice"):
-            thinslice.upsample(chest.with_data(thick, spacing), scale=2, device="cpu")
-        hints[softness] = "looks softer than a 2 mm box" in caplog.text and "--adapt 2" in caplog.text
+            out = thinslice.upsample(thick, scale=2, device="cpu")
+        made_by[softness], hints[softness] = out.meta["made_by"], "--adapt 2" in caplog.text
+    truth = scale_hu(copy.truth(thin, 2))
+    plain = thinslice.upsample(thick, scale=2, device="cpu", model=bundled_model_path(2, "profile"))
+    assert plain.meta["made_by"] == "model profile_x2.pt (--model)"
+    assert psnr(truth, scale_hu(out.data.astype(np.float32))) > psnr(truth, scale_hu(plain.data.astype(np.float32))) + 1
+    assert made_by == {0.0: "model profile_x2.pt (bundled)", 1.5: "model profile_soft_x2.pt (bundled)"}
+    assert hints == {0.0: False, 1.5: True}
     caplog.clear()
     with caplog.at_level("INFO", logger="thinslice"):
-        thinslice.upsample(chest.with_data(thick, spacing, slice_thickness=1.0), scale=2, device="cpu")
-    assert hints == {0.0: False, 1.5: True} and "--adapt" not in caplog.text
+        out = thinslice.upsample(chest_field.with_data(copy.data, spacing, slice_thickness=1.0), scale=2, device="cpu")
+    assert out.meta["made_by"] == "model default_x2.pt (bundled)" and "slice profile" not in caplog.text
 
 
 @pytest.mark.parametrize(

@@ -56,6 +56,7 @@ def test_folder_batch_isolates_failures_and_resumes(tmp_path, capsys):
     assert sorted(cases) == sorted([*GOOD, "broken.nii.gz"])
     assert report["counts"] == {"total": 4, "done": 3, "skipped": 0, "failed": 1}
     assert "cannot read" in cases["broken.nii.gz"]["reason"]
+    assert {c["made_by"] for c in cases.values() if c["status"] == "done"} == {"linear"}  # what made each
     assert sorted(mtimes(out)) == GOOD
     thin = thinslice.load(out / "limb" / "limb_crop.nii.gz")
     assert thin.num_slices == 2 * (thinslice.load(LIMB_CROP).num_slices - 1) + 1

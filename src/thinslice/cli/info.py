@@ -16,7 +16,7 @@ def info() -> None:
     import torch
 
     from thinslice.methods import available
-    from thinslice.methods.learned import bundled_models
+    from thinslice.methods.learned import FAMILY_USE, bundled_models
 
     typer.echo(f"thinslice {__version__}")
     typer.echo(
@@ -32,7 +32,7 @@ def info() -> None:
     typer.echo("methods:")
     for name, text in available().items():
         typer.echo(f"  {name:8s} {text}")
-    for family, use in (("profile", "thick slices"), ("default", "thin slices")):
+    for family, use in FAMILY_USE.items():
         models = bundled_models(family)
         listed = ", ".join(f"x{r} ({p.name})" for r, p in sorted(models.items())) or "none"
         typer.echo(f"bundled models for {use}: {listed}")

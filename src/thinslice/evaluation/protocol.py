@@ -62,8 +62,9 @@ def evaluate(
 
     Returns:
         ``{"scale": r, "degrade": ..., "rows": [{"volume", "method", <metrics>,
-        "seconds", "slices_used", "slices_total"}], "mean": {method: {<metrics>}}}``.
-        ``seconds`` is the wall time of the synthesis alone.
+        "seconds", "slices_used", "slices_total", "made_by"}], "mean": {method: {<metrics>}}}``.
+        ``seconds`` is the wall time of the synthesis alone; ``made_by`` names the checkpoint
+        a learned method picked for the input (the method's name otherwise).
     """
     if fast is not None:
         warnings.warn("evaluate(fast=...): two views are now the default", DeprecationWarning, stacklevel=2)
@@ -89,21 +90,23 @@ def evaluate(
             raise ConfigError(f"{volume.name} has {total} slices: too few to evaluate x{r} (need {2 * r + 1})")
         if used != total:
             log.info("%s: %d of %d slices lie within the thick stack; scoring those", volume.name, used, total)
+        thin_mm, row_mm, column_mm = volume.voxel_spacing
         for name, fn in built.items():
             # as upsample does: a factor the method does not make is reached by resampling
             plan = grid.plan_for_spacing(len(observed), float(r), 1.0, fn.makes)
             start = time.perf_counter()
-            pred = run_on_grid(
+            result = run_on_grid(
                 fn,
                 observed.astype(np.float32),
                 plan,
                 thickness=observed_thickness / r,
+                spacing=(r * thin_mm, row_mm, column_mm),
                 keep_acquired=grid.keeps_acquired(observed_thickness, 1.0),
-            ).data
+            )
             seconds = time.perf_counter() - start
             row: dict[str, Any] = {"volume": volume.name, "method": name}
-            row.update(compare(truth, pred, r))
-            row.update(seconds=seconds, slices_used=used, slices_total=total)
+            row.update(compare(truth, result.data, r))
+            row.update(seconds=seconds, slices_used=used, slices_total=total, made_by=result.made_by or name)
             rows.append(row)
             log.info("%s / %s: psnr_synth %.2f dB", volume.name, name, row["psnr_synth"])
     report = {"scale": r, "degrade": degrade, "rows": rows, "mean": _means(rows, list(built))}
@@ -144,6 +147,9 @@ def format_table(report: dict[str, Any]) -> str:
     trimmed = {row["volume"]: row for row in report["rows"] if row["slices_used"] != row["slices_total"]}
     for name, row in trimmed.items():
         lines.append(f"note: {name} trimmed to {row['slices_used']} of {row['slices_total']} slices")
+    for row in report["rows"]:
+        if row.get("made_by", row["method"]) != row["method"]:
+            lines.append(f"note: {row['volume']}, {row['method']}: {row['made_by']}")
     return "\n".join(lines)
 
 

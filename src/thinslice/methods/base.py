@@ -26,10 +26,13 @@ class MethodResult:
         data: ``(r * (D - 1) + 1, H, W)`` HU, float32 or the dtype asked for (see
             :meth:`Method.run`); output slice ``r * k`` on input slice ``k``.
         uncertainty: same shape, float32 HU (the spread of the estimates), or None.
+        made_by: what made it, in a few words, when that depends on the input (a learned
+            method names the checkpoint it picked); None: :meth:`Method.provenance`.
     """
 
     data: np.ndarray
     uncertainty: np.ndarray | None = None
+    made_by: str | None = None
 
 
 class Method(ABC):
@@ -98,9 +101,10 @@ class Method(ABC):
         report (the name, and for a learned method its model file)."""
         return self.name
 
-    def checkpoint_for(self, r: int, thickness: float = 1.0) -> Path:
+    def checkpoint_for(self, r: int, thickness: float = 1.0, softness: float | None = None) -> Path:
         """The checkpoint :meth:`run` would use at factor ``r`` for slices ``thickness``
-        spacings thick (adaptable methods only).
+        spacings thick whose slice profile reads ``softness``
+        (:func:`thinslice.profile.estimate_softness`; None: not known) (adaptable methods only).
 
         Raises:
             ConfigError: the method has no checkpoint.
@@ -112,7 +116,15 @@ class Method(ABC):
         raise ConfigError(f"method {self.name} has no trained weights to adapt; use --method model")
 
     @abstractmethod
-    def run(self, data: np.ndarray, r: int, *, thickness: float = 1.0, dtype: np.dtype | None = None) -> MethodResult:
+    def run(
+        self,
+        data: np.ndarray,
+        r: int,
+        *,
+        thickness: float = 1.0,
+        spacing: tuple[float, float, float] | None = None,
+        dtype: np.dtype | None = None,
+    ) -> MethodResult:
         """Upsample ``data`` ``(D, H, W)`` (HU) by ``r`` along axis 0.
 
         Args:
@@ -121,6 +133,9 @@ class Method(ABC):
             thickness: the slice thickness in units of the slice spacing (1: contiguous
                 slices; larger: overlapping; 1/r or less: thin slices, as decimation
                 gives). Methods that model the slice profile use it; interpolators don't.
+            spacing: the voxel spacing (slice, row, column; mm), for methods that read the
+                acquisition from the image (the model: how soft the slice profile looks);
+                None: unknown.
             dtype: the dtype the caller will store (integer HU: rounded). A method may
                 return it directly to save memory (the model does); None or ignored:
                 float32, converted by the caller.
@@ -137,6 +152,7 @@ def run_on_grid(
     plan: grid.Plan,
     *,
     thickness: float = 1.0,
+    spacing: tuple[float, float, float] | None = None,
     keep_acquired: bool = False,
     dtype: np.dtype | None = None,
 ) -> MethodResult:
@@ -147,6 +163,7 @@ def run_on_grid(
 
     Args:
         thickness: the slice thickness in units of the slice spacing (see :meth:`Method.run`).
+        spacing: the voxel spacing of ``data`` (see :meth:`Method.run`).
         dtype: the dtype the caller stores (see :meth:`Method.run`); a ratio that needs
             resampling is made in float32.
 
@@ -155,7 +172,7 @@ def run_on_grid(
     """
     r = plan.r
     direct = dtype if plan.positions is None else None
-    result = method.run(data, r, thickness=thickness, dtype=direct)
+    result = method.run(data, r, thickness=thickness, spacing=spacing, dtype=direct)
     expected = (grid.output_slices(data.shape[0], r), *data.shape[1:])
     if result.data.shape != expected:
         raise RuntimeError(f"method {method.name} returned shape {result.data.shape}, expected {expected}")
@@ -165,4 +182,4 @@ def run_on_grid(
     if plan.positions is not None:
         out = grid.resample_slices(out, plan.positions)
         spread = None if spread is None else grid.resample_slices(spread, plan.positions)
-    return MethodResult(out, spread)
+    return MethodResult(out, spread, result.made_by)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -46,38 +47,58 @@ def lanczos3_kernel(x: np.ndarray) -> np.ndarray:
     return np.where(np.abs(x) < 3, np.sinc(x) * np.sinc(x / 3), 0.0)
 
 
+class Interpolator(Method):
+    """A classical interpolator: the acquired slices as samples of a smooth signal. It knows
+    nothing of slice thickness or voxel spacing, and returns float32."""
+
+    @abstractmethod
+    def interpolate(self, data: np.ndarray, r: int) -> np.ndarray:
+        """``(r * (D - 1) + 1, H, W)`` float32 from ``data`` ``(D, H, W)``, acquired slices kept."""
+
+    def run(
+        self,
+        data: np.ndarray,
+        r: int,
+        *,
+        thickness: float = 1.0,
+        spacing: tuple[float, float, float] | None = None,
+        dtype: np.dtype | None = None,
+    ) -> MethodResult:
+        return MethodResult(self.interpolate(data, r))
+
+
 @register
-class Linear(Method):
+class Linear(Interpolator):
     name = "linear"
     description = "linear interpolation between neighbouring slices"
     host_bytes_per_voxel: ClassVar[tuple[float, float]] = (12.0, 4.0)
 
-    def run(self, data: np.ndarray, r: int, *, thickness: float = 1.0, dtype: np.dtype | None = None) -> MethodResult:
-        return MethodResult(polyphase(data, r, linear_kernel, 1))
+    def interpolate(self, data: np.ndarray, r: int) -> np.ndarray:
+        return polyphase(data, r, linear_kernel, 1)
 
 
 @register
-class Lanczos(Method):
+class Lanczos(Interpolator):
     name = "lanczos"
     description = "Lanczos-3 windowed-sinc interpolation along the slice axis"
     host_bytes_per_voxel: ClassVar[tuple[float, float]] = (12.0, 4.0)
 
-    def run(self, data: np.ndarray, r: int, *, thickness: float = 1.0, dtype: np.dtype | None = None) -> MethodResult:
-        return MethodResult(polyphase(data, r, lanczos3_kernel, 3))
+    def interpolate(self, data: np.ndarray, r: int) -> np.ndarray:
+        return polyphase(data, r, lanczos3_kernel, 3)
 
 
 @register
-class Cubic(Method):
+class Cubic(Interpolator):
     name = "cubic"
     description = "cubic B-spline interpolation along the slice axis (not-a-knot ends)"
     host_bytes_per_voxel: ClassVar[tuple[float, float]] = (12.0, 16.0)
 
-    def run(self, data: np.ndarray, r: int, *, thickness: float = 1.0, dtype: np.dtype | None = None) -> MethodResult:
+    def interpolate(self, data: np.ndarray, r: int) -> np.ndarray:
         d = data.shape[0]
         if d < 4:
-            return MethodResult(polyphase(data, r, linear_kernel, 1))
+            return polyphase(data, r, linear_kernel, 1)
         from scipy import interpolate  # here: scipy.interpolate takes 0.2 s to import
 
         spline = interpolate.make_interp_spline(np.arange(d), data.astype(np.float32), k=3, axis=0)
         out = spline(np.arange(grid.output_slices(d, r)) / r).astype(np.float32)
-        return MethodResult(grid.keep_acquired(out, data, r))
+        return grid.keep_acquired(out, data, r)

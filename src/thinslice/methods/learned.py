@@ -1,11 +1,17 @@
 """The learned model as a method (``--method model``): the self-supervised cross-view networks.
 
-Without ``--model``, the checkpoints bundled in ``thinslice/weights/`` are used. Two
+Without ``--model``, the checkpoints bundled in ``thinslice/weights/`` are used. Three
 families, picked by the acquisition:
 
 * ``profile_x{r}.pt``: trained under the acquisition model (thick slices are averages
-  over their thickness); used for slices thicker than the output's, and it re-estimates
-  every output slice, the acquired positions too;
+  over their thickness, a box softened by up to a Gaussian as wide); used for slices
+  thicker than the output's, and it re-estimates every output slice, the acquired
+  positions too;
+* ``profile_soft_x{r}.pt``: the same, trained on softer profiles (Gaussians 1-2 times as
+  wide as the thickness); used instead when the scan's slice profile looks that soft
+  (:func:`thinslice.profile.estimate_softness` at least
+  :data:`~thinslice.profile.SOFT_PROFILE`), where the plain profile model sharpens too
+  little (BENCHMARKS.md);
 * ``default_x{r}.pt``: trained on thin slices (decimation); used for thin inputs, and it
   keeps the acquired slices.
 
@@ -33,7 +39,14 @@ if TYPE_CHECKING:  # torch loads only when a model runs, so classical methods st
     from thinslice.model.inference import Synthesizer
 
 log = logging.getLogger(__name__)
-FAMILIES = ("profile", "default")
+#: Every bundled family and what it is for, in the order a soft, a thick, then a thin
+#: acquisition tries them.
+FAMILY_USE = {
+    "profile_soft": "thick slices with a soft slice profile",
+    "profile": "thick slices",
+    "default": "thin slices",
+}
+FAMILIES = tuple(FAMILY_USE)
 
 
 def bundled_models(family: str = "default") -> dict[int, Path]:
@@ -124,9 +137,11 @@ class ModelMethod(Method):
         self._loaded: dict[Path, Synthesizer] = {}
         if model is not None:
             self.path: Path | None = Path(model)
+            self.origin = "--model"  # where the checkpoint came from, for what a result says made it
             self._scale = int(self._synthesizer(self.path).scale)  # validate before any scan is read
         else:
             self.path = None
+            self.origin = "bundled"
             if not any(bundled_models(f) for f in FAMILIES):
                 raise ModelError(
                     "no model given and this install has no bundled model; pass --model MODEL.pt "
@@ -154,12 +169,13 @@ class ModelMethod(Method):
             self._loaded[path] = load_model(path, device=self.device_spec, precision=self.precision)
         return self._loaded[path]
 
-    def _path_for(self, r: int, thick: bool = False) -> Path:
+    def _path_for(self, r: int, thick: bool = False, soft: bool = False) -> Path:
         """The checkpoint for factor ``r``: ``--model``, else the bundled family that fits
-        the acquisition (``thick``: slices thicker than the output's), else the other one."""
+        the acquisition (``thick``: slices thicker than the output's; ``soft``: and their
+        profile looks soft), else the next one that makes ``r``."""
         if self.path is not None:
             return self.path
-        order = FAMILIES if thick else FAMILIES[::-1]
+        order = FAMILIES if soft else FAMILIES[1:] if thick else FAMILIES[:0:-1]
         for family in order:
             path = bundled_model_path(r, family)
             if path is not None:
@@ -188,11 +204,16 @@ class ModelMethod(Method):
             self._path_for(r)
         return r
 
-    def checkpoint_for(self, r: int, thickness: float = 1.0) -> Path:
-        return self._path_for(r, thick=not grid.keeps_acquired(thickness * r, 1.0))
+    def checkpoint_for(self, r: int, thickness: float = 1.0, softness: float | None = None) -> Path:
+        from thinslice.profile import SOFT_PROFILE
+
+        thick = not grid.keeps_acquired(thickness * r, 1.0)
+        return self._path_for(r, thick, soft=thick and softness is not None and softness >= SOFT_PROFILE)
 
     def with_checkpoint(self, path: Path) -> ModelMethod:
-        return ModelMethod(
+        """The same options on ``path``, a fine-tuned copy of this method's checkpoint
+        (``--adapt``): its results say so."""
+        tuned = ModelMethod(
             path,
             device=self.device_spec,
             progress=self.progress,
@@ -201,12 +222,37 @@ class ModelMethod(Method):
             uncertainty=self.uncertainty,
             batch_size=self.batch_size,
         )
+        tuned.origin = f"{self.origin}, adapted to the scan"
+        return tuned
 
     def provenance(self, r: int) -> str:
-        """``model default_x2.pt (bundled)``: the checkpoint that makes factor ``r``."""
-        origin = "bundled" if self.path is None else "--model"
+        """``model default_x2.pt (bundled)``: the checkpoint that makes factor ``r`` from thin
+        slices (a result's ``made_by`` names the one a run picked for its input)."""
+        return self._describe(self._path_for(r))
+
+    def _describe(self, path: Path) -> str:
         views = ", all three views" if self.all_views else ""
-        return f"{self.name} {self._path_for(r).name} ({origin}{views})"
+        return f"{self.name} {path.name} ({self.origin}{views})"
+
+    def _looks_soft(self, data: np.ndarray, spacing: tuple[float, float, float] | None, thickness: float) -> bool:
+        """Whether thick ``data`` gets the bundled model for soft slice profiles: its profile,
+        estimated from the image, reads at least :data:`~thinslice.profile.SOFT_PROFILE`."""
+        if self.path is not None or spacing is None or not bundled_models(FAMILIES[0]):
+            return False
+        from thinslice.profile import SOFT_PROFILE, estimate_softness_of
+
+        softness = estimate_softness_of(data, spacing, thickness * spacing[0])
+        if softness is None:
+            log.info("the scan is too small to estimate its slice profile from; taking it for a box")
+            return False
+        soft = softness >= SOFT_PROFILE
+        log.info(
+            "the slice profile looks %s (softness about %.1f of the thickness)%s",
+            "softer than a box: using the model for soft profiles" if soft else "like a box",
+            softness,
+            "; --adapt 2 (two minutes of fine-tuning on this scan) sharpens such scans further" if soft else "",
+        )
+        return soft
 
     def device_bytes(self, shape: tuple[int, ...], r: int) -> int | None:
         """Accelerator bytes of one batch (results come back to the host batch by batch):
@@ -215,9 +261,18 @@ class ModelMethod(Method):
         pixels = h * w + (r * (d - 1) + 1) * max(h, w)
         return int(DEVICE_BYTES_PER_PIXEL * pixels) + DEVICE_BYTES_FIXED
 
-    def run(self, data: np.ndarray, r: int, *, thickness: float = 1.0, dtype: np.dtype | None = None) -> MethodResult:
+    def run(
+        self,
+        data: np.ndarray,
+        r: int,
+        *,
+        thickness: float = 1.0,
+        spacing: tuple[float, float, float] | None = None,
+        dtype: np.dtype | None = None,
+    ) -> MethodResult:
         thick = not grid.keeps_acquired(thickness * r, 1.0)  # thicker than the output slices
-        synth = self._synthesizer(self._path_for(r, thick))
+        path = self._path_for(r, thick, soft=thick and self._looks_soft(data, spacing, thickness))
+        synth = self._synthesizer(path)
         # two views by default: the axial network's view lowered the fused result on every
         # held-out scan and factor (BENCHMARKS.md, "Two views or three") and costs a third
         views = "all" if self.all_views or "coronal" not in synth.views else ("coronal", "sagittal")
@@ -232,4 +287,4 @@ class ModelMethod(Method):
             out_dtype=np.float32 if dtype is None else dtype,
         )
         out, unc = result if isinstance(result, tuple) else (result, None)
-        return MethodResult(out, unc)
+        return MethodResult(out, unc, self._describe(path))

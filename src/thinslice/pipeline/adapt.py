@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from thinslice import grid
 from thinslice.errors import ConfigError
 from thinslice.methods import Method
 from thinslice.model.checkpoint import load_checkpoint, model_config_of
@@ -53,13 +54,15 @@ def adapted(
     """
     if not minutes > 0:
         raise ConfigError(f"--adapt takes a positive number of minutes, got {minutes}")
-    source = fn.checkpoint_for(r, volume.thickness / volume.slice_spacing)
+    thickness = volume.thickness / volume.slice_spacing
+    estimate = None if grid.keeps_acquired(thickness * r, 1.0) else estimate_softness(volume)
+    source = fn.checkpoint_for(r, thickness, estimate)  # the bundled model for soft profiles when it reads soft
     stored = load_checkpoint(source)
     model_config = model_config_of(stored, source)
     config = TrainConfig.from_dict(stored["train_config"]) if stored.get("train_config") else TrainConfig()
     config = dataclasses.replace(config, lr=ADAPT_LR, batch_size=ADAPT_BATCH, warmup_steps=0)  # fresh moments
     if config.profile:
-        config = at_scan_profile(config, volume)
+        config = at_scan_profile(config, volume, estimate)
     with tempfile.TemporaryDirectory(prefix="thinslice-adapt-") as folder:
         checkpoint = Path(folder) / source.name
         log.info("adapting %s to %s for %.3g min", source.name, volume.name, minutes)
@@ -68,12 +71,11 @@ def adapted(
         yield fn.with_checkpoint(checkpoint)
 
 
-def at_scan_profile(config: TrainConfig, volume: Volume) -> TrainConfig:
-    """``config`` training at the slice profile estimated for ``volume`` (plus the margin);
-    unchanged when the scan is too short to tell."""
-    estimate = estimate_softness(volume)
+def at_scan_profile(config: TrainConfig, volume: Volume, estimate: float | None) -> TrainConfig:
+    """``config`` training at the slice profile ``estimate`` made for ``volume`` (plus the
+    margin); unchanged when the scan was too short to tell (None)."""
     if estimate is None:
-        log.info("%s is too short to estimate its slice profile; adapting over the trained range", volume.name)
+        log.info("%s is too small to estimate its slice profile; adapting over the trained range", volume.name)
         return config
     softness = min(2.0, estimate + ADAPT_SOFTNESS_MARGIN)
     log.info(

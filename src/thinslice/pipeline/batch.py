@@ -74,6 +74,7 @@ class CaseResult:
     input_slices: int | None = None
     output_slices: int | None = None
     scale: float | None = None
+    made_by: str | None = None  # e.g. "model profile_soft_x2.pt (bundled)": the checkpoint picked
     preview: str | None = None
 
 
@@ -377,6 +378,7 @@ class _CaseRunner:
         else:
             save(thin, out, overwrite=replace_existing)
         result.input_slices, result.output_slices, result.scale = volume.num_slices, thin.num_slices, r
+        result.made_by = thin.meta.get("made_by")
         if picture is not None:  # before the marker: a case without its picture is not complete
             result.preview = str(write_preview(volume, thin, picture, fn=self.fn, spread=spread))
         write_json(

@@ -37,19 +37,20 @@ def ratio_text(thick_mm: float, thin_mm: float) -> str:
 
 
 def series_texts(
-    source_description: str, fn: Method, r: int, thick_mm: float, thin_mm: float, *, kept: bool = True
+    source_description: str, made_by: str, r: int, thick_mm: float, thin_mm: float, *, kept: bool = True
 ) -> tuple[str, str]:
-    """``(SeriesDescription, DerivationDescription)`` of a derived series.
+    """``(SeriesDescription, DerivationDescription)`` of a derived series; ``made_by`` is what
+    made it (a method's provenance, e.g. ``model profile_x2.pt (bundled)``).
 
     Example:
-        >>> series_texts("CT Body 3.0", get_method("linear"), 2, 2.0, 1.0)  # doctest: +SKIP
+        >>> series_texts("CT Body 3.0", "linear", 2, 2.0, 1.0)  # doctest: +SKIP
         ('CT Body 3.0 thinslice x2 1.0 mm', 'thinslice 0.1.0: linear, x2 along the slice axis, ...')
     """
     suffix = f"thinslice x{ratio_text(thick_mm, thin_mm)} {mm(thin_mm)} mm"
     base = " ".join(source_description.replace("\\", " ").split())[: 64 - len(suffix) - 1].rstrip()
     description = f"{base} {suffix}" if base else suffix
     derivation = (
-        f"thinslice {__version__}: {fn.provenance(r)}, x{r} along the slice axis, slice spacing "
+        f"thinslice {__version__}: {made_by}, x{r} along the slice axis, slice spacing "
         f"{mm(thick_mm)} -> {mm(thin_mm)} mm; "
         + ("acquired slices kept, the others synthesized" if kept else "every slice synthesized (thick input)")
     )
@@ -84,11 +85,13 @@ def write_series(
         thin: the result of :func:`thinslice.pipeline.upsample.upsample_volume` (its
             ``meta["scale"]`` is the factor).
         template: from :func:`thinslice.io.dicom_write.read_template`.
-        fn: the method that made it (for the derivation text).
+        fn: the method that made it (for the derivation text, when ``thin.meta`` does not
+            say which checkpoint made it: ``made_by``).
         thick_spacing: the input's slice spacing, mm.
     """
+    r = int(thin.meta["factor"])
     description, derivation = series_texts(
-        template.description, fn, int(thin.meta["factor"]), thick_spacing, thin.slice_spacing,
+        template.description, thin.meta.get("made_by") or fn.provenance(r), r, thick_spacing, thin.slice_spacing,
         kept=bool(thin.meta.get("acquired_kept", True)),
     )  # fmt: skip
     return write_dicom_series(

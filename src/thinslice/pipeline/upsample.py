@@ -20,7 +20,6 @@ from thinslice.errors import ConfigError, ResourceError
 from thinslice.io import from_sitk, load, to_sitk
 from thinslice.memory import cuda_free_memory, require_memory
 from thinslice.methods import Method, get_method, method_class, run_on_grid, unused_options
-from thinslice.profile import estimate_softness
 from thinslice.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -90,6 +89,7 @@ def upsample_volume(
             volume.data,
             plan,
             thickness=volume.thickness / volume.slice_spacing,
+            spacing=volume.voxel_spacing,
             keep_acquired=kept,
             dtype=output_dtype(volume.data),
         )
@@ -104,6 +104,7 @@ def upsample_volume(
     upsampled.meta["scale"] = int(round(ratio)) if abs(ratio - round(ratio)) < 1e-6 else round(ratio, 4)
     upsampled.meta["factor"] = plan.r  # what the method ran at (then resampled when they differ)
     upsampled.meta["acquired_kept"] = kept
+    upsampled.meta["made_by"] = result.made_by or method.provenance(plan.r)
     uncertainty = None
     if spread is not None:
         uncertainty = upsampled.with_data(np.asarray(spread, dtype=np.float32))
@@ -293,8 +294,6 @@ def upsample_checked(
         ", resampled" if plan.positions is not None else "",
     )
     if adapt is None:
-        if fn.adaptable and not grid.keeps_acquired(volume.thickness, plan.spacing):
-            suggest_adapt(volume)
         return upsample_volume(volume, fn, plan, output_thickness=output_thickness, keep_acquired=keep_acquired)
     from thinslice.pipeline.adapt import adapted  # the trainer loads only when asked for
 
@@ -304,22 +303,6 @@ def upsample_checked(
 
 #: Jobs whose memory estimate is above this say it in the log.
 LARGE_JOB = 2**30
-#: An estimated profile softness from which the log suggests --adapt: boxes read 0.0-0.3,
-#: a box softened by a Gaussian as wide as the thickness 0.6-0.8 (BENCHMARKS.md).
-SOFT_PROFILE = 0.6
-
-
-def suggest_adapt(volume: Volume) -> None:
-    """Say in the log when the scan's slice profile looks soft, where ``--adapt`` gains most."""
-    softness = estimate_softness(volume)
-    if softness is not None and softness >= SOFT_PROFILE:
-        log.info(
-            "%s: its slice profile looks softer than a %.3g mm box (about %.1f of it); --adapt 2 "
-            "(two minutes of fine-tuning on this scan) sharpens such scans further",
-            volume.name,
-            volume.thickness,
-            softness,
-        )
 
 
 def check_resources(volume: Volume, r: int, fn: Method) -> None:
