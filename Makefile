@@ -33,6 +33,7 @@ test: lint
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts
 	$(VENV)/bin/mypy src
 
 clean:

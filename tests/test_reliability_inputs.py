@@ -365,8 +365,12 @@ MODEL_CASES = [
     Case("large weights", lambda f: _edited_weights(f / "model.pt", 5e3), ModelError, r"weights reach 5e\+03"),
     Case("width 60000", lambda f: _config_edit(f, axial_width=60000), ModelError, r"axial_width must be at most 256"),
     Case("10^7 blocks", lambda f: _config_edit(f, sr_blocks=10**7), ModelError, r"sr_blocks must be at most 32"),
-    Case("config and tensors differ", lambda f: _config_edit(f, axial_width=8), ModelError,
-         r"axial weights do not match the stored config: .*of another shape \(e\.g\. "),  # fmt: skip
+    Case(
+        "config and tensors differ",
+        lambda f: _config_edit(f, axial_width=8),
+        ModelError,
+        r"axial weights do not match the stored config: .*of another shape \(e\.g\. ",
+    ),
 ]
 
 

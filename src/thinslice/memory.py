@@ -91,4 +91,3 @@ def require_memory(needed: int, what: str, hint: str, *, free: int | None = None
 
 def _gib(n: int) -> str:
     return f"{n / 2**30:.1f} GiB" if n >= 2**30 / 10 else f"{n / 2**20:.0f} MiB"
-

@@ -48,13 +48,20 @@ def require_regular_file(p: Path, what: str = "") -> int:
     except OSError as err:
         raise InputError(f"cannot read {p}: {err.strerror or err}; check the path") from err
     if not stat.S_ISREG(st.st_mode):
-        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a device" if (
-            stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)) else "a socket" if stat.S_ISSOCK(
-            st.st_mode) else "not a regular file"
+        kind = next((name for test, name in _NOT_FILES if test(st.st_mode)), "not a regular file")
         raise InputError(f"{what or p} is {kind}, not a regular file; give a file holding the scan")
     if st.st_size == 0:
         raise InputError(f"{what or p} is empty (0 bytes); re-export the scan")
     return st.st_size
+
+
+#: What a path that is not a regular file is, for the refusal (reading a FIFO would hang).
+_NOT_FILES = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a device"),
+    (stat.S_ISBLK, "a device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 def check_text_header(p: Path, suffix: str, check_shape: Callable[[tuple[int, ...], Path], None]) -> None:
