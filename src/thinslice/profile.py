@@ -229,11 +229,11 @@ AIR_HU = -950.0
 
 
 #: In-plane lines shorter than this (pixels) cross too few structures to stand for the slice
-#: axis: crops 48-96 pixels wide read some boxes as 0.5-0.8, 128 and wider none above 0.4.
+#: axis: crops 48-96 pixels wide read some boxes as 0.5-0.8, 128 and wider at most 0.5.
 MIN_PIXELS = 128
 #: An estimated softness from which a scan's profile counts as soft: boxes read 0.0-0.3 and
-#: a box softened by a Gaussian as wide as the thickness 0.6-0.8 (BENCHMARKS.md), and the
-#: bundled models for soft profiles win from a true softness of about 0.8 up.
+#: a box softened by a Gaussian as wide as the thickness 0.6-0.9 (BENCHMARKS.md); the bundled
+#: models for soft profiles lose to the profile models at a true softness of 0.5 and win at 1.0.
 SOFT_PROFILE = 0.6
 
 
