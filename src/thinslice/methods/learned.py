@@ -75,6 +75,12 @@ def bundled_model_path(scale: int = 2, family: str = "default") -> Path | None:
     return None
 
 
+def _thicker_than_output(thickness: float, r: int) -> bool:
+    """Slices ``thickness`` spacings thick are thicker than the output's at factor ``r``:
+    the profile families, which re-estimate the acquired slices, make them."""
+    return not grid.keeps_acquired(thickness * r, 1.0)
+
+
 #: Device memory of one batch of the network (8 images of the default widths), per pixel
 #: of an axial image plus per pixel of a through-plane output image: activations measured
 #: in float32 on the CPU (~1.5 kB per pixel at 256 x 256); bf16 autocast on CUDA needs less.
@@ -207,7 +213,7 @@ class ModelMethod(Method):
     def checkpoint_for(self, r: int, thickness: float = 1.0, softness: float | None = None) -> Path:
         from thinslice.profile import SOFT_PROFILE
 
-        thick = not grid.keeps_acquired(thickness * r, 1.0)
+        thick = _thicker_than_output(thickness, r)
         return self._path_for(r, thick, soft=thick and softness is not None and softness >= SOFT_PROFILE)
 
     def with_checkpoint(self, path: Path) -> ModelMethod:
@@ -270,7 +276,7 @@ class ModelMethod(Method):
         spacing: tuple[float, float, float] | None = None,
         dtype: np.dtype | None = None,
     ) -> MethodResult:
-        thick = not grid.keeps_acquired(thickness * r, 1.0)  # thicker than the output slices
+        thick = _thicker_than_output(thickness, r)
         path = self._path_for(r, thick, soft=thick and self._looks_soft(data, spacing, thickness))
         synth = self._synthesizer(path)
         # two views by default: the axial network's view lowered the fused result on every

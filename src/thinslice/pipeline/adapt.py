@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from thinslice import grid
 from thinslice.errors import ConfigError
 from thinslice.methods import Method
 from thinslice.model.checkpoint import load_checkpoint, model_config_of
@@ -54,9 +53,8 @@ def adapted(
     """
     if not minutes > 0:
         raise ConfigError(f"--adapt takes a positive number of minutes, got {minutes}")
-    thickness = volume.thickness / volume.slice_spacing
-    estimate = None if grid.keeps_acquired(thickness * r, 1.0) else estimate_softness(volume)
-    source = fn.checkpoint_for(r, thickness, estimate)  # the bundled model for soft profiles when it reads soft
+    estimate = estimate_softness(volume)  # the method judges whether it matters (thick slices only)
+    source = fn.checkpoint_for(r, volume.thickness / volume.slice_spacing, estimate)
     stored = load_checkpoint(source)
     model_config = model_config_of(stored, source)
     config = TrainConfig.from_dict(stored["train_config"]) if stored.get("train_config") else TrainConfig()
