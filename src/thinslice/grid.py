@@ -9,7 +9,11 @@ The one place these rules are written down:
   directly; any other finer target is made by synthesizing at the next factor up and
   resampling linearly (:func:`plan_for_spacing`);
 * acquired slices no thicker than the output slices are kept bit-identical; thicker ones
-  are re-estimated like every other output slice (:func:`keeps_acquired`).
+  are re-estimated like every other output slice (:func:`keeps_acquired`);
+* output slices are as thick as their spacing, unless asked thicker: then each is the
+  average of the synthesized slices over that thickness, at the same position; they
+  cannot be asked thinner than both their spacing and the input slices
+  (:func:`output_thickness_width`).
 """
 
 from __future__ import annotations
@@ -73,6 +77,13 @@ class Plan:
     def output_slices(self, num_slices: int) -> int:
         return output_slices(num_slices, self.r) if self.positions is None else len(self.positions)
 
+    @property
+    def step(self) -> float:
+        """Fine slices per output slice (1 when the output is the fine grid)."""
+        if self.positions is None or len(self.positions) < 2:
+            return 1.0
+        return float(self.positions[1] - self.positions[0])
+
 
 def plan_for_spacing(
     num_slices: int, slice_spacing: float, target_spacing: float, makes: Callable[[int], bool]
@@ -126,6 +137,29 @@ def keeps_acquired(thickness: float, output_spacing: float) -> bool:
     the output slices (decimation-like input). Thicker slices are averages over their
     thickness, so every output slice is synthesized, the acquired positions too."""
     return thickness <= output_spacing * (1 + RATIO_TOLERANCE)
+
+
+def output_thickness_width(output_thickness: float | None, input_thickness: float, spacing: float) -> float:
+    """The width, in output slices, of the box each output slice is averaged over to make
+    it ``output_thickness`` mm thick (1.0: as synthesized, no averaging).
+
+    A synthesized slice is as thick as its spacing, or (decimation-like input, kept)
+    as thin as the input slices, so thinner than both is not something thinslice can make.
+
+    Raises:
+        ConfigError: ``output_thickness`` is thinner than both.
+    """
+    if output_thickness is None:
+        return 1.0
+    thinnest = min(input_thickness, spacing)
+    if output_thickness < thinnest * (1 - RATIO_TOLERANCE):
+        raise ConfigError(
+            f"--output-thickness {output_thickness:g} mm is thinner than slices made {spacing:.4g} mm apart "
+            f"from {input_thickness:.4g} mm slices can be ({thinnest:.4g} mm); give a finer --target-spacing "
+            "or leave --output-thickness out"
+        )
+    width = output_thickness / spacing
+    return width if width > 1 + RATIO_TOLERANCE else 1.0
 
 
 def _ratio(slice_spacing: float, target_spacing: float) -> float:

@@ -25,6 +25,7 @@ import math
 
 import numpy as np
 import torch
+from scipy import ndimage
 from scipy.special import ndtr
 from torch import Tensor
 
@@ -163,6 +164,14 @@ def profile_degrade(
     moved = np.moveaxis(arr, axis, -1)
     out = moved @ m.T.astype(np.float32)
     return np.ascontiguousarray(np.moveaxis(out, -1, axis)), pos
+
+
+def average_slices(data: np.ndarray, thickness: float, axis: int = 0) -> np.ndarray:
+    """Every slice averaged over a box ``thickness`` slices wide centred on it: the same
+    positions, thicker slices (what :func:`profile_degrade` gives at the input's own
+    spacing, edges replicated, without its dense matrix). Any real dtype in, float32 out."""
+    taps = slice_profile_kernel(thickness, 1.0).astype(np.float32)  # odd and symmetric
+    return ndimage.convolve1d(np.asarray(data), taps, axis=axis, output=np.float32, mode="nearest")
 
 
 def profile_degrade_torch(

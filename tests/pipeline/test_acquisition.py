@@ -69,6 +69,42 @@ def test_non_integer_ratio_resamples_the_fine_grid(tmp_path: Path) -> None:
     np.testing.assert_allclose(resample_slices(fine, plan.positions)[:, 0, 0], np.arange(21) * 1.6, rtol=1e-6)
 
 
+def test_thicker_output_slices_are_the_synthesized_ones_averaged_over_their_thickness(
+    chest_field, one_thread: None
+) -> None:
+    """--output-thickness above the spacing averages every output slice over it, at its
+    position (edges replicated), and that is closer to a real slice that thick than the
+    thin synthesized slice declared thicker; the header says the thickness, and kept
+    acquired slices are no longer called kept."""
+    from thinslice.evaluation.degrade import degrade_array
+    from thinslice.evaluation.metrics import psnr, scale_hu
+    from thinslice.profile import average_slices
+
+    thin = chest_field.data[:, 16:144, 16:144].astype(np.float32)  # 1 mm slices
+    copy = degrade_array(thin, 2, "profile")
+    thick = chest_field.with_data(copy.data, 2.0, slice_thickness=2.0)
+    made = thinslice.upsample(thick, scale=2, device="cpu")
+    wide = thinslice.upsample(thick, scale=2, device="cpu", output_thickness=2.0)
+    assert wide.slice_spacing == pytest.approx(1.0) and wide.thickness == pytest.approx(2.0)
+    # the taps of a 2-slice box centred on a slice: 1/4, 1/2, 1/4 (rounding to int16 aside)
+    padded = np.concatenate([made.data[:1], made.data, made.data[-1:]]).astype(np.float32)
+    by_hand = 0.25 * padded[:-2] + 0.5 * padded[1:-1] + 0.25 * padded[2:]
+    assert np.abs(wide.data - by_hand).max() <= 1
+    # a real 2 mm slice: the 1 mm truth averaged over 2 mm at the same positions
+    truth_2mm = scale_hu(average_slices(thin, 2.0)[copy.first : copy.first + made.num_slices])
+    score = lambda v: psnr(truth_2mm, scale_hu(v.data.astype(np.float32)))  # noqa: E731
+    assert score(wide) > score(made) + 0.5
+    # decimation-like input: its thin slices are kept, unless averaged into thicker ones
+    sparse = chest_field.with_data(thin[::2].copy(), 2.0, slice_thickness=1.0)
+    assert thinslice.upsample(sparse, scale=2, method="linear").meta["acquired_kept"] is True
+    averaged = thinslice.upsample(sparse, scale=2, method="linear", output_thickness=3.0)
+    assert averaged.meta["acquired_kept"] is False and averaged.thickness == pytest.approx(3.0)
+    # thinner than the slices can be (1 mm apart, from 2 mm slices) is refused
+    with pytest.raises(thinslice.errors.ConfigError, match="thinner than slices made 1 mm apart"):
+        thinslice.upsample(thick, scale=2, method="linear", output_thickness=0.5)
+    assert thinslice.upsample(sparse, scale=2, method="linear", output_thickness=1.0).thickness == pytest.approx(1.0)
+
+
 def test_clinical_pairs_work_with_no_model_flag(one_thread: None) -> None:
     """5 -> 1, 5 -> 1.25, 5 -> 2.5, 3 -> 1, 2.5 -> 1 and 2 -> 1 mm with the bundled models."""
     base = thinslice.load(CHEST_CROP)
@@ -166,6 +202,8 @@ def test_a_soft_slice_profile_gets_the_model_for_soft_profiles(caplog, chest_fie
         (["--adapt", "1", "-m", "linear"], "method linear has none"),
         (["--slice-thickness", "nan"], "--slice-thickness must be a positive number"),
         (["--output-thickness", "-1"], "--output-thickness must be a positive number"),
+        (["-r", "2", "--output-thickness", "1"], "is thinner than slices made 1.635 mm apart"),
+        (["-r", "2", "--output-thickness", "4", "--keep-acquired"], "give one of them"),
         (["--target-spacing", "0.3"], "needs more than x8"),
         (["--target-spacing", "4"], "not finer than the slice spacing"),
     ],

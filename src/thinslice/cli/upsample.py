@@ -72,7 +72,10 @@ def upsample(
     slice_thickness: options.SliceThickness = None,
     output_thickness: Annotated[
         float | None,
-        typer.Option("--output-thickness", help="Thickness (mm) the output declares; default its spacing."),
+        typer.Option(
+            "--output-thickness",
+            help="Thickness (mm) of the output slices; default their spacing. Thicker averages them over it.",
+        ),
     ] = None,
     keep_acquired: Annotated[
         bool,

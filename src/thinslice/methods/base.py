@@ -16,6 +16,7 @@ import numpy as np
 
 from thinslice import grid
 from thinslice.errors import ConfigError, ThinsliceError
+from thinslice.profile import average_slices
 
 
 @dataclass(frozen=True)
@@ -155,23 +156,28 @@ def run_on_grid(
     spacing: tuple[float, float, float] | None = None,
     keep_acquired: bool = False,
     dtype: np.dtype | None = None,
+    output_width: float = 1.0,
 ) -> MethodResult:
     """Run ``method`` on ``data`` along ``plan``: at ``plan.r``, the acquired slices put back
     when ``keep_acquired``, then (for a ratio the method does not make) resampled onto the
-    plan's grid. The one place both the upsample pipeline and the evaluation protocol
+    plan's grid, then (for output slices thicker than their spacing) averaged over their
+    thickness. The one place both the upsample pipeline and the evaluation protocol
     turn a method's output into the output grid.
 
     Args:
         thickness: the slice thickness in units of the slice spacing (see :meth:`Method.run`).
         spacing: the voxel spacing of ``data`` (see :meth:`Method.run`).
         dtype: the dtype the caller stores (see :meth:`Method.run`); a ratio that needs
-            resampling is made in float32.
+            resampling, or slices that need averaging, are made in float32.
+        output_width: the output slices' thickness over their spacing
+            (:func:`thinslice.grid.output_thickness_width`); above 1 each output slice is
+            averaged over a box that wide.
 
     Raises:
         RuntimeError: the method returned the wrong shape (a bug).
     """
     r = plan.r
-    direct = dtype if plan.positions is None else None
+    direct = dtype if plan.positions is None and output_width == 1.0 else None
     result = method.run(data, r, thickness=thickness, spacing=spacing, dtype=direct)
     expected = (grid.output_slices(data.shape[0], r), *data.shape[1:])
     if result.data.shape != expected:
@@ -179,6 +185,11 @@ def run_on_grid(
     out, spread = result.data, result.uncertainty
     if keep_acquired:
         grid.keep_acquired(out, data, r)
+    if output_width != 1.0:  # on the fine grid, before resampling: measured 0.4 dB closer
+        width = output_width * plan.step
+        out = average_slices(out, width)
+        # the spread of an average is at most the average spread: the map stays an upper bound
+        spread = None if spread is None else average_slices(spread, width)
     if plan.positions is not None:
         out = grid.resample_slices(out, plan.positions)
         spread = None if spread is None else grid.resample_slices(spread, plan.positions)

@@ -77,12 +77,14 @@ def upsample_volume(
     The output's first slice lies on the input's first slice and its slices are
     ``plan.spacing`` apart. Acquired slices are copied bit-identically when they are no
     thicker than the output slices (:func:`thinslice.grid.keeps_acquired`) or when
-    ``keep_acquired``; thicker ones are re-estimated like the other output slices.
+    ``keep_acquired``; thicker ones are re-estimated like the other output slices. An
+    ``output_thickness`` above the spacing averages every output slice over it.
 
     Returns:
         the result and, when the method gives one, its uncertainty (float32 HU).
     """
     kept = keep_acquired or grid.keeps_acquired(volume.thickness, plan.spacing)
+    width = grid.output_thickness_width(output_thickness, volume.thickness, plan.spacing)
     try:
         result = run_on_grid(  # methods take any real dtype: no float copy of the input here
             method,
@@ -92,6 +94,7 @@ def upsample_volume(
             spacing=volume.voxel_spacing,
             keep_acquired=kept,
             dtype=output_dtype(volume.data),
+            output_width=width,
         )
     except MemoryError as err:  # the estimate in check_resources was too low
         raise ResourceError(f"ran out of memory upsampling {volume.name} x{plan.r}; {memory_hint()}") from err
@@ -103,7 +106,7 @@ def upsample_volume(
     ratio = volume.slice_spacing / plan.spacing
     upsampled.meta["scale"] = int(round(ratio)) if abs(ratio - round(ratio)) < 1e-6 else round(ratio, 4)
     upsampled.meta["factor"] = plan.r  # what the method ran at (then resampled when they differ)
-    upsampled.meta["acquired_kept"] = kept
+    upsampled.meta["acquired_kept"] = kept and width == 1.0  # averaged slices are no longer the acquired ones
     upsampled.meta["made_by"] = result.made_by or method.provenance(plan.r)
     uncertainty = None
     if spread is not None:
@@ -158,7 +161,10 @@ def upsample(
         slice_thickness: the input's slice thickness in mm, overriding what the file says
             (DICOM SliceThickness); without either, the slices are taken as contiguous
             (thickness = spacing), and that is logged.
-        output_thickness: the thickness (mm) the output declares; default its spacing.
+        output_thickness: the thickness (mm) of the output slices; default their spacing.
+            Thicker averages each synthesized slice over that thickness, at its position
+            (as a scanner's thicker reconstruction would); thinner than both the spacing and
+            the input slices is refused.
         keep_acquired: copy the acquired slices into the output even when they are
             thicker than the output slices (by default those are re-estimated).
         adapt: minutes to fine-tune the model on this scan first (self-supervised; the
@@ -279,6 +285,11 @@ def upsample_checked(
     if slice_thickness is not None:
         volume = volume.with_data(volume.data, slice_thickness=slice_thickness)
     plan = resolve_plan(volume, fn, scale, target_spacing)
+    if grid.output_thickness_width(output_thickness, volume.thickness, plan.spacing) > 1 and keep_acquired:
+        raise ConfigError(
+            f"--keep-acquired keeps the acquired slices unchanged, but --output-thickness {output_thickness:g} mm "
+            f"averages every output slice over more than its {plan.spacing:.4g} mm spacing; give one of them"
+        )
     check_resources(volume, plan.r, fn)
     log.info(
         "%s: %d slices at %.4g mm, %.4g mm thick%s -> %d at %.4g mm with %s (x%d%s)",
