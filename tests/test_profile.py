@@ -9,8 +9,11 @@ import torch
 from thinslice.errors import ConfigError
 from thinslice.profile import (
     SOFT_PROFILE,
+    average_slices,
+    equivalent_softness,
     estimate_softness,
     estimate_softness_of,
+    is_soft,
     profile_degrade,
     profile_degrade_torch,
     profile_matrix,
@@ -75,6 +78,26 @@ def test_overlap_and_gaps() -> None:
     thick, pos = profile_degrade(thin, 1.0, 4.0, 1.0, offset=2.0)
     assert 20 not in pos.tolist()
     assert np.all(thick == 0)
+
+
+def test_averaging_slices_is_the_profile_at_their_own_spacing() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(17, 3, 2)).astype(np.float32)
+    for width in (2.0, 2.5, 3.0):
+        expected, _ = profile_degrade(x, 1.0, 1.0, width, axis=0)
+        np.testing.assert_allclose(average_slices(x, width), expected, atol=1e-5)
+    assert average_slices(x.astype(np.int16), 2.0).dtype == np.float32
+
+
+def test_overlap_reads_as_softness_to_a_model_of_contiguous_slices() -> None:
+    """A box two spacings wide has the second moment of a one-spacing box widened by a
+    Gaussian of FWHM sqrt(3/12) * 2.355 spacings; contiguous slices keep their softness."""
+    assert equivalent_softness(1.0, 0.7) == pytest.approx(0.7)
+    assert equivalent_softness(2.0) == pytest.approx(2.3548 * np.sqrt(3 / 12), rel=1e-4)
+    assert equivalent_softness(0.5) == 0.0  # gaps: narrower than a contiguous box
+    assert not is_soft(1.0, 0.3) and is_soft(1.0, SOFT_PROFILE)  # contiguous: the estimate decides
+    assert not is_soft(1.5, 0.0) and is_soft(1.75, 0.0) and is_soft(2.0, None)  # overlap, even unestimated
+    assert is_soft(1.5, 0.5)  # overlap and a softened box together
 
 
 def test_non_integer_ratio_positions_and_shape() -> None:

@@ -244,6 +244,30 @@ MIN_PIXELS = 128
 #: a box softened by a Gaussian as wide as the thickness 0.6-0.9 (BENCHMARKS.md); the bundled
 #: models for soft profiles lose to the profile models at a true softness of 0.5 and win at 1.0.
 SOFT_PROFILE = 0.6
+#: An equivalent softness (:func:`equivalent_softness`) from which slices count as soft:
+#: overlapping reconstructions 1.5 spacings thick (0.76) are made best by the profile models
+#: at x2 and by the soft ones at x3-x5; from 1.75 spacings (0.98) the soft ones win at every
+#: factor measured, by 1.0-2.8 dB (BENCHMARKS.md, "Overlapping reconstructions").
+SOFT_EQUIVALENT = 0.9
+_FWHM = 2.0 * math.sqrt(2.0 * math.log(2.0))  # a Gaussian's FWHM over its sigma
+
+
+def equivalent_softness(thickness: float, softness: float = 0.0) -> float:
+    """How soft slices ``thickness`` spacings thick, softened by ``softness`` times their
+    thickness, look to a model trained on contiguous slices: the FWHM (in spacings) of the
+    Gaussian that widens a box one spacing wide to the same second moment. Contiguous
+    slices (thickness 1) give ``softness``; thinner ones (gaps) 0 when unsoftened."""
+    variance = (thickness**2 - 1.0) / 12.0 + (softness * thickness / _FWHM) ** 2
+    return _FWHM * math.sqrt(max(variance, 0.0))
+
+
+def is_soft(thickness: float, softness: float | None) -> bool:
+    """Whether thick slices get the bundled models for soft profiles: their profile, as
+    estimated from the image (``softness``, None when the scan is too small to tell, read
+    as a box), reads :data:`SOFT_PROFILE` or more, or, with their overlap (``thickness``
+    in spacings, exact from the header), is :data:`SOFT_EQUIVALENT` soft or more."""
+    estimate = 0.0 if softness is None else softness
+    return estimate >= SOFT_PROFILE or equivalent_softness(thickness, estimate) >= SOFT_EQUIVALENT
 
 
 def estimate_softness(volume: Volume, max_lines: int = 2048) -> float | None:

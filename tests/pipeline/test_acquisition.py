@@ -195,6 +195,30 @@ def test_a_soft_slice_profile_gets_the_model_for_soft_profiles(caplog, chest_fie
     assert out.meta["made_by"] == "model default_x2.pt (bundled)" and "slice profile" not in caplog.text
 
 
+def test_an_overlapping_reconstruction_gets_the_model_for_soft_profiles(caplog, chest_field, one_thread) -> None:
+    """Slices twice as thick as their spacing (5 mm every 2.5 mm, here 4 mm every 2 mm) are
+    as soft, to models trained on contiguous slices, as a box softened by 1.2 spacings:
+    with no flags the soft-profile model makes them, closer to the truth than the plain
+    profile model, also where the scan is too small to estimate its profile from."""
+    from thinslice.evaluation.degrade import degrade_array
+    from thinslice.evaluation.metrics import psnr, scale_hu
+    from thinslice.methods.learned import bundled_model_path
+
+    thin = chest_field.data.astype(np.float32)
+    copy = degrade_array(thin, 2, "profile", thickness=4.0)
+    thick = chest_field.with_data(copy.data, 2.0, slice_thickness=4.0)
+    with caplog.at_level("INFO", logger="thinslice"):
+        out = thinslice.upsample(thick, scale=2, device="cpu")
+    assert out.meta["made_by"] == "model profile_soft_x2.pt (bundled)"
+    assert "2 spacings thick, as soft as contiguous slices softened by 1.2" in caplog.text
+    plain = thinslice.upsample(thick, scale=2, device="cpu", model=bundled_model_path(2, "profile"))
+    truth = scale_hu(copy.truth(thin, 2))
+    score = lambda v: psnr(truth, scale_hu(v.data.astype(np.float32)))  # noqa: E731
+    assert score(out) > score(plain) + 1
+    small = thick.with_data(copy.data[:, :96, :96].copy())
+    assert thinslice.upsample(small, scale=2, device="cpu").meta["made_by"] == "model profile_soft_x2.pt (bundled)"
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

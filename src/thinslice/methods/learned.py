@@ -10,8 +10,9 @@ families, picked by the acquisition:
 * ``profile_soft_x{r}.pt``: the same, trained on softer profiles (Gaussians 1-2 times as
   wide as the thickness); used instead when the scan's slice profile looks that soft
   (:func:`thinslice.profile.estimate_softness` at least
-  :data:`~thinslice.profile.SOFT_PROFILE`), where the plain profile model sharpens too
-  little (BENCHMARKS.md);
+  :data:`~thinslice.profile.SOFT_PROFILE`) or its slices overlap as much (thicker than
+  1.66 spacings: :func:`thinslice.profile.is_soft`), where the plain profile model
+  sharpens too little (BENCHMARKS.md);
 * ``default_x{r}.pt``: trained on thin slices (decimation); used for thin inputs, and it
   keeps the acquired slices.
 
@@ -211,10 +212,10 @@ class ModelMethod(Method):
         return r
 
     def checkpoint_for(self, r: int, thickness: float = 1.0, softness: float | None = None) -> Path:
-        from thinslice.profile import SOFT_PROFILE
+        from thinslice.profile import is_soft
 
         thick = _thicker_than_output(thickness, r)
-        return self._path_for(r, thick, soft=thick and softness is not None and softness >= SOFT_PROFILE)
+        return self._path_for(r, thick, soft=thick and is_soft(thickness, softness))
 
     def with_checkpoint(self, path: Path) -> ModelMethod:
         """The same options on ``path``, a fine-tuned copy of this method's checkpoint
@@ -241,23 +242,25 @@ class ModelMethod(Method):
         return f"{self.name} {path.name} ({self.origin}{views})"
 
     def _looks_soft(self, data: np.ndarray, spacing: tuple[float, float, float] | None, thickness: float) -> bool:
-        """Whether thick ``data`` gets the bundled model for soft slice profiles: its profile,
-        estimated from the image, reads at least :data:`~thinslice.profile.SOFT_PROFILE`."""
-        if self.path is not None or spacing is None or not bundled_models(FAMILIES[0]):
+        """Whether thick ``data`` gets the bundled model for soft slice profiles
+        (:func:`~thinslice.profile.is_soft`: its profile estimated from the image, and its
+        overlap, ``thickness`` in spacings)."""
+        if self.path is not None or not bundled_models(FAMILIES[0]):
             return False
-        from thinslice.profile import SOFT_PROFILE, estimate_softness_of
+        from thinslice.profile import equivalent_softness, estimate_softness_of, is_soft
 
-        softness = estimate_softness_of(data, spacing, thickness * spacing[0])
+        softness = None if spacing is None else estimate_softness_of(data, spacing, thickness * spacing[0])
         if softness is None:
             log.info("the scan is too small to estimate its slice profile from; taking it for a box")
-            return False
-        soft = softness >= SOFT_PROFILE
-        log.info(
-            "the slice profile looks %s (softness about %.1f of the thickness)%s",
-            "softer than a box: using the model for soft profiles" if soft else "like a box",
-            softness,
-            "; --adapt 2 (two minutes of fine-tuning on this scan) sharpens such scans further" if soft else "",
-        )
+        soft = is_soft(thickness, softness)
+        notes = [] if softness is None else [f" (softness about {softness:.1f} of the thickness)"]
+        if thickness > 1 + grid.RATIO_TOLERANCE:
+            equivalent = equivalent_softness(thickness, softness or 0.0)
+            notes.append(f"; {thickness:.2g} spacings thick, as soft as contiguous slices softened by {equivalent:.1f}")
+        if soft:
+            notes.append("; --adapt 2 (two minutes of fine-tuning on this scan) sharpens such scans further")
+        looks = "softer than a box: using the model for soft profiles" if soft else "like a box"
+        log.info("the slice profile looks %s%s", looks, "".join(notes))
         return soft
 
     def device_bytes(self, shape: tuple[int, ...], r: int) -> int | None:
