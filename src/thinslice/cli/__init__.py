@@ -31,6 +31,7 @@ from thinslice.errors import Interrupted, ThinsliceError
 
 app = typer.Typer(
     add_completion=False,
+    rich_markup_mode="markdown",  # paragraphs rewrapped to the terminal, not broken at the source lines
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="Thick-slice to thin-slice CT by self-supervised cross-view mutual distillation.",
