@@ -4,10 +4,12 @@ Thin truth becomes thick slices ``r`` thin slices apart and ``overlap * r`` thic
 ``thinslice evaluate --degrade profile --thickness MM``), and each method, told the
 thickness, makes the thin slices back. The bundled model runs three ways: with no flags
 (which picks the family by :func:`thinslice.profile.is_soft`), and forced to the profile
-family and to the soft-profile family (``--model``). PSNR over all output slices, dB,
-on the held-out crops of ``thick_slices.py``.
+family and to the soft-profile family (``--model``; with gaps between the slices,
+``--overlaps`` below 1, to the profile family and the default, thin-slice one). PSNR over
+all output slices, dB, on the held-out crops of ``thick_slices.py``.
 
     OMP_NUM_THREADS=1 python benchmarks/overlap.py --json benchmarks/out/overlap.json
+    OMP_NUM_THREADS=1 python benchmarks/overlap.py --overlaps 0.6 0.8 --json benchmarks/out/overlap_gaps.json
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def main() -> None:
                 plain = score(volume, r, mm, methods=[*CLASSICAL, "model"])
                 row = {"scan": name, "r": r, "overlap": overlap, "made_by": plain["model"]["made_by"]}
                 row.update({m: round(plain[m]["psnr_paper"], 2) for m in (*CLASSICAL, "model")})
-                for family in ("profile", "profile_soft"):
+                for family in ("profile", "profile_soft" if overlap >= 1 else "default"):
                     forced = score(volume, r, mm, methods=["model"], model=bundled_model_path(r, family))
                     row[family] = round(forced["model"]["psnr_paper"], 2)
                 rows.append(row)
