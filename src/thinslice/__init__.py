@@ -7,6 +7,7 @@ The Python API (the CLI is a thin shell over it)::
     thin = thinslice.upsample(thick, scale=2)         # a Volume (or a SimpleITK.Image)
     thinslice.save(thin, "ct_2.5mm.nii.gz")
     report = thinslice.evaluate(["ct.nii.gz"], scale=2, methods=["cubic", "linear"])
+    pair = thinslice.evaluate_pair("ct_5mm/", "ct_1mm/")   # a real pair: two reconstructions
 
 Method: Fang et al., "Incremental Cross-view Mutual Distillation for Self-supervised
 Medical CT Synthesis", CVPR 2022 (arXiv 2112.10325).
@@ -18,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Volume", "evaluate", "load", "save", "upsample", "__version__"]
+__all__ = ["Volume", "evaluate", "evaluate_pair", "load", "save", "upsample", "__version__"]
 
 if TYPE_CHECKING:
+    from thinslice.evaluation.pair import evaluate_pair
     from thinslice.evaluation.protocol import evaluate
     from thinslice.io import load, save
     from thinslice.pipeline.upsample import upsample
@@ -31,6 +33,7 @@ _LAZY = {
     "save": "thinslice.io.files",
     "upsample": "thinslice.pipeline.upsample",
     "evaluate": "thinslice.evaluation.protocol",
+    "evaluate_pair": "thinslice.evaluation.pair",
     "Volume": "thinslice.volume",
 }
 

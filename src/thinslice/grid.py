@@ -82,7 +82,7 @@ class Plan:
         """Fine slices per output slice (1 when the output is the fine grid)."""
         if self.positions is None or len(self.positions) < 2:
             return 1.0
-        return float(self.positions[1] - self.positions[0])
+        return abs(float(self.positions[1] - self.positions[0]))
 
 
 def plan_for_spacing(

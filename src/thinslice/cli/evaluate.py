@@ -1,14 +1,16 @@
-"""``thinslice evaluate``: degrade ground-truth scans, synthesize them back, score each method."""
+"""``thinslice evaluate``: degrade ground-truth scans, synthesize them back, score each method;
+or, with ``--reference``, score each method on a real thick/thin pair."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from thinslice.cli import options
+from thinslice.errors import ConfigError
 
 log = logging.getLogger("thinslice")
 
@@ -17,8 +19,11 @@ def evaluate(
     inputs: options.Inputs,
     scale: options.Scale = None,
     degrade: Annotated[
-        str, typer.Option("--degrade", help="profile (realistic thick slices), decimate (the paper's) or slab.")
-    ] = "decimate",
+        str | None,
+        typer.Option(
+            "--degrade", help="profile (realistic thick slices), decimate (the paper's, the default) or slab."
+        ),
+    ] = None,
     thickness: Annotated[
         float | None,
         typer.Option("--thickness", help="--degrade profile: slice thickness in mm (default: r x the spacing)."),
@@ -30,7 +35,19 @@ def evaluate(
             help="--degrade profile: soften the box by a Gaussian of FWHM this fraction of the thickness (0: box).",
         ),
     ] = 0.0,
-    methods: Annotated[str, typer.Option("--methods", help="Comma-separated method names.")] = "cubic,linear",
+    reference: Annotated[
+        Path | None,
+        typer.Option(
+            "--reference",
+            help="A real pair: thin slices of the same scan as the one -i (file or DICOM folder); every method "
+            "is scored at their positions. No degradation.",
+        ),
+    ] = None,
+    slice_thickness: options.SliceThickness = None,
+    methods: Annotated[
+        str | None,
+        typer.Option("--methods", help="Comma-separated method names (default: cubic,linear; with --reference all)."),
+    ] = None,
     model: options.Model = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON.")] = None,
     all_views: options.AllViews = False,
@@ -41,7 +58,12 @@ def evaluate(
     quiet: options.Quiet = False,
     verbose: options.Verbose = 0,
 ) -> None:
-    """Degrade each input, synthesize it back with each method, report PSNR/SSIM."""
+    """Degrade each input, synthesize it back with each method, report PSNR/SSIM.
+
+    With --reference: -i is a thick series and --reference thin slices of the same scan
+    (two reconstructions); every method makes the thin slices at the reference's positions
+    from the thick series alone, and is scored against them.
+    """
     from thinslice.evaluation.protocol import evaluate as run
     from thinslice.evaluation.protocol import format_table
     from thinslice.io.atomic import check_destination, write_json
@@ -51,21 +73,37 @@ def evaluate(
         log.warning("warning: --fast is deprecated: two views are now the default (--all-views for three)")
     if json_out is not None:  # before the work, not after it
         check_destination(json_out, overwrite=overwrite, what="--json", inputs=tuple(inputs))
-    names = [m.strip() for m in methods.split(",") if m.strip()]
-    report = run(
-        inputs,
-        2 if scale is None else scale,
-        degrade=degrade,
-        methods=names,
-        model=model,
-        device=device,
-        progress=options.show_progress(),
-        all_views=all_views,
-        precision=precision,
-        thickness=thickness,
-        softness=softness,
-    )
+    common: dict[str, Any] = {"model": model, "device": device, "progress": options.show_progress()}
+    common.update(all_views=all_views, precision=precision)
+    if reference is not None:
+        from thinslice.evaluation.pair import PAIR_METHODS, evaluate_pair
+
+        given = {"--scale": scale, "--degrade": degrade, "--thickness": thickness, "--softness": softness or None}
+        unused = [flag for flag, value in given.items() if value is not None]
+        if unused:
+            flags = ", ".join(unused)
+            raise ConfigError(f"{flags} simulate thick slices; with --reference the pair is real: drop them")
+        if len(inputs) != 1:
+            raise ConfigError(f"--reference scores one thick series against it; got {len(inputs)} inputs")
+        names = _names(methods) if methods else list(PAIR_METHODS)
+        report = evaluate_pair(inputs[0], reference, methods=names, slice_thickness=slice_thickness, **common)
+    else:
+        if slice_thickness is not None:
+            raise ConfigError("--slice-thickness applies to --reference (a degraded copy's thickness is known)")
+        report = run(
+            inputs,
+            2 if scale is None else scale,
+            degrade=degrade or "decimate",
+            methods=_names(methods or "cubic,linear"),
+            thickness=thickness,
+            softness=softness,
+            **common,
+        )
     typer.echo(format_table(report))
     if json_out is not None:
         write_json(json_out, report, overwrite=overwrite)
         log.info("wrote %s", json_out)
+
+
+def _names(methods: str) -> list[str]:
+    return [m.strip() for m in methods.split(",") if m.strip()]

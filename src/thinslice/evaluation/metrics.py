@@ -69,27 +69,36 @@ def ssim_plane(truth: np.ndarray, pred: np.ndarray, axis: int) -> float:
 
 
 def compare(truth_hu: np.ndarray, pred_hu: np.ndarray, r: int) -> dict[str, float]:
-    """All metrics of ``pred_hu`` against ``truth_hu``; slices ``k*r`` count as acquired.
+    """All metrics of ``pred_hu`` against ``truth_hu``; slices ``k*r`` count as acquired
+    (:func:`compare_where` with those slices left out of the synthesized ones)."""
+    return compare_where(truth_hu, pred_hu, synthesized_mask(truth_hu.shape[0], r))
+
+
+def compare_where(truth_hu: np.ndarray, pred_hu: np.ndarray, synth: np.ndarray) -> dict[str, float]:
+    """All metrics of ``pred_hu`` against ``truth_hu``; ``synth`` (per slice) marks the
+    slices between acquired positions.
 
     Returns:
         ``psnr_paper`` (whole volume), ``psnr_synth`` (synthesized slices only),
         ``psnr_body`` (window [-1000, 1000], synthesized slices, inside the body; NaN if
         the body mask is empty), ``ssim_axial`` (synthesized slices), ``ssim_coronal``,
-        ``ssim_sagittal`` (all images of that plane).
+        ``ssim_sagittal`` (all images of that plane). With no synthesized slice, the
+        metrics of synthesized slices are NaN.
     """
     if truth_hu.shape != pred_hu.shape:
         raise ValueError(f"shape mismatch: truth {truth_hu.shape} vs prediction {pred_hu.shape}")
     t = scale_hu(truth_hu)
     p = scale_hu(pred_hu)
-    synth = synthesized_mask(t.shape[0], r)
+    synth = np.asarray(synth, dtype=bool)
+    nan = float("nan")
     tb = scale_hu(truth_hu[synth], BODY_WINDOW)
     pb = scale_hu(pred_hu[synth], BODY_WINDOW)
     body = body_mask(truth_hu)[synth]
     return {
         "psnr_paper": psnr(t, p),
-        "psnr_synth": psnr(t[synth], p[synth]),
-        "psnr_body": psnr(tb[body], pb[body]) if body.any() else float("nan"),
-        "ssim_axial": ssim_plane(t[synth], p[synth], axis=0),
+        "psnr_synth": psnr(t[synth], p[synth]) if synth.any() else nan,
+        "psnr_body": psnr(tb[body], pb[body]) if body.any() else nan,
+        "ssim_axial": ssim_plane(t[synth], p[synth], axis=0) if synth.any() else nan,
         "ssim_coronal": ssim_plane(t, p, axis=1),
         "ssim_sagittal": ssim_plane(t, p, axis=2),
     }

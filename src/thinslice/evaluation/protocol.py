@@ -109,13 +109,14 @@ def evaluate(
             row.update(seconds=seconds, slices_used=used, slices_total=total, made_by=result.made_by or name)
             rows.append(row)
             log.info("%s / %s: psnr_synth %.2f dB", volume.name, name, row["psnr_synth"])
-    report = {"scale": r, "degrade": degrade, "rows": rows, "mean": _means(rows, list(built))}
+    report = {"scale": r, "degrade": degrade, "rows": rows, "mean": means(rows, list(built))}
     if degrade == "profile":
         report.update(thickness_mm=thickness, softness=softness)
     return report
 
 
-def _means(rows: list[dict[str, Any]], methods: list[str]) -> dict[str, dict[str, float]]:
+def means(rows: list[dict[str, Any]], methods: list[str]) -> dict[str, dict[str, float]]:
+    """Per method, the mean of each metric and of the seconds over the rows (NaN left out)."""
     keys = (*METRIC_NAMES, "seconds")
     out: dict[str, dict[str, float]] = {}
     for m in methods:
@@ -133,12 +134,7 @@ def format_table(report: dict[str, Any]) -> str:
     """A plain-text table of the rows and the per-method means."""
     cols = ("volume", "method", *METRIC_NAMES, "seconds")
     header = ["volume", "method", "PSNR", "PSNR_syn", "PSNR_body", "SSIM_ax", "SSIM_cor", "SSIM_sag", "sec"]
-    profile = ""
-    if report["degrade"] == "profile":
-        thickness = report.get("thickness_mm")
-        profile = f" ({'r x spacing' if thickness is None else f'{thickness:g} mm'} thick"
-        profile += f", softness {report['softness']:g})" if report.get("softness") else ")"
-    lines = [f"scale x{report['scale']}, degrade {report['degrade']}{profile}"]
+    lines = [_title(report)]
     body = [[_fmt(row[c]) for c in cols] for row in report["rows"]]
     body += [["MEAN", m, *[_fmt(v[k]) for k in (*METRIC_NAMES, "seconds")]] for m, v in report["mean"].items()]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *body, strict=True)]
@@ -146,11 +142,32 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append("  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)))
     trimmed = {row["volume"]: row for row in report["rows"] if row["slices_used"] != row["slices_total"]}
     for name, row in trimmed.items():
-        lines.append(f"note: {name} trimmed to {row['slices_used']} of {row['slices_total']} slices")
+        if "reference" in report:
+            lines.append(
+                f"note: {row['slices_used']} of the reference's {row['slices_total']} slices lie within {name}'s "
+                "stack; scored those"
+            )
+        else:
+            lines.append(f"note: {name} trimmed to {row['slices_used']} of {row['slices_total']} slices")
     for row in report["rows"]:
         if row.get("made_by", row["method"]) != row["method"]:
             lines.append(f"note: {row['volume']}, {row['method']}: {row['made_by']}")
     return "\n".join(lines)
+
+
+def _title(report: dict[str, Any]) -> str:
+    if "reference" in report:  # a real pair (thinslice.evaluation.pair)
+        return (
+            f"real pair: {report['thick_spacing']:.4g} mm slices {report['thick_thickness']:.4g} mm thick, "
+            f"against {report['reference']} ({report['reference_spacing']:.4g} mm apart, "
+            f"{report['reference_thickness']:.4g} mm thick)"
+        )
+    profile = ""
+    if report["degrade"] == "profile":
+        thickness = report.get("thickness_mm")
+        profile = f" ({'r x spacing' if thickness is None else f'{thickness:g} mm'} thick"
+        profile += f", softness {report['softness']:g})" if report.get("softness") else ")"
+    return f"scale x{report['scale']}, degrade {report['degrade']}{profile}"
 
 
 def markdown_rows(report: dict[str, Any]) -> str:
