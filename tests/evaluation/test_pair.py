@@ -133,3 +133,27 @@ def test_evaluate_reference_on_the_command_line(
         assert len(err) == 1 and message in err[0], err
     assert main(["evaluate", "-i", str(thick), "--slice-thickness", "3"]) == 2
     assert "--slice-thickness applies to --reference" in capfd.readouterr().err
+    assert main(["evaluate", "-i", str(thick), "--adapt", "1"]) == 2
+    assert "--adapt applies to --reference" in capfd.readouterr().err
+
+
+def test_evaluate_reference_with_adapt_scores_the_adapted_model_too(
+    tmp_path: Path, chest_field, capfd: pytest.CaptureFixture[str], one_thread
+) -> None:
+    """--adapt beside --reference: the model fine-tuned on the thick series (a copy, in a
+    temporary folder) gets its own row next to the bundled one; nothing else is written."""
+    thick, ref = tmp_path / "thick.nii.gz", tmp_path / "thin.nii.gz"
+    thinslice.save(thick_series(chest_field, 2, 1), thick)
+    thinslice.save(chest_field, ref)
+    out = tmp_path / "pair.json"
+    args = ["-q", "evaluate", "-i", str(thick), "--reference", str(ref), "--methods", "model", "--device", "cpu"]
+    assert main([*args, "--adapt", "0.05", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["method"] for row in rows] == ["model", "model --adapt 0.05"]
+    assert rows[1]["made_by"] == "model profile_x2.pt (bundled, adapted to the scan)"
+    assert rows[1]["psnr_paper"] != rows[0]["psnr_paper"]  # the weights moved
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pair.json", "thick.nii.gz", "thin.nii.gz"]
+    cropped = tmp_path / "cropped.nii.gz"
+    thinslice.save(chest_field.with_data(chest_field.data[:, :100].copy()), cropped)
+    assert main(["evaluate", "-i", str(thick), "--reference", str(cropped), "--adapt", "5"]) == 2
+    assert "do not share their in-plane grid" in capfd.readouterr().err  # refused before the minutes

@@ -44,6 +44,15 @@ def evaluate(
         ),
     ] = None,
     slice_thickness: options.SliceThickness = None,
+    adapt: Annotated[
+        float | None,
+        typer.Option(
+            "--adapt",
+            metavar="MINUTES",
+            help="With --reference: also score the model fine-tuned on the thick series for MINUTES (as upsample "
+            "--adapt).",
+        ),
+    ] = None,
     methods: Annotated[
         str | None,
         typer.Option("--methods", help="Comma-separated method names (default: cubic,linear; with --reference all)."),
@@ -86,10 +95,15 @@ def evaluate(
         if len(inputs) != 1:
             raise ConfigError(f"--reference scores one thick series against it; got {len(inputs)} inputs")
         names = _names(methods) if methods else list(PAIR_METHODS)
-        report = evaluate_pair(inputs[0], reference, methods=names, slice_thickness=slice_thickness, **common)
+        if adapt is None:
+            report = evaluate_pair(inputs[0], reference, methods=names, slice_thickness=slice_thickness, **common)
+        else:
+            report = _pair_with_adapt(inputs[0], reference, names, adapt, slice_thickness, common)
     else:
         if slice_thickness is not None:
-            raise ConfigError("--slice-thickness applies to --reference (a degraded copy's thickness is known)")
+            raise ConfigError("--slice-thickness applies to --reference (a real pair); a degraded copy's is known")
+        if adapt is not None:
+            raise ConfigError("--adapt applies to --reference (a real pair): the model is adapted to the thick series")
         report = run(
             inputs,
             2 if scale is None else scale,
@@ -107,3 +121,35 @@ def evaluate(
 
 def _names(methods: str) -> list[str]:
     return [m.strip() for m in methods.split(",") if m.strip()]
+
+
+def _pair_with_adapt(
+    thick_path: str,
+    reference_path: Path,
+    names: list[str],
+    minutes: float,
+    slice_thickness: float | None,
+    common: dict[str, Any],
+) -> dict[str, Any]:
+    """A real pair, scored also with the model adapted to the thick series (``--adapt``)."""
+    import math
+    from dataclasses import replace
+
+    from thinslice.evaluation.pair import evaluate_pair, factor_for, reference_positions
+    from thinslice.io import load
+    from thinslice.methods import get_method
+    from thinslice.pipeline.adapt import adapted
+
+    if not (math.isfinite(minutes) and minutes > 0):
+        raise ConfigError(f"--adapt takes a positive number of minutes, got {minutes}")
+    if slice_thickness is not None and not (math.isfinite(slice_thickness) and slice_thickness > 0):
+        raise ConfigError(f"--slice-thickness must be a positive number of mm, got {slice_thickness}")
+    thick, reference = load(thick_path), load(reference_path)
+    if slice_thickness is not None:
+        thick = replace(thick, slice_thickness=float(slice_thickness))
+    reference_positions(thick, reference)  # a pair that is refused is refused before the minutes
+    options = {k: common[k] for k in ("model", "device", "progress", "all_views", "precision")}
+    fn = get_method("model", **options)
+    r = factor_for(fn, thick, reference)
+    with adapted(fn, thick, r, minutes, device=common["device"], progress=common["progress"]) as tuned:
+        return evaluate_pair(thick, reference, methods=names, built={f"model --adapt {minutes:g}": tuned}, **common)

@@ -27,7 +27,7 @@ from thinslice.errors import ConfigError, InputError
 from thinslice.evaluation.metrics import compare_where
 from thinslice.evaluation.protocol import means
 from thinslice.io import load
-from thinslice.methods import get_method, run_on_grid
+from thinslice.methods import Method, get_method, run_on_grid
 from thinslice.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,11 @@ def reference_positions(thick: Volume, reference: Volume) -> tuple[np.ndarray, n
     return inside, np.clip(positions[inside], 0.0, thick.num_slices - 1)
 
 
+def factor_for(fn: Method, thick: Volume, reference: Volume) -> int:
+    """The factor ``fn`` runs at to reach the reference's spacing from the thick series'."""
+    return grid.plan_for_spacing(thick.num_slices, thick.slice_spacing, reference.slice_spacing, fn.makes).r
+
+
 def _grid(volume: Volume) -> str:
     h, w = volume.data.shape[1:]
     sw, sh = volume.geometry.inplane_spacing
@@ -103,6 +108,7 @@ def evaluate_pair(
     all_views: bool = False,
     precision: str = "auto",
     slice_thickness: float | None = None,
+    built: dict[str, Method] | None = None,
 ) -> dict[str, Any]:
     """Score each method on a real thick/thin pair.
 
@@ -110,6 +116,8 @@ def evaluate_pair(
         thick: the thick series (what the methods see).
         reference: thin slices of the same acquisition (the truth; never shown to a method).
         slice_thickness: the thick slices' thickness in mm, overriding what the file says.
+        built: further methods, already built (e.g. a model adapted to ``thick``), scored
+            after ``methods`` under the label given.
 
     Returns:
         ``{"reference", "thick_spacing", "thick_thickness", "reference_spacing",
@@ -118,10 +126,10 @@ def evaluate_pair(
         SSIMs score every reference slice within the thick stack; ``psnr_synth`` and
         ``psnr_body`` those farther than half a reference spacing from an acquired one.
     """
-    if not methods:
+    if not methods and not built:
         raise ConfigError("give at least one method")
     options = {"model": model, "device": device, "progress": progress, "all_views": all_views}
-    built = {name: get_method(name, precision=precision, **options) for name in methods}
+    scored = {name: get_method(name, precision=precision, **options) for name in methods} | (built or {})
     thick = thick if isinstance(thick, Volume) else load(thick)
     reference = reference if isinstance(reference, Volume) else load(reference)
     if slice_thickness is not None:
@@ -140,8 +148,8 @@ def evaluate_pair(
         len(inside), reference.num_slices, reference.slice_spacing,
     )  # fmt: skip
     rows = []
-    for name, fn in built.items():
-        r = grid.plan_for_spacing(thick.num_slices, thick.slice_spacing, reference.slice_spacing, fn.makes).r
+    for name, fn in scored.items():
+        r = factor_for(fn, thick, reference)
         plan = grid.Plan(r, reference.slice_spacing, positions * r)
         start = time.perf_counter()
         result = run_on_grid(
@@ -167,5 +175,5 @@ def evaluate_pair(
         "reference_spacing": reference.slice_spacing,
         "reference_thickness": reference.thickness,
         "rows": rows,
-        "mean": means(rows, list(built)),
+        "mean": means(rows, list(scored)),
     }
