@@ -11,12 +11,14 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
 import thinslice
 from thinslice.cli import main
 from thinslice.errors import InputError
+from thinslice.evaluation import figures
 from thinslice.evaluation.metrics import psnr, scale_hu
 from thinslice.evaluation.pair import evaluate_pair
 from thinslice.evaluation.protocol import evaluate, format_table
@@ -114,16 +116,20 @@ def test_evaluate_reference_on_the_command_line(
     thinslice.save(thick_series(chest_field, 2, 1), thick)
     thinslice.save(chest_field, ref)
     before = thick.read_bytes(), ref.read_bytes()
-    out = tmp_path / "pair.json"
+    out, picture = tmp_path / "pair.json", tmp_path / "pair.png"
     args = ["-q", "evaluate", "-i", str(thick), "--reference", str(ref), "--device", "cpu", "--json", str(out)]
-    assert main(args) == 0
+    assert main([*args, "--preview", str(picture)]) == 0
     table = capfd.readouterr().out
     assert "real pair: 2 mm slices 2 mm thick" in table
+    # one column each: the thick series, the four methods, the reference
+    width = round(figures.DPI * (figures.LABEL_IN + 6 * (figures.PANEL_IN + figures.GAP_IN)))
+    assert plt.imread(picture).shape[1] == width
     report = json.loads(out.read_text())
     assert [row["method"] for row in report["rows"]] == ["linear", "cubic", "lanczos", "model"]
     best = max(row["psnr_paper"] for row in report["rows"][:3])
     assert report["rows"][3]["psnr_paper"] > best + 2
     assert (thick.read_bytes(), ref.read_bytes()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pair.json", "pair.png", "thick.nii.gz", "thin.nii.gz"]
     for extra, message in (
         (["--degrade", "profile"], "--degrade simulate thick slices"),
         (["-i", str(ref)], "scores one thick series against it; got 2 inputs"),
@@ -135,6 +141,10 @@ def test_evaluate_reference_on_the_command_line(
     assert "--slice-thickness applies to --reference" in capfd.readouterr().err
     assert main(["evaluate", "-i", str(thick), "--adapt", "1"]) == 2
     assert "--adapt applies to --reference" in capfd.readouterr().err
+    assert main(["evaluate", "-i", str(thick), "--preview", str(tmp_path / "p.png")]) == 2
+    assert "--preview applies to --reference" in capfd.readouterr().err
+    assert main(["evaluate", "-i", str(thick), "--reference", str(ref), "--json", str(ref), "--overwrite"]) == 2
+    assert "is an input" in capfd.readouterr().err
 
 
 def test_evaluate_reference_with_adapt_scores_the_adapted_model_too(

@@ -53,6 +53,10 @@ def evaluate(
             "--adapt).",
         ),
     ] = None,
+    preview: Annotated[
+        Path | None,
+        typer.Option("--preview", help="With --reference: a PNG of the thick series, each method and the reference."),
+    ] = None,
     methods: Annotated[
         str | None,
         typer.Option("--methods", help="Comma-separated method names (default: cubic,linear; with --reference all)."),
@@ -81,7 +85,13 @@ def evaluate(
     if fast:
         log.warning("warning: --fast is deprecated: two views are now the default (--all-views for three)")
     if json_out is not None:  # before the work, not after it
-        check_destination(json_out, overwrite=overwrite, what="--json", inputs=tuple(inputs))
+        check_destination(json_out, overwrite=overwrite, what="--json", inputs=_read(inputs, reference))
+    if preview is not None:
+        if reference is None:
+            raise ConfigError("--preview applies to --reference (a real pair)")
+        if preview.suffix.lower() != ".png":
+            raise ConfigError(f"--preview writes a PNG; give a name ending in .png, not {preview.name}")
+        check_destination(preview, overwrite=overwrite, what="--preview", inputs=_read(inputs, reference))
     common: dict[str, Any] = {"model": model, "device": device, "progress": options.show_progress()}
     common.update(all_views=all_views, precision=precision)
     if reference is not None:
@@ -95,6 +105,7 @@ def evaluate(
         if len(inputs) != 1:
             raise ConfigError(f"--reference scores one thick series against it; got {len(inputs)} inputs")
         names = _names(methods) if methods else list(PAIR_METHODS)
+        common["preview"] = preview
         if adapt is None:
             report = evaluate_pair(inputs[0], reference, methods=names, slice_thickness=slice_thickness, **common)
         else:
@@ -117,6 +128,11 @@ def evaluate(
     if json_out is not None:
         write_json(json_out, report, overwrite=overwrite)
         log.info("wrote %s", json_out)
+
+
+def _read(inputs: list[str], reference: Path | None) -> tuple[str, ...]:
+    """Every path the command reads (never to be written over)."""
+    return (*inputs, *([] if reference is None else [str(reference)]))
 
 
 def _names(methods: str) -> list[str]:

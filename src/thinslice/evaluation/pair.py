@@ -109,6 +109,7 @@ def evaluate_pair(
     precision: str = "auto",
     slice_thickness: float | None = None,
     built: dict[str, Method] | None = None,
+    preview: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Score each method on a real thick/thin pair.
 
@@ -118,6 +119,8 @@ def evaluate_pair(
         slice_thickness: the thick slices' thickness in mm, overriding what the file says.
         built: further methods, already built (e.g. a model adapted to ``thick``), scored
             after ``methods`` under the label given.
+        preview: a PNG to write: coronal and sagittal views of the thick series, each
+            method's slices and the reference, side by side over the same extent.
 
     Returns:
         ``{"reference", "thick_spacing", "thick_thickness", "reference_spacing",
@@ -148,6 +151,9 @@ def evaluate_pair(
         len(inside), reference.num_slices, reference.slice_spacing,
     )  # fmt: skip
     rows = []
+    # the reference slices within the stack, where the methods' slices lie (for the preview)
+    at_reference = replace(reference.geometry, origin=tuple(reference.geometry.slice_position(int(inside[0]))))
+    shown: list[tuple[str, Volume]] = []
     for name, fn in scored.items():
         r = factor_for(fn, thick, reference)
         plan = grid.Plan(r, reference.slice_spacing, positions * r)
@@ -168,6 +174,15 @@ def evaluate_pair(
         row.update(made_by=result.made_by or name)
         rows.append(row)
         log.info("%s / %s: psnr %.2f dB", thick.name, name, row["psnr_paper"])
+        if preview is not None:  # float32 HU, one volume per method, only when a picture is asked for
+            shown.append((f"{name}, {row['psnr_paper']:.2f} dB", Volume(result.data, at_reference, name)))
+    if preview is not None:
+        from thinslice.evaluation.figures import compare_views
+
+        panels = [(f"{thick.name}, {thick.slice_spacing:.3g} mm", thick), *shown]
+        panels.append((f"reference, {reference.slice_spacing:.3g} mm", Volume(truth, at_reference, reference.name)))
+        compare_views(panels, preview, title=f"{thick.name} against {reference.name}: PSNR over every reference slice")
+        log.info("wrote %s", preview)
     return {
         "reference": reference.name,
         "thick_spacing": thick.slice_spacing,
