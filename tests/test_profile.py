@@ -19,6 +19,7 @@ from thinslice.profile import (
     profile_matrix,
     slice_profile_kernel,
     smore_pair,
+    soft_weight,
 )
 
 
@@ -95,9 +96,12 @@ def test_overlap_reads_as_softness_to_a_model_of_contiguous_slices() -> None:
     assert equivalent_softness(1.0, 0.7) == pytest.approx(0.7)
     assert equivalent_softness(2.0) == pytest.approx(2.3548 * np.sqrt(3 / 12), rel=1e-4)
     assert equivalent_softness(0.5) == 0.0  # gaps: narrower than a contiguous box
-    assert not is_soft(1.0, 0.3) and is_soft(1.0, SOFT_PROFILE)  # contiguous: the estimate decides
-    assert not is_soft(1.5, 0.0) and is_soft(1.75, 0.0) and is_soft(2.0, None)  # overlap, even unestimated
-    assert is_soft(1.5, 0.5)  # overlap and a softened box together
+    assert soft_weight(1.0, 0.3) == 0.0 and soft_weight(1.0, SOFT_PROFILE) == 1.0  # contiguous: the estimate
+    assert soft_weight(1.2, 0.0) == 0.0  # a little overlap: the profile models alone
+    assert soft_weight(1.5, 0.0) == pytest.approx((equivalent_softness(1.5) - 0.5) / 0.5)  # blended, about half
+    assert 0.9 < soft_weight(1.75, None) < 1.0 and soft_weight(2.0, None) == 1.0  # overlap, even unestimated
+    assert soft_weight(1.5, 0.3) > soft_weight(1.5, 0.0)  # overlap and a softened box together
+    assert is_soft(1.5, 0.0) and not is_soft(1.25, 0.0)  # --adapt fine-tunes the family that makes most
 
 
 def test_non_integer_ratio_positions_and_shape() -> None:

@@ -244,11 +244,14 @@ MIN_PIXELS = 128
 #: a box softened by a Gaussian as wide as the thickness 0.6-0.9 (BENCHMARKS.md); the bundled
 #: models for soft profiles lose to the profile models at a true softness of 0.5 and win at 1.0.
 SOFT_PROFILE = 0.6
-#: An equivalent softness (:func:`equivalent_softness`) from which slices count as soft:
-#: overlapping reconstructions 1.5 spacings thick (0.76) are made best by the profile models
-#: at x2 and by the soft ones at x3-x5; from 1.75 spacings (0.98) the soft ones win at every
-#: factor measured, by 1.0-2.8 dB (BENCHMARKS.md, "Overlapping reconstructions").
-SOFT_EQUIVALENT = 0.9
+#: Where the models for soft profiles take over from the profile models as slices overlap
+#: (:func:`soft_weight`): their outputs are blended with a weight rising linearly over this
+#: range of equivalent softness (:func:`equivalent_softness`). The profile family was trained
+#: up to 1.0, the soft one from 1.0. Overlapping reconstructions 1.5 spacings thick (0.76)
+#: are made better by the half-and-half blend than by either family alone, by 0.1-0.8 dB,
+#: and from 1.75 spacings (0.98) the soft family wins everywhere (BENCHMARKS.md,
+#: "Overlapping reconstructions").
+BLEND_SOFTNESS = (0.5, 1.0)
 _FWHM = 2.0 * math.sqrt(2.0 * math.log(2.0))  # a Gaussian's FWHM over its sigma
 
 
@@ -261,13 +264,24 @@ def equivalent_softness(thickness: float, softness: float = 0.0) -> float:
     return _FWHM * math.sqrt(max(variance, 0.0))
 
 
-def is_soft(thickness: float, softness: float | None) -> bool:
-    """Whether thick slices get the bundled models for soft profiles: their profile, as
-    estimated from the image (``softness``, None when the scan is too small to tell, read
-    as a box), reads :data:`SOFT_PROFILE` or more, or, with their overlap (``thickness``
-    in spacings, exact from the header), is :data:`SOFT_EQUIVALENT` soft or more."""
+def soft_weight(thickness: float, softness: float | None) -> float:
+    """How much of thick slices the bundled models for soft profiles make (0 to 1; the
+    profile models the rest): all of it when the profile, as estimated from the image
+    (``softness``; None when the scan is too small to tell, read as a box), reads
+    :data:`SOFT_PROFILE` or more; otherwise a share rising over :data:`BLEND_SOFTNESS` with
+    the equivalent softness of the slices' overlap (``thickness`` in spacings, exact from
+    the header) and that estimate."""
     estimate = 0.0 if softness is None else softness
-    return estimate >= SOFT_PROFILE or equivalent_softness(thickness, estimate) >= SOFT_EQUIVALENT
+    if estimate >= SOFT_PROFILE:
+        return 1.0
+    lo, hi = BLEND_SOFTNESS
+    return float(min(1.0, max(0.0, (equivalent_softness(thickness, estimate) - lo) / (hi - lo))))
+
+
+def is_soft(thickness: float, softness: float | None) -> bool:
+    """Whether the models for soft profiles make most of such slices (``--adapt`` fine-tunes
+    that one): :func:`soft_weight` at least a half."""
+    return soft_weight(thickness, softness) >= 0.5
 
 
 def estimate_softness(volume: Volume, max_lines: int = 2048) -> float | None:

@@ -211,12 +211,13 @@ def test_preview_shows_input_and_output_at_the_physical_aspect(ct: Path, tmp_pat
 
 
 def test_derived_series_names_the_checkpoint_that_made_it(ct: Path, tmp_path: Path, one_thread: None) -> None:
-    """Thick DICOM slices through the bundled model: the derivation names the profile model
-    the run picked (not the thin-slice family's) and says every slice was synthesized."""
+    """Thick DICOM slices through the bundled model: the derivation names the checkpoints
+    the run picked (not the thin-slice family's: this series is 3 mm slices every 2 mm, so
+    the two thick-slice families blended) and says every slice was synthesized."""
     out = tmp_path / "thin"
     assert main(["-q", "upsample", "-i", str(ct), "-o", f"{out}/", "--scale", "2"]) == 0
     derivation = str(headers(out)[0].DerivationDescription)
-    assert "model profile_x2.pt (bundled), x2" in derivation, derivation
+    assert "model profile_x2.pt 0.48 + profile_soft_x2.pt 0.52 (bundled), x2" in derivation, derivation
     assert derivation.endswith("every slice synthesized (thick input)")
 
 

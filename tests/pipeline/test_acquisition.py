@@ -219,6 +219,32 @@ def test_an_overlapping_reconstruction_gets_the_model_for_soft_profiles(caplog, 
     assert thinslice.upsample(small, scale=2, device="cpu").meta["made_by"] == "model profile_soft_x2.pt (bundled)"
 
 
+def test_a_reconstruction_overlapping_by_half_a_slice_blends_the_two_models(caplog, chest_field, one_thread) -> None:
+    """Slices 1.5 spacings thick lie between what the two thick-slice families were trained
+    on: with no flags their outputs are blended by the weight the overlap gives, and the
+    result is closer to the truth than the profile model alone."""
+    from thinslice.evaluation.degrade import degrade_array
+    from thinslice.evaluation.metrics import psnr, scale_hu
+    from thinslice.methods.learned import bundled_model_path
+    from thinslice.profile import soft_weight
+
+    thin = chest_field.data.astype(np.float32)
+    copy = degrade_array(thin, 2, "profile", thickness=3.0)
+    thick = chest_field.with_data(copy.data, 2.0, slice_thickness=3.0)
+    with caplog.at_level("INFO", logger="thinslice"):
+        out = thinslice.upsample(thick, scale=2, device="cpu")
+    assert out.meta["made_by"] == "model profile_x2.pt 0.48 + profile_soft_x2.pt 0.52 (bundled)"
+    assert "blending the profile and soft-profile models, 0.48 / 0.52" in caplog.text
+    plain, soft = (
+        thinslice.upsample(thick, scale=2, device="cpu", model=bundled_model_path(2, family)).data.astype(np.float32)
+        for family in ("profile", "profile_soft")
+    )
+    weight = soft_weight(1.5, 0.0)
+    np.testing.assert_allclose(out.data, (1 - weight) * plain + weight * soft, atol=1e-2)
+    truth = scale_hu(copy.truth(thin, 2))
+    assert psnr(truth, scale_hu(out.data)) > psnr(truth, scale_hu(plain)) + 0.2
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

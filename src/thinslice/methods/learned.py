@@ -10,9 +10,9 @@ families, picked by the acquisition:
 * ``profile_soft_x{r}.pt``: the same, trained on softer profiles (Gaussians 1-2 times as
   wide as the thickness); used instead when the scan's slice profile looks that soft
   (:func:`thinslice.profile.estimate_softness` at least
-  :data:`~thinslice.profile.SOFT_PROFILE`) or its slices overlap as much (thicker than
-  1.66 spacings: :func:`thinslice.profile.is_soft`), where the plain profile model
-  sharpens too little (BENCHMARKS.md);
+  :data:`~thinslice.profile.SOFT_PROFILE`), where the plain profile model sharpens too
+  little, and blended in with it as the slices overlap (from 1.24 spacings thick, alone
+  from 1.78: :func:`thinslice.profile.soft_weight`; BENCHMARKS.md);
 * ``default_x{r}.pt``: trained on thin slices (decimation); used for thin inputs, and it
   keeps the acquired slices.
 
@@ -241,27 +241,33 @@ class ModelMethod(Method):
         views = ", all three views" if self.all_views else ""
         return f"{self.name} {path.name} ({self.origin}{views})"
 
-    def _looks_soft(self, data: np.ndarray, spacing: tuple[float, float, float] | None, thickness: float) -> bool:
-        """Whether thick ``data`` gets the bundled model for soft slice profiles
-        (:func:`~thinslice.profile.is_soft`: its profile estimated from the image, and its
-        overlap, ``thickness`` in spacings)."""
+    def _soft_weight(self, data: np.ndarray, spacing: tuple[float, float, float] | None, thickness: float) -> float:
+        """How much of thick ``data`` the bundled model for soft slice profiles makes
+        (:func:`~thinslice.profile.soft_weight`: its profile estimated from the image, and
+        its overlap, ``thickness`` in spacings); 0 with ``--model``."""
         if self.path is not None or not bundled_models(FAMILIES[0]):
-            return False
-        from thinslice.profile import equivalent_softness, estimate_softness_of, is_soft
+            return 0.0
+        from thinslice.profile import equivalent_softness, estimate_softness_of, soft_weight
 
         softness = None if spacing is None else estimate_softness_of(data, spacing, thickness * spacing[0])
         if softness is None:
             log.info("the scan is too small to estimate its slice profile from; taking it for a box")
-        soft = is_soft(thickness, softness)
-        notes = [] if softness is None else [f" (softness about {softness:.1f} of the thickness)"]
+        weight = soft_weight(thickness, softness)
+        notes = [] if softness is None else [f"softness about {softness:.1f} of the thickness"]
         if thickness > 1 + grid.RATIO_TOLERANCE:
             equivalent = equivalent_softness(thickness, softness or 0.0)
-            notes.append(f"; {thickness:.2g} spacings thick, as soft as contiguous slices softened by {equivalent:.1f}")
-        if soft:
-            notes.append("; --adapt 2 (two minutes of fine-tuning on this scan) sharpens such scans further")
-        looks = "softer than a box: using the model for soft profiles" if soft else "like a box"
-        log.info("the slice profile looks %s%s", looks, "".join(notes))
-        return soft
+            notes.append(f"{thickness:.2g} spacings thick, as soft as contiguous slices softened by {equivalent:.1f}")
+        facts = f" ({'; '.join(notes)})" if notes else ""
+        if weight >= 1:
+            looks, action = "softer than a box", ": using the model for soft profiles"
+            action += "; --adapt 2 (two minutes of fine-tuning on this scan) sharpens such scans further"
+        elif weight > 0:
+            looks = "between a box and a soft profile"
+            action = f": blending the profile and soft-profile models, {1 - weight:.2f} / {weight:.2f}"
+        else:
+            looks, action = "like a box", ""
+        log.info("the slice profile looks %s%s%s", looks, facts, action)
+        return weight
 
     def device_bytes(self, shape: tuple[int, ...], r: int) -> int | None:
         """Accelerator bytes of one batch (results come back to the host batch by batch):
@@ -280,7 +286,28 @@ class ModelMethod(Method):
         dtype: np.dtype | None = None,
     ) -> MethodResult:
         thick = _thicker_than_output(thickness, r)
-        path = self._path_for(r, thick, soft=thick and self._looks_soft(data, spacing, thickness))
+        weight = self._soft_weight(data, spacing, thickness) if thick else 0.0
+        plain, soft = self._path_for(r, thick), self._path_for(r, thick, soft=weight > 0)
+        if weight <= 0 or weight >= 1 or plain == soft:
+            path = soft if weight >= 1 else plain
+            out, unc = self._synthesize(path, data, r, thick, dtype)
+            return MethodResult(out, unc, self._describe(path))
+        # between the two families' profiles: a blend of both beat either (BENCHMARKS.md)
+        out, unc = self._synthesize(plain, data, r, thick, None)
+        out *= np.float32(1 - weight)
+        other, other_unc = self._synthesize(soft, data, r, thick, None)
+        out += np.float32(weight) * other
+        if unc is not None and other_unc is not None:
+            unc = np.float32(1 - weight) * unc + np.float32(weight) * other_unc
+        views = ", all three views" if self.all_views else ""
+        made_by = f"{self.name} {plain.name} {1 - weight:.2f} + {soft.name} {weight:.2f} ({self.origin}{views})"
+        return MethodResult(out, unc, made_by)
+
+    def _synthesize(
+        self, path: Path, data: np.ndarray, r: int, thick: bool, dtype: np.dtype | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The checkpoint at ``path`` on ``data``: the output (``dtype``, default float32)
+        and the views' spread when asked for."""
         synth = self._synthesizer(path)
         # two views by default: the axial network's view lowered the fused result on every
         # held-out scan and factor (BENCHMARKS.md, "Two views or three") and costs a third
@@ -295,5 +322,4 @@ class ModelMethod(Method):
             keep_acquired=not (thick and synth.config.sharpen),
             out_dtype=np.float32 if dtype is None else dtype,
         )
-        out, unc = result if isinstance(result, tuple) else (result, None)
-        return MethodResult(out, unc, self._describe(path))
+        return result if isinstance(result, tuple) else (result, None)

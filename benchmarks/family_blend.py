@@ -1,0 +1,51 @@
+"""Blending the two thick-slice families where a scan lies between what they were trained on.
+
+The profile family was trained on boxes softened up to a Gaussian as wide as the thickness,
+the soft-profile family from there to twice that. Between them (slices overlapping by half
+a slice, or a box softened by 0.75 of its thickness) each model's output, forced with
+``--model``, is blended, ``(1 - w) * profile + w * soft``, and scored (PSNR over all output
+slices, dB) on the held-out crops of ``thick_slices.py``.
+
+    OMP_NUM_THREADS=1 python benchmarks/family_blend.py
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+from thick_slices import SCANS, SHARED, crop
+
+import thinslice
+from thinslice.evaluation.degrade import degrade_array
+from thinslice.evaluation.metrics import psnr, scale_hu
+from thinslice.methods.learned import bundled_model_path
+
+# (scan, r, thickness over spacing, Gaussian FWHM over the thickness)
+CASES = [("chest1mm_lidc0314", r, 1.5, 0.0) for r in (2, 3, 4, 5)] + [("limb3mm_sts002", r, 1.5, 0.0) for r in (2, 3)]
+CASES += [("chest1mm_lidc0314", r, 1.0, 0.75) for r in (2, 5)] + [("limb3mm_sts002", 2, 1.0, 0.75)]
+WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    for name, r, overlap, softness in CASES:
+        file, _, size, slices = SCANS[name]
+        volume = crop(thinslice.load(SHARED / file), size, slices)
+        thin = volume.data.astype(np.float32)
+        copy = degrade_array(thin, r, "profile", thickness=overlap * r, softness=softness)
+        spacing = volume.slice_spacing * r
+        thick = volume.with_data(copy.data, spacing, slice_thickness=overlap * spacing)
+        truth = scale_hu(copy.truth(thin, r))
+        outs = {
+            family: thinslice.upsample(thick, r, device="cpu", model=bundled_model_path(r, family)).data
+            for family in ("profile", "profile_soft")
+        }
+        blends = {w: (1 - w) * outs["profile"].astype(np.float32) + w * outs["profile_soft"] for w in WEIGHTS}
+        scores = {w: round(psnr(truth, scale_hu(blend)), 2) for w, blend in blends.items()}
+        print(json.dumps({"scan": name, "r": r, "overlap": overlap, "softness": softness, "psnr": scores}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
