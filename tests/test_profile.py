@@ -20,6 +20,7 @@ from thinslice.profile import (
     slice_profile_kernel,
     smore_pair,
     soft_weight,
+    thin_weight,
 )
 
 
@@ -102,6 +103,16 @@ def test_overlap_reads_as_softness_to_a_model_of_contiguous_slices() -> None:
     assert 0.9 < soft_weight(1.75, None) < 1.0 and soft_weight(2.0, None) == 1.0  # overlap, even unestimated
     assert soft_weight(1.5, 0.3) > soft_weight(1.5, 0.0)  # overlap and a softened box together
     assert is_soft(1.5, 0.0) and not is_soft(1.25, 0.0)  # --adapt fine-tunes the family that makes most
+
+
+def test_slices_with_gaps_share_between_thin_and_thick_slice_models() -> None:
+    """The thin-slice models' share falls with the log of the thickness, from 1 at one
+    output spacing (decimation-like) to 0 at ``r`` of them (contiguous)."""
+    assert thin_weight(0.5, 2) == 1.0 and thin_weight(0.2, 5) == 1.0
+    assert thin_weight(1.0, 2) == 0.0 and thin_weight(1.5, 3) == 0.0
+    assert thin_weight(0.6, 2) == pytest.approx(np.log(2 / 1.2) / np.log(2))
+    shares = [thin_weight(t, 5) for t in (0.3, 0.5, 0.7, 0.9)]
+    assert shares == sorted(shares, reverse=True) and 0 < shares[-1] < shares[0] < 1
 
 
 def test_non_integer_ratio_positions_and_shape() -> None:

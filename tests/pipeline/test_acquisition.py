@@ -245,6 +245,26 @@ def test_a_reconstruction_overlapping_by_half_a_slice_blends_the_two_models(capl
     assert psnr(truth, scale_hu(out.data)) > psnr(truth, scale_hu(plain)) + 0.2
 
 
+def test_slices_with_gaps_blend_the_thin_and_thick_slice_models(chest_field, one_thread) -> None:
+    """Slices 0.6 of their spacing thick made 2 times finer are 1.2 output slices thick:
+    between the thin-slice models (1) and the thick-slice ones (2). Both run and blend, by
+    the log of the thickness; closer to the truth than the thick-slice model alone, and the
+    acquired positions are estimates too (no longer copies)."""
+    from thinslice.evaluation.degrade import degrade_array
+    from thinslice.evaluation.metrics import psnr, scale_hu
+    from thinslice.methods.learned import bundled_model_path
+
+    thin = chest_field.data.astype(np.float32)
+    copy = degrade_array(thin, 2, "profile", thickness=1.2)
+    thick = chest_field.with_data(copy.data, 2.0, slice_thickness=1.2)
+    out = thinslice.upsample(thick, scale=2, device="cpu")
+    assert out.meta["made_by"] == "model default_x2.pt 0.74 + profile_x2.pt 0.26 (bundled)"
+    assert out.meta["acquired_kept"] is False and not np.array_equal(out.data[::2], thick.data)
+    plain = thinslice.upsample(thick, scale=2, device="cpu", model=bundled_model_path(2, "profile"))
+    truth = scale_hu(copy.truth(thin, 2))
+    assert psnr(truth, scale_hu(out.data)) > psnr(truth, scale_hu(plain.data.astype(np.float32))) + 0.5
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

@@ -14,7 +14,8 @@ families, picked by the acquisition:
   little, and blended in with it as the slices overlap (from 1.24 spacings thick, alone
   from 1.78: :func:`thinslice.profile.soft_weight`; BENCHMARKS.md);
 * ``default_x{r}.pt``: trained on thin slices (decimation); used for thin inputs, and it
-  keeps the acquired slices.
+  keeps the acquired slices; slices with gaps between them, thicker than the output's,
+  blend it with the thick-slice models (:func:`thinslice.profile.thin_weight`).
 
 Within a family, the model trained for the requested factor is used when it exists,
 otherwise one whose factor has the requested one as a power (x4 = x2 applied twice); a
@@ -285,23 +286,54 @@ class ModelMethod(Method):
         spacing: tuple[float, float, float] | None = None,
         dtype: np.dtype | None = None,
     ) -> MethodResult:
+        shares = self._shares(data, r, thickness, spacing)
         thick = _thicker_than_output(thickness, r)
-        weight = self._soft_weight(data, spacing, thickness) if thick else 0.0
-        plain, soft = self._path_for(r, thick), self._path_for(r, thick, soft=weight > 0)
-        if weight <= 0 or weight >= 1 or plain == soft:
-            path = soft if weight >= 1 else plain
-            out, unc = self._synthesize(path, data, r, thick, dtype)
-            return MethodResult(out, unc, self._describe(path))
-        # between the two families' profiles: a blend of both beat either (BENCHMARKS.md)
-        out, unc = self._synthesize(plain, data, r, thick, None)
-        out *= np.float32(1 - weight)
-        other, other_unc = self._synthesize(soft, data, r, thick, None)
-        out += np.float32(weight) * other
-        if unc is not None and other_unc is not None:
-            unc = np.float32(1 - weight) * unc + np.float32(weight) * other_unc
+        if len(shares) == 1:
+            (path,) = shares
+            return MethodResult(*self._synthesize(path, data, r, thick, dtype), self._describe(path))
+        # between what the families were trained on, a blend beat each alone (BENCHMARKS.md)
+        out: np.ndarray | None = None
+        unc: np.ndarray | None = None
+        for path, share in shares.items():
+            part, spread = self._synthesize(path, data, r, thick, None)
+            part *= np.float32(share)
+            out = part if out is None else np.add(out, part, out=out)
+            if spread is not None:
+                unc = np.float32(share) * spread if unc is None else unc + np.float32(share) * spread
+        assert out is not None
         views = ", all three views" if self.all_views else ""
-        made_by = f"{self.name} {plain.name} {1 - weight:.2f} + {soft.name} {weight:.2f} ({self.origin}{views})"
-        return MethodResult(out, unc, made_by)
+        parts = " + ".join(f"{path.name} {share:.2f}" for path, share in shares.items())
+        return MethodResult(out, unc, f"{self.name} {parts} ({self.origin}{views})")
+
+    def _shares(
+        self, data: np.ndarray, r: int, thickness: float, spacing: tuple[float, float, float] | None
+    ) -> dict[Path, float]:
+        """The checkpoints that make ``data`` and each one's share of the output: one of
+        them, or (between what the families were trained on) a blend: thin-slice and
+        thick-slice models for slices with gaps (:func:`~thinslice.profile.thin_weight`),
+        profile and soft-profile models for soft or overlapping ones
+        (:func:`~thinslice.profile.soft_weight`)."""
+        from thinslice.profile import thin_weight
+
+        if not _thicker_than_output(thickness, r) or self.path is not None:
+            return {self._path_for(r, _thicker_than_output(thickness, r)): 1.0}
+        thin = thin_weight(thickness, r)
+        soft = self._soft_weight(data, spacing, thickness)
+        if thin > 0:
+            log.info(
+                "the slices are %.2g of their spacing thick (%.2g output spacings): blending the thin-slice and "
+                "thick-slice models, %.2f / %.2f",
+                thickness, thickness * r, thin, 1 - thin,
+            )  # fmt: skip
+        shares: dict[Path, float] = {}
+        for path, share in (
+            (self._path_for(r), thin),
+            (self._path_for(r, True), (1 - thin) * (1 - soft)),
+            (self._path_for(r, True, soft=True), (1 - thin) * soft),
+        ):
+            if share > 0:
+                shares[path] = shares.get(path, 0.0) + share
+        return shares
 
     def _synthesize(
         self, path: Path, data: np.ndarray, r: int, thick: bool, dtype: np.dtype | None
