@@ -167,3 +167,27 @@ def test_evaluate_reference_with_adapt_scores_the_adapted_model_too(
     thinslice.save(chest_field.with_data(chest_field.data[:, :100].copy()), cropped)
     assert main(["evaluate", "-i", str(thick), "--reference", str(cropped), "--adapt", "5"]) == 2
     assert "do not share their in-plane grid" in capfd.readouterr().err  # refused before the minutes
+
+
+def test_two_series_of_one_study_folder_are_told_apart_by_uid(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], one_thread
+) -> None:
+    """Two reconstructions often share a study folder: -i and --reference may name the same
+    folder, each with its series UID. Here the thin series is thinslice's own derived 1 mm
+    series of the 2 mm one, written into the folder: scored against it, the model that made
+    it agrees to within the int16 rounding, so the positions line up exactly."""
+    from tests.conftest import filled_dicom
+
+    study = tmp_path / "study"
+    filled_dicom(study / "thick")
+    assert main(["-q", "upsample", "-i", str(study / "thick"), "-o", f"{study / 'thin'}/", "--scale", "2"]) == 0
+    uids = {name: str(thinslice.load(study / name).meta["series_uid"]) for name in ("thick", "thin")}
+    args = ["-q", "evaluate", "-i", str(study), "--reference", str(study), "--methods", "model,linear"]
+    out = tmp_path / "pair.json"
+    assert main([*args, "--series-uid", uids["thick"], "--reference-series-uid", uids["thin"], "--json", str(out)]) == 0
+    model, linear = json.loads(out.read_text())["rows"]
+    assert model["psnr_paper"] > 70 and linear["psnr_paper"] < model["psnr_paper"] - 20
+    capfd.readouterr()
+    assert main([*args, "--series-uid", uids["thick"]]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds 2 series" in err[0] and "pass --reference-series-uid UID" in err[0], err

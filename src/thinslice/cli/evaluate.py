@@ -44,6 +44,13 @@ def evaluate(
         ),
     ] = None,
     slice_thickness: options.SliceThickness = None,
+    series_uid: Annotated[
+        str | None, typer.Option("--series-uid", help="Series to read from a DICOM folder given with -i.")
+    ] = None,
+    reference_series_uid: Annotated[
+        str | None,
+        typer.Option("--reference-series-uid", help="Series to read from a DICOM folder given with --reference."),
+    ] = None,
     adapt: Annotated[
         float | None,
         typer.Option(
@@ -94,6 +101,7 @@ def evaluate(
         check_destination(preview, overwrite=overwrite, what="--preview", inputs=_read(inputs, reference))
     common: dict[str, Any] = {"model": model, "device": device, "progress": options.show_progress()}
     common.update(all_views=all_views, precision=precision)
+    uids: dict[str, Any] = {"series_uid": series_uid}
     if reference is not None:
         from thinslice.evaluation.pair import PAIR_METHODS, evaluate_pair
 
@@ -106,15 +114,20 @@ def evaluate(
             raise ConfigError(f"--reference scores one thick series against it; got {len(inputs)} inputs")
         names = _names(methods) if methods else list(PAIR_METHODS)
         common["preview"] = preview
+        uids["reference_series_uid"] = reference_series_uid
         if adapt is None:
-            report = evaluate_pair(inputs[0], reference, methods=names, slice_thickness=slice_thickness, **common)
+            report = evaluate_pair(
+                inputs[0], reference, methods=names, slice_thickness=slice_thickness, **uids, **common
+            )
         else:
-            report = _pair_with_adapt(inputs[0], reference, names, adapt, slice_thickness, common)
+            report = _pair_with_adapt(inputs[0], reference, names, adapt, slice_thickness, uids, common)
     else:
         if slice_thickness is not None:
             raise ConfigError("--slice-thickness applies to --reference (a real pair); a degraded copy's is known")
         if adapt is not None:
             raise ConfigError("--adapt applies to --reference (a real pair): the model is adapted to the thick series")
+        if reference_series_uid is not None:
+            raise ConfigError("--reference-series-uid applies to --reference")
         report = run(
             inputs,
             2 if scale is None else scale,
@@ -122,6 +135,7 @@ def evaluate(
             methods=_names(methods or "cubic,linear"),
             thickness=thickness,
             softness=softness,
+            **uids,
             **common,
         )
     typer.echo(format_table(report))
@@ -145,6 +159,7 @@ def _pair_with_adapt(
     names: list[str],
     minutes: float,
     slice_thickness: float | None,
+    uids: dict[str, Any],
     common: dict[str, Any],
 ) -> dict[str, Any]:
     """A real pair, scored also with the model adapted to the thick series (``--adapt``)."""
@@ -160,7 +175,8 @@ def _pair_with_adapt(
         raise ConfigError(f"--adapt takes a positive number of minutes, got {minutes}")
     if slice_thickness is not None and not (math.isfinite(slice_thickness) and slice_thickness > 0):
         raise ConfigError(f"--slice-thickness must be a positive number of mm, got {slice_thickness}")
-    thick, reference = load(thick_path), load(reference_path)
+    thick = load(thick_path, uids["series_uid"])
+    reference = load(reference_path, uids["reference_series_uid"], series_option="--reference-series-uid")
     if slice_thickness is not None:
         thick = replace(thick, slice_thickness=float(slice_thickness))
     reference_positions(thick, reference)  # a pair that is refused is refused before the minutes

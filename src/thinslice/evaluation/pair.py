@@ -108,6 +108,8 @@ def evaluate_pair(
     all_views: bool = False,
     precision: str = "auto",
     slice_thickness: float | None = None,
+    series_uid: str | None = None,
+    reference_series_uid: str | None = None,
     built: dict[str, Method] | None = None,
     preview: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
@@ -117,6 +119,8 @@ def evaluate_pair(
         thick: the thick series (what the methods see).
         reference: thin slices of the same acquisition (the truth; never shown to a method).
         slice_thickness: the thick slices' thickness in mm, overriding what the file says.
+        series_uid, reference_series_uid: which series to read when a DICOM folder holds
+            several (two reconstructions of one study often share a folder).
         built: further methods, already built (e.g. a model adapted to ``thick``), scored
             after ``methods`` under the label given.
         preview: a PNG to write: coronal and sagittal views of the thick series, each
@@ -133,8 +137,9 @@ def evaluate_pair(
         raise ConfigError("give at least one method")
     options = {"model": model, "device": device, "progress": progress, "all_views": all_views}
     scored = {name: get_method(name, precision=precision, **options) for name in methods} | (built or {})
-    thick = thick if isinstance(thick, Volume) else load(thick)
-    reference = reference if isinstance(reference, Volume) else load(reference)
+    thick = thick if isinstance(thick, Volume) else load(thick, series_uid)
+    if not isinstance(reference, Volume):
+        reference = load(reference, reference_series_uid, series_option="--reference-series-uid")
     if slice_thickness is not None:
         if not (np.isfinite(slice_thickness) and slice_thickness > 0):
             raise ConfigError(f"--slice-thickness must be a positive number of mm, got {slice_thickness}")

@@ -44,6 +44,7 @@ def evaluate(
     precision: str = "auto",
     thickness: float | None = None,
     softness: float = 0.0,
+    series_uid: str | None = None,
     fast: bool | None = None,
 ) -> dict[str, Any]:
     """Run the protocol on every input with every method.
@@ -59,6 +60,7 @@ def evaluate(
         softness: for ``degrade="profile"``, the FWHM of a Gaussian that softens the box
             (a reconstruction kernel's tails), as a fraction of the thickness. Methods are
             told the thickness, not the softness.
+        series_uid: which series to read from a DICOM folder that holds several.
 
     Returns:
         ``{"scale": r, "degrade": ..., "rows": [{"volume", "method", <metrics>,
@@ -79,7 +81,7 @@ def evaluate(
     built = {name: get_method(name, **options) for name in methods}
     rows: list[dict[str, Any]] = []
     for item in inputs:
-        volume = item if isinstance(item, Volume) else load(item)
+        volume = item if isinstance(item, Volume) else load(item, series_uid)
         total = volume.num_slices
         thin = volume.data.astype(np.float32)
         width = None if thickness is None else thickness / volume.slice_spacing

@@ -76,12 +76,13 @@ def list_series(folder: str | Path) -> list[SeriesInfo]:
     return [_info(uid, slices) for uid, slices in groups.items()]
 
 
-def read_series(folder: str | Path, series_uid: str | None = None) -> Volume:
+def read_series(folder: str | Path, series_uid: str | None = None, *, series_option: str = "--series-uid") -> Volume:
     """Read one CT series as a volume in HU, slice axis first.
 
     Args:
         folder: folder holding the series (searched recursively).
         series_uid: SeriesInstanceUID to read; needed when the folder holds several.
+        series_option: the option that chooses the series, named when the folder holds several.
 
     Returns:
         A :class:`Volume` with data ``(D, H, W)`` (int16 when all HU are integers that
@@ -97,7 +98,7 @@ def read_series(folder: str | Path, series_uid: str | None = None) -> Volume:
         extra = f" ({skipped} non-DICOM file(s) skipped)" if skipped else ""
         extra += f"; damaged DICOM file(s): {', '.join(damaged[:3])}" if damaged else ""
         raise InputError(f"no DICOM files found in {folder}{extra}; pass a folder holding one CT series")
-    uid = _pick(folder, groups, series_uid)
+    uid = _pick(folder, groups, series_uid, series_option)
     from thinslice.io.multiframe import expand_frames  # enhanced CT: one file, many frames
 
     group, frames = expand_frames(groups[uid])
@@ -250,13 +251,13 @@ def _info(uid: str, slices: _Slices) -> SeriesInfo:
     return SeriesInfo(uid, desc, modality, len(files), spacing, files)
 
 
-def _pick(folder: Path, groups: dict[str, _Slices], series_uid: str | None) -> str:
+def _pick(folder: Path, groups: dict[str, _Slices], series_uid: str | None, option: str) -> str:
     if series_uid is None:
         if len(groups) == 1:
             return next(iter(groups))
         listing = "; ".join(_info(u, s).summary() for u, s in groups.items())
-        empty = " (--series-uid '' for <empty UID>)" if "" in groups else ""
-        raise InputError(f"{folder} holds {len(groups)} series: {listing}; pass --series-uid UID to choose one{empty}")
+        empty = f" ({option} '' for <empty UID>)" if "" in groups else ""
+        raise InputError(f"{folder} holds {len(groups)} series: {listing}; pass {option} UID to choose one{empty}")
     if series_uid not in groups:
         raise InputError(
             f"series {series_uid!r} not found in {folder}; available: " + ", ".join(repr(u) for u in groups)

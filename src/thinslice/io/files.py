@@ -70,12 +70,13 @@ def choose_slice_axis(spacing: tuple[float, float, float]) -> int:
     return int(np.argmax(spacing))
 
 
-def load(path: str | os.PathLike[str], series_uid: str | None = None) -> Volume:
+def load(path: str | os.PathLike[str], series_uid: str | None = None, *, series_option: str = "--series-uid") -> Volume:
     """Read a CT volume in Hounsfield units.
 
     Args:
         path: a NIfTI/NRRD/MHA file or a folder holding a DICOM series.
         series_uid: which series to read when a DICOM folder holds several.
+        series_option: the option that chooses the series, named when a folder holds several.
 
     Returns:
         The volume, slice axis first. For files the slice axis is the axis with the
@@ -97,7 +98,7 @@ def load(path: str | os.PathLike[str], series_uid: str | None = None) -> Volume:
     if p.is_dir():
         from thinslice.io.dicom import read_series  # pydicom only when a folder is read
 
-        volume = read_series(p, series_uid=series_uid)
+        volume = read_series(p, series_uid=series_uid, series_option=series_option)
     else:
         volume = _read_file(p)
     _check_values(volume, p)
