@@ -43,7 +43,12 @@ def evaluate(
             "is scored at their positions. No degradation.",
         ),
     ] = None,
-    slice_thickness: options.SliceThickness = None,
+    slice_thickness: Annotated[
+        float | None,
+        typer.Option(
+            "--slice-thickness", help="With --reference: thickness (mm) of the -i slices, if the file does not say."
+        ),
+    ] = None,
     series_uid: Annotated[
         str | None, typer.Option("--series-uid", help="Series to read from a DICOM folder given with -i.")
     ] = None,
