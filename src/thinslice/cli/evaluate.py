@@ -120,12 +120,18 @@ def evaluate(
         names = _names(methods) if methods else list(PAIR_METHODS)
         common["preview"] = preview
         uids["reference_series_uid"] = reference_series_uid
-        if adapt is None:
-            report = evaluate_pair(
-                inputs[0], reference, methods=names, slice_thickness=slice_thickness, **uids, **common
+        adapter = None
+        if adapt is not None:
+            from thinslice.pipeline.adapt import adapted
+
+            progress = common["progress"]
+            adapter = (
+                f"model --adapt {adapt:g}",
+                lambda fn, thick, r: adapted(fn, thick, r, adapt, device=device, progress=progress),
             )
-        else:
-            report = _pair_with_adapt(inputs[0], reference, names, adapt, slice_thickness, uids, common)
+        report = evaluate_pair(
+            inputs[0], reference, methods=names, slice_thickness=slice_thickness, adapter=adapter, **uids, **common
+        )
     else:
         if slice_thickness is not None:
             raise ConfigError("--slice-thickness applies to --reference (a real pair); a degraded copy's is known")
@@ -156,37 +162,3 @@ def _read(inputs: list[str], reference: Path | None) -> tuple[str, ...]:
 
 def _names(methods: str) -> list[str]:
     return [m.strip() for m in methods.split(",") if m.strip()]
-
-
-def _pair_with_adapt(
-    thick_path: str,
-    reference_path: Path,
-    names: list[str],
-    minutes: float,
-    slice_thickness: float | None,
-    uids: dict[str, Any],
-    common: dict[str, Any],
-) -> dict[str, Any]:
-    """A real pair, scored also with the model adapted to the thick series (``--adapt``)."""
-    import math
-    from dataclasses import replace
-
-    from thinslice.evaluation.pair import evaluate_pair, factor_for, reference_positions
-    from thinslice.io import load
-    from thinslice.methods import get_method
-    from thinslice.pipeline.adapt import adapted
-
-    if not (math.isfinite(minutes) and minutes > 0):
-        raise ConfigError(f"--adapt takes a positive number of minutes, got {minutes}")
-    if slice_thickness is not None and not (math.isfinite(slice_thickness) and slice_thickness > 0):
-        raise ConfigError(f"--slice-thickness must be a positive number of mm, got {slice_thickness}")
-    thick = load(thick_path, uids["series_uid"])
-    reference = load(reference_path, uids["reference_series_uid"], series_option="--reference-series-uid")
-    if slice_thickness is not None:
-        thick = replace(thick, slice_thickness=float(slice_thickness))
-    reference_positions(thick, reference)  # a pair that is refused is refused before the minutes
-    options = {k: common[k] for k in ("model", "device", "progress", "all_views", "precision")}
-    fn = get_method("model", **options)
-    r = factor_for(fn, thick, reference)
-    with adapted(fn, thick, r, minutes, device=common["device"], progress=common["progress"]) as tuned:
-        return evaluate_pair(thick, reference, methods=names, built={f"model --adapt {minutes:g}": tuned}, **common)

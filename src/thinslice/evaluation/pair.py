@@ -13,10 +13,12 @@ end and be spaced anywhere along the slice axis.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any
 
@@ -35,6 +37,8 @@ log = logging.getLogger(__name__)
 #: The methods a pair is scored with unless told otherwise: the interpolations a user would
 #: otherwise use, and the model.
 PAIR_METHODS = ("linear", "cubic", "lanczos", "model")
+#: Adapts a method to a volume at a factor, for the duration of a block (``--adapt``).
+Adapter = Callable[[Method, Volume, int], AbstractContextManager[Method]]
 #: How far (mm) the two series' in-plane origins and axes may differ and still be one grid.
 GRID_TOLERANCE_MM = 0.05
 
@@ -110,7 +114,7 @@ def evaluate_pair(
     slice_thickness: float | None = None,
     series_uid: str | None = None,
     reference_series_uid: str | None = None,
-    built: dict[str, Method] | None = None,
+    adapter: tuple[str, Adapter] | None = None,
     preview: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Score each method on a real thick/thin pair.
@@ -121,8 +125,9 @@ def evaluate_pair(
         slice_thickness: the thick slices' thickness in mm, overriding what the file says.
         series_uid, reference_series_uid: which series to read when a DICOM folder holds
             several (two reconstructions of one study often share a folder).
-        built: further methods, already built (e.g. a model adapted to ``thick``), scored
-            after ``methods`` under the label given.
+        adapter: ``(label, adapt)``: also score the model adapted to the thick series by
+            ``adapt(method, thick, r)``, a context manager giving the adapted method (the
+            pipeline's ``--adapt``; this layer does not train), under ``label``.
         preview: a PNG to write: coronal and sagittal views of the thick series, each
             method's slices and the reference, side by side over the same extent.
 
@@ -133,10 +138,10 @@ def evaluate_pair(
         SSIMs score every reference slice within the thick stack; ``psnr_synth`` and
         ``psnr_body`` those farther than half a reference spacing from an acquired one.
     """
-    if not methods and not built:
+    if not methods and adapter is None:
         raise ConfigError("give at least one method")
-    options = {"model": model, "device": device, "progress": progress, "all_views": all_views}
-    scored = {name: get_method(name, precision=precision, **options) for name in methods} | (built or {})
+    options = {"model": model, "device": device, "progress": progress, "all_views": all_views, "precision": precision}
+    scored = {name: get_method(name, **options) for name in methods}
     thick = thick if isinstance(thick, Volume) else load(thick, series_uid)
     if not isinstance(reference, Volume):
         reference = load(reference, reference_series_uid, series_option="--reference-series-uid")
@@ -144,7 +149,24 @@ def evaluate_pair(
         if not (np.isfinite(slice_thickness) and slice_thickness > 0):
             raise ConfigError(f"--slice-thickness must be a positive number of mm, got {slice_thickness}")
         thick = replace(thick, slice_thickness=float(slice_thickness))
-    inside, positions = reference_positions(thick, reference)
+    inside, positions = reference_positions(thick, reference)  # refused before any work
+    with contextlib.ExitStack() as stack:
+        if adapter is not None:
+            label, adapt = adapter
+            fn = get_method("model", **options)
+            scored[label] = stack.enter_context(adapt(fn, thick, factor_for(fn, thick, reference)))
+        return _score(thick, reference, scored, inside, positions, preview)
+
+
+def _score(
+    thick: Volume,
+    reference: Volume,
+    scored: dict[str, Method],
+    inside: np.ndarray,
+    positions: np.ndarray,
+    preview: str | os.PathLike[str] | None,
+) -> dict[str, Any]:
+    """The rows of :func:`evaluate_pair`: each method at the reference's positions."""
     truth = reference.data[inside].astype(np.float32)
     ratio = thick.slice_spacing / reference.slice_spacing
     # reference slices within half a reference spacing of a thick slice's centre are "acquired"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,7 +52,7 @@ def adapted(
     Raises:
         ConfigError: the method has no weights to adapt, or ``minutes`` is not positive.
     """
-    if not minutes > 0:
+    if not (math.isfinite(minutes) and minutes > 0):
         raise ConfigError(f"--adapt takes a positive number of minutes, got {minutes}")
     estimate = estimate_softness(volume)  # the method judges whether it matters (thick slices only)
     source = fn.checkpoint_for(r, volume.thickness / volume.slice_spacing, estimate)
