@@ -195,18 +195,25 @@ def test_a_soft_slice_profile_gets_the_model_for_soft_profiles(caplog, chest_fie
     assert out.meta["made_by"] == "model default_x2.pt (bundled)" and "slice profile" not in caplog.text
 
 
+def thick_copy(thin_volume, r: int, thickness: float):
+    """``thin_volume``'s 1 mm slices averaged over boxes ``thickness`` mm wide, ``r`` mm apart:
+    the thin array, the :class:`ThickCopy` and the thick volume (its thickness stated)."""
+    from thinslice.evaluation.degrade import degrade_array
+
+    thin = thin_volume.data.astype(np.float32)
+    copy = degrade_array(thin, r, "profile", thickness=thickness)
+    return thin, copy, thin_volume.with_data(copy.data, float(r), slice_thickness=thickness)
+
+
 def test_an_overlapping_reconstruction_gets_the_model_for_soft_profiles(caplog, chest_field, one_thread) -> None:
     """Slices twice as thick as their spacing (5 mm every 2.5 mm, here 4 mm every 2 mm) are
     as soft, to models trained on contiguous slices, as a box softened by 1.2 spacings:
     with no flags the soft-profile model makes them, closer to the truth than the plain
     profile model, also where the scan is too small to estimate its profile from."""
-    from thinslice.evaluation.degrade import degrade_array
     from thinslice.evaluation.metrics import psnr, scale_hu
     from thinslice.methods.learned import bundled_model_path
 
-    thin = chest_field.data.astype(np.float32)
-    copy = degrade_array(thin, 2, "profile", thickness=4.0)
-    thick = chest_field.with_data(copy.data, 2.0, slice_thickness=4.0)
+    thin, copy, thick = thick_copy(chest_field, 2, 4.0)
     with caplog.at_level("INFO", logger="thinslice"):
         out = thinslice.upsample(thick, scale=2, device="cpu")
     assert out.meta["made_by"] == "model profile_soft_x2.pt (bundled)"
@@ -223,14 +230,11 @@ def test_a_reconstruction_overlapping_by_half_a_slice_blends_the_two_models(capl
     """Slices 1.5 spacings thick lie between what the two thick-slice families were trained
     on: with no flags their outputs are blended by the weight the overlap gives, and the
     result is closer to the truth than the profile model alone."""
-    from thinslice.evaluation.degrade import degrade_array
     from thinslice.evaluation.metrics import psnr, scale_hu
     from thinslice.methods.learned import bundled_model_path
     from thinslice.profile import soft_weight
 
-    thin = chest_field.data.astype(np.float32)
-    copy = degrade_array(thin, 2, "profile", thickness=3.0)
-    thick = chest_field.with_data(copy.data, 2.0, slice_thickness=3.0)
+    thin, copy, thick = thick_copy(chest_field, 2, 3.0)
     with caplog.at_level("INFO", logger="thinslice"):
         out = thinslice.upsample(thick, scale=2, device="cpu")
     assert out.meta["made_by"] == "model profile_x2.pt 0.48 + profile_soft_x2.pt 0.52 (bundled)"
@@ -250,13 +254,10 @@ def test_slices_with_gaps_blend_the_thin_and_thick_slice_models(chest_field, one
     between the thin-slice models (1) and the thick-slice ones (2). Both run and blend, by
     the log of the thickness; closer to the truth than the thick-slice model alone, and the
     acquired positions are estimates too (no longer copies)."""
-    from thinslice.evaluation.degrade import degrade_array
     from thinslice.evaluation.metrics import psnr, scale_hu
     from thinslice.methods.learned import bundled_model_path
 
-    thin = chest_field.data.astype(np.float32)
-    copy = degrade_array(thin, 2, "profile", thickness=1.2)
-    thick = chest_field.with_data(copy.data, 2.0, slice_thickness=1.2)
+    thin, copy, thick = thick_copy(chest_field, 2, 1.2)
     out = thinslice.upsample(thick, scale=2, device="cpu")
     assert out.meta["made_by"] == "model default_x2.pt 0.74 + profile_x2.pt 0.26 (bundled)"
     assert out.meta["acquired_kept"] is False and not np.array_equal(out.data[::2], thick.data)
