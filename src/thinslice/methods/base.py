@@ -112,8 +112,9 @@ class Method(ABC):
         """
         raise ConfigError(f"method {self.name} has no trained weights to adapt; use --method model")
 
-    def with_checkpoint(self, path: Path) -> Method:
-        """The same method running another checkpoint (adaptable methods only)."""
+    def with_checkpoint(self, path: Path, source: Path | None = None) -> Method:
+        """The same method running ``path``, a fine-tuned copy of its checkpoint ``source``
+        (adaptable methods only)."""
         raise ConfigError(f"method {self.name} has no trained weights to adapt; use --method model")
 
     @abstractmethod

@@ -143,6 +143,7 @@ class ModelMethod(Method):
         self.all_views = all_views
         self.batch_size = batch_size
         self._loaded: dict[Path, Synthesizer] = {}
+        self._adapted: dict[Path, Path] = {}  # bundled checkpoint -> its copy fine-tuned on the scan
         if model is not None:
             self.path: Path | None = Path(model)
             self.origin = "--model"  # where the checkpoint came from, for what a result says made it
@@ -173,6 +174,7 @@ class ModelMethod(Method):
     def _synthesizer(self, path: Path) -> Synthesizer:
         from thinslice.model.inference import load_model
 
+        path = self._adapted.get(path, path)
         if path not in self._loaded:
             self._loaded[path] = load_model(path, device=self.device_spec, precision=self.precision)
         return self._loaded[path]
@@ -218,11 +220,13 @@ class ModelMethod(Method):
         thick = _thicker_than_output(thickness, r)
         return self._path_for(r, thick, soft=thick and is_soft(thickness, softness))
 
-    def with_checkpoint(self, path: Path) -> ModelMethod:
-        """The same options on ``path``, a fine-tuned copy of this method's checkpoint
-        (``--adapt``): its results say so."""
+    def with_checkpoint(self, path: Path, source: Path | None = None) -> ModelMethod:
+        """The same options with ``path``, a fine-tuned copy of ``source`` (``--adapt``), in
+        its place: with ``--model`` the only checkpoint; with the bundled ones, ``source``
+        wherever the choice of family (or a blend of families) uses it. Results say so."""
+        bundled = self.path is None and source is not None
         tuned = ModelMethod(
-            path,
+            None if bundled else path,
             device=self.device_spec,
             progress=self.progress,
             all_views=self.all_views,
@@ -230,6 +234,9 @@ class ModelMethod(Method):
             uncertainty=self.uncertainty,
             batch_size=self.batch_size,
         )
+        if bundled:
+            assert source is not None
+            tuned._adapted = {**self._adapted, source: path}
         tuned.origin = f"{self.origin}, adapted to the scan"
         return tuned
 
@@ -302,7 +309,9 @@ class ModelMethod(Method):
                 unc = np.float32(share) * spread if unc is None else unc + np.float32(share) * spread
         assert out is not None
         views = ", all three views" if self.all_views else ""
-        parts = " + ".join(f"{path.name} {share:.2f}" for path, share in shares.items())
+        parts = " + ".join(
+            f"{path.name}{' (adapted)' if path in self._adapted else ''} {share:.2f}" for path, share in shares.items()
+        )
         return MethodResult(out, unc, f"{self.name} {parts} ({self.origin}{views})")
 
     def _shares(

@@ -67,7 +67,7 @@ def adapted(
         log.info("adapting %s to %s for %.3g min", source.name, volume.name, minutes)
         train([volume], checkpoint, config, model_config, minutes=minutes, device=device, progress=progress,
               init=source)  # fmt: skip
-        yield fn.with_checkpoint(checkpoint)
+        yield fn.with_checkpoint(checkpoint, source)  # in the source's place, in any blend of families
 
 
 def at_scan_profile(config: TrainConfig, volume: Volume, estimate: float | None) -> TrainConfig:
