@@ -1,8 +1,8 @@
 """``--adapt`` where the bundled model blends two families (overlapping slices, gaps).
 
-``thinslice upsample --adapt MINUTES`` fine-tunes the thick-slice family with the larger
-share (:func:`thinslice.profile.is_soft`) and uses the fine-tuned copy in that family's
-place in the blend. This compares it with no flags on
+``thinslice upsample --adapt MINUTES`` fine-tunes the family with the largest share
+(``ModelMethod.checkpoint_for``) and uses the fine-tuned copy in that family's place in the
+blend. This compares it with no flags on
 one held-out crop of ``thick_slices.py`` made into box-profile slices ``overlap * r`` thin
 slices thick, ``r`` apart. PSNR over all output slices, dB.
 

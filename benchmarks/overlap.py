@@ -3,7 +3,7 @@
 Thin truth becomes thick slices ``r`` thin slices apart and ``overlap * r`` thick (a box,
 ``thinslice evaluate --degrade profile --thickness MM``), and each method, told the
 thickness, makes the thin slices back. The bundled model runs three ways: with no flags
-(which picks the family by :func:`thinslice.profile.is_soft`), and forced to the profile
+(which picks or blends the families by :func:`thinslice.profile.soft_weight`), and forced to the profile
 family and to the soft-profile family (``--model``; with gaps between the slices,
 ``--overlaps`` below 1, to the profile family and the default, thin-slice one). PSNR over
 all output slices, dB, on the held-out crops of ``thick_slices.py``.

@@ -13,7 +13,6 @@ from thinslice.profile import (
     equivalent_softness,
     estimate_softness,
     estimate_softness_of,
-    is_soft,
     profile_degrade,
     profile_degrade_torch,
     profile_matrix,
@@ -102,7 +101,6 @@ def test_overlap_reads_as_softness_to_a_model_of_contiguous_slices() -> None:
     assert soft_weight(1.5, 0.0) == pytest.approx((equivalent_softness(1.5) - 0.5) / 0.5)  # blended, about half
     assert 0.9 < soft_weight(1.75, None) < 1.0 and soft_weight(2.0, None) == 1.0  # overlap, even unestimated
     assert soft_weight(1.5, 0.3) > soft_weight(1.5, 0.0)  # overlap and a softened box together
-    assert is_soft(1.5, 0.0) and not is_soft(1.25, 0.0)  # --adapt fine-tunes the family that makes most
 
 
 def test_slices_with_gaps_share_between_thin_and_thick_slice_models() -> None:

@@ -294,12 +294,6 @@ def thin_weight(thickness: float, r: int) -> float:
     return float(math.log(r / slices) / math.log(r))
 
 
-def is_soft(thickness: float, softness: float | None) -> bool:
-    """Whether the models for soft profiles make most of such slices (``--adapt`` fine-tunes
-    that one): :func:`soft_weight` at least a half."""
-    return soft_weight(thickness, softness) >= 0.5
-
-
 def estimate_softness(volume: Volume, max_lines: int = 2048) -> float | None:
     """How much softer than a box the slice profile of a thick scan looks, from the scan alone.
 

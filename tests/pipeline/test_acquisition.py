@@ -247,7 +247,7 @@ def test_a_reconstruction_overlapping_by_half_a_slice_blends_the_two_models(capl
     np.testing.assert_allclose(out.data, (1 - weight) * plain + weight * soft, atol=1e-2)
     truth = scale_hu(copy.truth(thin, 2))
     assert psnr(truth, scale_hu(out.data)) > psnr(truth, scale_hu(plain)) + 0.2
-    # --adapt fine-tunes the thick-slice family with the larger share and uses it in its place
+    # --adapt fine-tunes the family with the largest share and uses it in its place
     tuned = thinslice.upsample(thick, scale=2, device="cpu", adapt=0.05)
     made_by = "model profile_x2.pt 0.48 + profile_soft_x2.pt (adapted) 0.52 (bundled, adapted to the scan)"
     assert tuned.meta["made_by"] == made_by

@@ -215,10 +215,9 @@ class ModelMethod(Method):
         return r
 
     def checkpoint_for(self, r: int, thickness: float = 1.0, softness: float | None = None) -> Path:
-        from thinslice.profile import is_soft
-
-        thick = _thicker_than_output(thickness, r)
-        return self._path_for(r, thick, soft=thick and is_soft(thickness, softness))
+        """The checkpoint with the largest share of such a scan (what ``--adapt`` fine-tunes)."""
+        shares = self._shares_for(r, thickness, softness)
+        return max(shares, key=lambda path: shares[path])
 
     def with_checkpoint(self, path: Path, source: Path | None = None) -> ModelMethod:
         """The same options with ``path``, a fine-tuned copy of ``source`` (``--adapt``), in
@@ -249,12 +248,12 @@ class ModelMethod(Method):
         views = ", all three views" if self.all_views else ""
         return f"{self.name} {path.name} ({self.origin}{views})"
 
-    def _soft_weight(self, data: np.ndarray, spacing: tuple[float, float, float] | None, thickness: float) -> float:
-        """How much of thick ``data`` the bundled model for soft slice profiles makes
-        (:func:`~thinslice.profile.soft_weight`: its profile estimated from the image, and
-        its overlap, ``thickness`` in spacings); 0 with ``--model``."""
-        if self.path is not None or not bundled_models(FAMILIES[0]):
-            return 0.0
+    def _read_profile(
+        self, data: np.ndarray, spacing: tuple[float, float, float] | None, thickness: float
+    ) -> float | None:
+        """The softness of thick ``data``'s slice profile, estimated from the image (None when
+        too small to tell), and the log line saying what it and the slices' overlap
+        (``thickness`` in spacings) make of the soft-profile models' share."""
         from thinslice.profile import equivalent_softness, estimate_softness_of, soft_weight
 
         softness = None if spacing is None else estimate_softness_of(data, spacing, thickness * spacing[0])
@@ -275,7 +274,7 @@ class ModelMethod(Method):
         else:
             looks, action = "like a box", ""
         log.info("the slice profile looks %s%s%s", looks, facts, action)
-        return weight
+        return softness
 
     def device_bytes(self, shape: tuple[int, ...], r: int) -> int | None:
         """Accelerator bytes of one batch (results come back to the host batch by batch):
@@ -317,23 +316,35 @@ class ModelMethod(Method):
     def _shares(
         self, data: np.ndarray, r: int, thickness: float, spacing: tuple[float, float, float] | None
     ) -> dict[Path, float]:
-        """The checkpoints that make ``data`` and each one's share of the output: one of
-        them, or (between what the families were trained on) a blend: thin-slice and
-        thick-slice models for slices with gaps (:func:`~thinslice.profile.thin_weight`),
-        profile and soft-profile models for soft or overlapping ones
-        (:func:`~thinslice.profile.soft_weight`)."""
-        from thinslice.profile import thin_weight
-
-        if not _thicker_than_output(thickness, r) or self.path is not None:
-            return {self._path_for(r, _thicker_than_output(thickness, r)): 1.0}
-        thin = thin_weight(thickness, r)
-        soft = self._soft_weight(data, spacing, thickness)
-        if thin > 0:
+        """:meth:`_shares_for` ``data``, its slice profile read from the image (thick slices
+        and the bundled soft-profile family only)."""
+        thick = _thicker_than_output(thickness, r)
+        softness = None
+        if thick and self.path is None and bundled_models(FAMILIES[0]):
+            softness = self._read_profile(data, spacing, thickness)
+        shares = self._shares_for(r, thickness, softness)
+        thin = shares.get(self._path_for(r), 0.0) if thick and self.path is None else 0.0
+        if 0 < thin < 1:
             log.info(
                 "the slices are %.2g of their spacing thick (%.2g output spacings): blending the thin-slice and "
                 "thick-slice models, %.2f / %.2f",
                 thickness, thickness * r, thin, 1 - thin,
             )  # fmt: skip
+        return shares
+
+    def _shares_for(self, r: int, thickness: float, softness: float | None) -> dict[Path, float]:
+        """The checkpoints that make slices ``thickness`` spacings thick with slice profile
+        ``softness`` at factor ``r``, and each one's share of the output: one of them, or
+        (between what the families were trained on) a blend: thin-slice and thick-slice
+        models for slices with gaps (:func:`~thinslice.profile.thin_weight`), profile and
+        soft-profile models for soft or overlapping ones (:func:`~thinslice.profile.soft_weight`)."""
+        from thinslice.profile import soft_weight, thin_weight
+
+        thick = _thicker_than_output(thickness, r)
+        if not thick or self.path is not None:
+            return {self._path_for(r, thick): 1.0}
+        thin = thin_weight(thickness, r)
+        soft = soft_weight(thickness, softness) if bundled_models(FAMILIES[0]) else 0.0
         shares: dict[Path, float] = {}
         for path, share in (
             (self._path_for(r), thin),
