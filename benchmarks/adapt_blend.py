@@ -16,10 +16,9 @@ import argparse
 
 import numpy as np
 import torch
-from thick_slices import SCANS, SHARED, crop
+from thick_slices import SCANS, held_out_thick
 
 import thinslice
-from thinslice.evaluation.degrade import degrade_array
 from thinslice.evaluation.metrics import psnr, scale_hu
 
 
@@ -31,13 +30,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=2.0)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    file, _, size, slices = SCANS[args.scan]
-    volume = crop(thinslice.load(SHARED / file), size, slices)
-    thin = volume.data.astype(np.float32)
-    copy = degrade_array(thin, args.r, "profile", thickness=args.overlap * args.r)
-    spacing = volume.slice_spacing * args.r
-    thick = volume.with_data(copy.data, spacing, slice_thickness=args.overlap * spacing)
-    truth = scale_hu(copy.truth(thin, args.r))
+    truth, thick = held_out_thick(args.scan, args.r, args.overlap)
     for label, options in (("no flags", {}), (f"--adapt {args.minutes:g}", {"adapt": args.minutes})):
         out = thinslice.upsample(thick, args.r, device="cpu", **options)
         score = psnr(truth, scale_hu(out.data.astype(np.float32)))

@@ -19,10 +19,9 @@ import json
 
 import numpy as np
 import torch
-from thick_slices import SCANS, SHARED, crop
+from thick_slices import held_out_thick
 
 import thinslice
-from thinslice.evaluation.degrade import degrade_array
 from thinslice.evaluation.metrics import psnr, scale_hu
 from thinslice.methods.learned import bundled_model_path
 
@@ -41,13 +40,7 @@ def main() -> None:
     torch.set_num_threads(1)
     other = "default" if args.gaps else "profile_soft"
     for name, r, overlap, softness in GAPS if args.gaps else CASES:
-        file, _, size, slices = SCANS[name]
-        volume = crop(thinslice.load(SHARED / file), size, slices)
-        thin = volume.data.astype(np.float32)
-        copy = degrade_array(thin, r, "profile", thickness=overlap * r, softness=softness)
-        spacing = volume.slice_spacing * r
-        thick = volume.with_data(copy.data, spacing, slice_thickness=overlap * spacing)
-        truth = scale_hu(copy.truth(thin, r))
+        truth, thick = held_out_thick(name, r, overlap, softness)
         outs = {
             family: thinslice.upsample(thick, r, device="cpu", model=bundled_model_path(r, family)).data
             for family in ("profile", other)

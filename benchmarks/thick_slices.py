@@ -62,6 +62,21 @@ def crop(volume: Volume, size: int, slices: int) -> Volume:
     return out
 
 
+def held_out_thick(
+    name: str, r: int, overlap: float = 1.0, softness: float = 0.0
+) -> tuple[np.ndarray, np.ndarray, Volume]:
+    """A held-out crop made into thick slices ``r`` thin slices apart and ``overlap * r``
+    thick (a box softened by a Gaussian of FWHM ``softness`` times that): the truth (HU
+    scaled to [0, 1]) at the thin slices the thick stack covers, and the thick volume,
+    told its thickness."""
+    file, _, size, slices = SCANS[name]
+    volume = crop(thinslice.load(SHARED / file), size, slices)
+    thin = volume.data.astype(np.float32)
+    copy = degrade_array(thin, r, "profile", thickness=overlap * r, softness=softness)
+    spacing = volume.slice_spacing * r
+    return scale_hu(copy.truth(thin, r)), volume.with_data(copy.data, spacing, slice_thickness=overlap * spacing)
+
+
 def quality(scans: dict[str, Volume], degrades: list[str], factors: list[int] | None = None) -> list[dict]:
     rows = []
     for name, volume in scans.items():
