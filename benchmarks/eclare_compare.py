@@ -15,8 +15,9 @@ On what data
     of the scan; this crop is the truth. The thick input is
     ``thinslice.evaluation.degrade.profile(truth, r, r * 1 mm, softness=S)``: box-profile
     slices ``r`` mm thick every ``r`` mm (contiguous; ``--softness S`` softens the box by a
-    Gaussian of FWHM S x the thickness, as a scanner's reconstruction does), slice 0 at
-    truth slice 0; saved with
+    Gaussian of FWHM S x the thickness, as a scanner's reconstruction does; ``--shape
+    gaussian``: a bell of FWHM ``r`` mm instead, like a helical scan's slice sensitivity
+    profile, the file still saying ``r`` mm thick), slice 0 at truth slice 0; saved with
     ``thinslice.save`` (which writes the thickness into the NIfTI header notes).
 
 The methods
@@ -223,7 +224,14 @@ def eclare_runner(argv: list[str]) -> None:
 
 # --------------------------------------------------------------------------- inputs
 def build_inputs(
-    data: Path, scan: str, work: Path, scales: list[int], crop: int, slices: int, softness: float = 0.0
+    data: Path,
+    scan: str,
+    work: Path,
+    scales: list[int],
+    crop: int,
+    slices: int,
+    softness: float = 0.0,
+    shape: str = "box",
 ) -> dict:
     """Crop the truth, make the thick copies; returns paths and facts."""
     import numpy as np
@@ -256,7 +264,12 @@ def build_inputs(
     for r in scales:
         if (slices - 1) % r:
             raise SystemExit(f"--slices {slices} must be r*k+1 for r={r}")
-        thick = profile(truth, r, r * g.slice_spacing, softness=softness)
+        mm = r * g.slice_spacing
+        if shape == "gaussian":  # a bell of FWHM mm: a box too narrow to matter, softened by that FWHM
+            thick = profile(truth, r, mm * 1e-4, softness=1e4 * (1 + softness))
+            thick = thick.with_data(thick.data, slice_thickness=mm)  # what the file says: the nominal FWHM
+        else:
+            thick = profile(truth, r, mm, softness=softness)
         paths[r] = work / f"x{r}" / f"thick_{r * g.slice_spacing:g}mm.nii.gz"
         paths[r].parent.mkdir(exist_ok=True)
         thinslice.save(thick, paths[r], overwrite=True)
@@ -428,6 +441,13 @@ def main() -> int:
     p.add_argument("--thinslice-model", default=None, help="also run thinslice --model PATH")
     p.add_argument("--thinslice-adapt", type=float, default=None, help="also run thinslice --adapt MINUTES")
     p.add_argument("--softness", type=float, default=0.0, help="soften the thick box: Gaussian FWHM S x thickness")
+    p.add_argument(
+        "--shape",
+        choices=("box", "gaussian"),
+        default="box",
+        help="slice profile of the thick slices: a box as wide as the thickness (default), or a Gaussian of "
+        "FWHM the thickness (bell-shaped, like a helical scan's slice sensitivity profile)",
+    )
     p.add_argument("--skip-eclare", action="store_true", help="thinslice rows only")
     p.add_argument("--reuse-eclare", action="store_true", help="score ECLARE's earlier output in the work folder")
     p.add_argument("--torch-spec", default="torch==2.13.0", help="torch requirement for the ECLARE venv")
@@ -452,6 +472,7 @@ def main() -> int:
         "centre (= psnr_paper); psnr_synth = slices not at acquired positions; psnr_acq = acquired "
         "positions; ssim_coronal/sagittal over all those slices",
         "softness": a.softness,
+        "shape": a.shape,
         "scales": {},
     }
     if not a.skip_eclare:
@@ -461,8 +482,9 @@ def main() -> int:
             print(f"ECLARE could not be installed ({exc}); continuing with thinslice rows only")
             report["eclare_env"] = {"error": str(exc)}
             a.skip_eclare = True
-    work = a.out / "eclare_work" / (a.scan.split(".")[0] + (f"_soft{a.softness:g}" if a.softness else ""))
-    inputs = build_inputs(a.data, a.scan, work, a.scale, a.crop, a.slices, a.softness)
+    name = a.scan.split(".")[0] + (f"_soft{a.softness:g}" if a.softness else "") + ("_bell" if a.shape != "box" else "")
+    work = a.out / "eclare_work" / name
+    inputs = build_inputs(a.data, a.scan, work, a.scale, a.crop, a.slices, a.softness, a.shape)
     report["input"] = {k: v for k, v in inputs.items() if k != "paths"}
     truth = thinslice.load(inputs["paths"]["truth"])
     spacing = truth.slice_spacing
@@ -513,6 +535,8 @@ def main() -> int:
         report["scales"][f"x{r}"] = {"rows": res, "table": table}
         t = f"{r * spacing:g} mm"
         box = f"box softened by FWHM {a.softness:g} x thickness" if a.softness else "box"
+        if a.shape == "gaussian":
+            box = f"Gaussian of FWHM {t}" + (f", widened by {1 + a.softness:g}" if a.softness else "")
         shape = f"truth {inputs['shape']} (D,H,W)"
         print(f"\n### {a.scan} x{r}: {t} slices, {t} thick ({box}) -> {spacing:g} mm; {shape}\n")
         print("\n".join(table), flush=True)

@@ -12,9 +12,13 @@ profile has tails); the bundled profile models were trained on plain boxes. This
   --softness S``), PSNR over all slices, with Lanczos beside them and the profile's
   estimate (``estimate_softness``). The methods are told the thickness, not the softness;
   ``bundled`` picks its checkpoint from that estimate, as ``thinslice upsample`` does.
+  ``--shape gaussian``: a bell-shaped profile instead, a Gaussian of FWHM the thickness
+  (softened by ``S``: FWHM ``(1 + S)`` x the thickness), like a helical scan's slice
+  sensitivity profile; the methods are told that FWHM as the thickness.
 
     OMP_NUM_THREADS=1 python benchmarks/softness.py train --scale 2 --config soft.toml --minutes 25 -o soft_x2.pt
     OMP_NUM_THREADS=1 python benchmarks/softness.py eval --scale 2 --model bundled soft=soft_x2.pt
+    OMP_NUM_THREADS=1 python benchmarks/softness.py eval --scale 2 --shape gaussian --softness 0
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ SHARED = ROOT.parent / "shared" / "data"
 TRAINING = ("abd5mm_crlm1004", "aorta1.5mm_totalseg", "body3mm_totalseg", "limb3mm_sts001")
 # held out: name -> (factors, in-plane crop, thin slices), as in thick_slices.py
 HELD_OUT = {"chest1mm_lidc0314": ((2, 3, 4, 5, 6), 256, 121), "limb3mm_sts002": ((2, 3), 256, 48)}
+#: A bell (``--shape gaussian``) is a box this fraction of its FWHM wide, softened by that FWHM.
+BELL_BOX = 1e-4
 
 
 def train(args: argparse.Namespace) -> None:
@@ -62,7 +68,11 @@ def evaluate(args: argparse.Namespace) -> None:
         z0, y0, x0 = max(0, (d - slices) // 2), max(0, (h - size) // 2), max(0, (w - size) // 2)
         thin = vol.data[z0 : z0 + slices, y0 : y0 + size, x0 : x0 + size].astype(np.float32)
         for softness in args.softness:
-            copy = degrade_array(thin, args.scale, "profile", softness=softness)  # tails inside the scan
+            if args.shape == "gaussian":
+                width = args.scale * BELL_BOX
+                copy = degrade_array(thin, args.scale, "profile", thickness=width, softness=(1 + softness) / BELL_BOX)
+            else:
+                copy = degrade_array(thin, args.scale, "profile", softness=softness)  # tails inside the scan
             truth = copy.truth(thin, args.scale)
             mm = vol.slice_spacing * args.scale
             src = vol.with_data(copy.data, mm, slice_thickness=mm)
@@ -73,7 +83,7 @@ def evaluate(args: argparse.Namespace) -> None:
                 scores[label] = psnr(scale_hu(truth), scale_hu(out.data.astype(np.float32)))
                 if path is None and method == "model":  # the bundled models: which one it picked
                     scores[f"{label}_made_by"] = out.meta["made_by"]
-            rows.append({"scan": name, "r": args.scale, "softness": softness, **scores})
+            rows.append({"scan": name, "r": args.scale, "shape": args.shape, "softness": softness, **scores})
             print(json.dumps(rows[-1]), flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
@@ -91,6 +101,7 @@ def main() -> None:
     e.add_argument("--scale", type=int, required=True)
     e.add_argument("--model", nargs="+", default=["bundled"], help="bundled, or LABEL=PATH")
     e.add_argument("--softness", nargs="+", type=float, default=[0.0, 0.5, 1.0])
+    e.add_argument("--shape", choices=("box", "gaussian"), default="box", help="the thick slices' profile")
     e.add_argument("--json", type=Path)
     args = parser.parse_args()
     train(args) if args.command == "train" else evaluate(args)
