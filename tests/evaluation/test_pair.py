@@ -97,11 +97,72 @@ def test_thicker_reference_slices_are_matched_by_averaging(chest_field, one_thre
     assert averaged["rows"][0]["psnr_paper"] > plain["rows"][0]["psnr_paper"] + 1
 
 
+def field(volume: Volume, rows: slice, cols: slice, flip_cols: bool = False) -> Volume:
+    """``volume`` reconstructed over part of its field of view, as a targeted thin series is
+    (its columns stored the other way round with ``flip_cols``)."""
+    data = volume.data[:, rows, cols]
+    g = volume.geometry
+    direction = np.asarray(g.direction, float).reshape(3, 3)
+    origin = np.asarray(g.origin, float) + direction[:, 1] * g.spacing[1] * rows.start
+    origin = origin + direction[:, 0] * g.spacing[0] * (cols.stop - 1 if flip_cols else cols.start)
+    if flip_cols:
+        data, direction[:, 0] = data[:, :, ::-1], -direction[:, 0]
+    geometry = replace(g, origin=tuple(origin), direction=tuple(direction.ravel()))
+    return Volume(np.ascontiguousarray(data), geometry, "field", {}, volume.slice_thickness)
+
+
+def test_a_reference_over_another_field_of_view_is_scored_where_both_see(chest_field, one_thread) -> None:
+    """A thin series reconstructed over part of the field (columns stored either way round)
+    is scored over its own pixels, each method's slices resampled onto them: linear
+    interpolation, which treats every pixel alike, scores exactly as on a thick series cut
+    to the same field, and the model still leads it."""
+    assert chest_field.geometry.slice_axis == 2  # data axes 1, 2 are ITK y, x
+    thick = thick_series(chest_field, 2, 1)
+    rows, cols = slice(20, 120), slice(30, 150)
+    part = field(chest_field, rows, cols)
+    report = evaluate_pair(thick, part, methods=["linear", "model"], device="cpu")
+    assert report["reference_pixels"] == [100, 120]
+    same_grid = evaluate_pair(field(thick, rows, cols), part, methods=["linear"])
+    assert same_grid["reference_pixels"] is None
+    linear, model = report["rows"]
+    assert linear["psnr_paper"] == pytest.approx(same_grid["rows"][0]["psnr_paper"], abs=1e-3)
+    assert model["psnr_paper"] > linear["psnr_paper"] + 2
+    mirrored = evaluate_pair(thick, field(chest_field, rows, cols, flip_cols=True), methods=["linear"])
+    assert mirrored["rows"][0]["psnr_paper"] == pytest.approx(linear["psnr_paper"], abs=1e-3)
+    assert "scored over the 100 x 120 reference pixels both fields cover" in format_table(report)
+
+
+def test_a_reference_with_finer_pixels_is_matched_pixel_for_pixel(chest_field) -> None:
+    """A reference with pixels half as wide: each method's slices are resampled onto them at
+    the right place. Scored against the reference's own pixels, linear interpolation lands
+    where it does on the common grid; shifted by one reference pixel it would lose dB."""
+    from scipy import ndimage
+
+    thick = thick_series(chest_field, 2, 1)
+    g = chest_field.geometry
+    data = chest_field.data.astype(np.float32)
+    fine = ndimage.affine_transform(data, [1.0, 0.5, 0.5], output_shape=(len(data), 319, 319), order=3)
+    geometry = replace(g, spacing=(g.spacing[0] / 2, g.spacing[1] / 2, g.spacing[2]))
+    reference = Volume(fine, geometry, "fine", {}, chest_field.slice_thickness)
+    report = evaluate_pair(thick, reference, methods=["linear"])
+    assert report["reference_pixels"] == [319, 319]
+    common = evaluate_pair(thick, chest_field, methods=["linear"])["rows"][0]["psnr_paper"]
+    assert report["rows"][0]["psnr_paper"] == pytest.approx(common, abs=0.5)
+    off = np.asarray(g.origin) + np.asarray(g.direction, float).reshape(3, 3)[:, 0] * g.spacing[0] / 2
+    shifted = Volume(fine, replace(geometry, origin=tuple(off)), "fine", {}, chest_field.slice_thickness)
+    assert evaluate_pair(thick, shifted, methods=["linear"])["rows"][0]["psnr_paper"] < common - 2
+
+
 def test_pairs_that_are_not_two_reconstructions_of_one_scan_are_refused(chest_field) -> None:
     thick = thick_series(chest_field, 2, 1)
-    cropped = chest_field.with_data(chest_field.data[:, :100].copy())
-    with pytest.raises(InputError, match="do not share their in-plane grid"):
-        evaluate_pair(thick, cropped, methods=["linear"])
+    g = chest_field.geometry
+    aside = np.asarray(g.origin) + np.asarray(g.direction, float).reshape(3, 3)[:, 0] * 400.0
+    with pytest.raises(InputError, match="share 0 pixels of their fields of view"):
+        evaluate_pair(thick, Volume(chest_field.data, replace(g, origin=tuple(aside)), "aside"), methods=["linear"])
+    direction = np.asarray(g.direction, float).reshape(3, 3)[:, [1, 0, 2]]  # rows and columns swapped
+    swapped = Volume(chest_field.data.transpose(0, 2, 1).copy(), replace(g, direction=tuple(direction.ravel())), "t")
+    with pytest.raises(InputError, match="in-plane axes of the reference t are rotated"):
+        evaluate_pair(thick, swapped, methods=["linear"])
     with pytest.raises(InputError, match="is not finer than"):
         evaluate_pair(chest_field, thick, methods=["linear"])
     far = replace(chest_field.geometry, origin=tuple(chest_field.geometry.slice_position(500)))
@@ -163,10 +224,12 @@ def test_evaluate_reference_with_adapt_scores_the_adapted_model_too(
     assert rows[1]["made_by"] == "model profile_x2.pt (bundled, adapted to the scan)"
     assert rows[1]["psnr_paper"] != rows[0]["psnr_paper"]  # the weights moved
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pair.json", "thick.nii.gz", "thin.nii.gz"]
-    cropped = tmp_path / "cropped.nii.gz"
-    thinslice.save(chest_field.with_data(chest_field.data[:, :100].copy()), cropped)
-    assert main(["evaluate", "-i", str(thick), "--reference", str(cropped), "--adapt", "5"]) == 2
-    assert "do not share their in-plane grid" in capfd.readouterr().err  # refused before the minutes
+    g = chest_field.geometry
+    aside = tmp_path / "aside.nii.gz"
+    far = np.asarray(g.origin) + np.asarray(g.direction, float).reshape(3, 3)[:, 0] * 400.0
+    thinslice.save(Volume(chest_field.data, replace(g, origin=tuple(far)), "aside"), aside)
+    assert main(["evaluate", "-i", str(thick), "--reference", str(aside), "--adapt", "5"]) == 2
+    assert "share 0 pixels of their fields of view" in capfd.readouterr().err  # refused before the minutes
 
 
 def test_two_series_of_one_study_folder_are_told_apart_by_uid(

@@ -6,9 +6,12 @@ positions of the reference slices that lie within the thick stack (read from bot
 in patient coordinates), each as thick as the reference's slices, and is scored there.
 No degradation is simulated, so this is the measure a user can trust for their scanner.
 
-The two series must share their orientation and in-plane grid (same field of view and
-matrix, as two reconstructions of one acquisition usually do); the reference may start,
-end and be spaced anywhere along the slice axis.
+The two series must share their orientation; the reference may start, end and be spaced
+anywhere along the slice axis. Two reconstructions of one acquisition usually share their
+in-plane grid too, and then the methods' slices are scored as they are. A thin series
+reconstructed over another field of view or matrix (a targeted lung field, finer pixels)
+is scored where both fields overlap, each method's slices resampled onto the reference's
+pixels (cubic spline, :class:`InplaneMap`): the reference is never resampled.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
 from thinslice import grid
 from thinslice.errors import ConfigError, InputError
@@ -41,6 +45,81 @@ PAIR_METHODS = ("linear", "cubic", "lanczos", "model")
 Adapter = Callable[[Method, Volume, int], AbstractContextManager[Method]]
 #: How far (mm) the two series' in-plane origins and axes may differ and still be one grid.
 GRID_TOLERANCE_MM = 0.05
+#: Fewest reference pixels, along each in-plane axis, the two fields must share to be scored.
+MIN_SHARED_PIXELS = 16
+
+
+@dataclass(frozen=True)
+class InplaneMap:
+    """Where the reference's pixels lie on the thick series' in-plane grid.
+
+    Attributes:
+        rows, cols: the reference's pixels inside the thick field of view (data axes 1, 2).
+        scale: thick pixels per reference pixel along each axis (negative: reversed axis).
+        start: the thick pixel (fractional) the first of those reference pixels lies on.
+    """
+
+    rows: slice
+    cols: slice
+    scale: tuple[float, float]
+    start: tuple[float, float]
+
+    def resample(self, data: np.ndarray) -> np.ndarray:
+        """``data`` ``(N, H, W)`` on the thick grid at the reference's pixels: cubic spline,
+        slice by slice; float32 ``(N, rows, cols)``."""
+        shape = (self.rows.stop - self.rows.start, self.cols.stop - self.cols.start)
+        out = np.empty((len(data), *shape), dtype=np.float32)
+        for k, image in enumerate(data):
+            out[k] = ndimage.affine_transform(
+                image.astype(np.float32), np.asarray(self.scale), offset=self.start, output_shape=shape,
+                order=3, mode="nearest",
+            )  # fmt: skip
+        return out
+
+
+def _inplane_axes(volume: Volume) -> tuple[list[np.ndarray], list[float]]:
+    """Unit vectors (LPS) and spacings (mm) of a volume's data axes 1 and 2."""
+    g = volume.geometry
+    direction = np.asarray(g.direction, float).reshape(3, 3)
+    itk = sorted((i for i in range(3) if i != g.slice_axis), reverse=True)  # data axis 1 is the later ITK axis
+    return [direction[:, i] for i in itk], [float(g.spacing[i]) for i in itk]
+
+
+def inplane_map(thick: Volume, reference: Volume) -> InplaneMap | None:
+    """How the reference's in-plane pixels map onto the thick series' (None: the same grid).
+
+    Raises:
+        InputError: the in-plane axes are rotated against each other, or the two fields of
+            view share fewer than :data:`MIN_SHARED_PIXELS` pixels along an axis.
+    """
+    (t1, t2), (ts1, ts2) = _inplane_axes(thick)
+    (r1, r2), (rs1, rs2) = _inplane_axes(reference)
+    scale = np.array([[t @ r * rs / ts for r, rs in ((r1, rs1), (r2, rs2))] for t, ts in ((t1, ts1), (t2, ts2))])
+    offset = np.asarray(reference.geometry.origin, float) - np.asarray(thick.geometry.origin, float)
+    start = np.array([offset @ t1 / ts1, offset @ t2 / ts2])
+    if abs(scale[0, 1]) > 1e-3 * abs(scale[0, 0]) + 1e-6 or abs(scale[1, 0]) > 1e-3 * abs(scale[1, 1]) + 1e-6:
+        raise InputError(
+            f"the in-plane axes of the reference {reference.name} are rotated against {thick.name}'s; "
+            "give two reconstructions of one acquisition"
+        )
+    diagonal = np.diag(scale)
+    sizes = np.array(reference.data.shape[1:]) - 1
+    drift = (np.abs(start) + np.abs(diagonal - 1) * sizes) * np.array([ts1, ts2])  # mm, at the far pixel
+    if reference.data.shape[1:] == thick.data.shape[1:] and drift.max() <= GRID_TOLERANCE_MM:
+        return None
+    spans = []
+    for s, a, n_ref, n_thick in zip(diagonal, start, reference.data.shape[1:], thick.data.shape[1:], strict=True):
+        at = a + s * np.arange(n_ref)  # each reference pixel on the thick grid
+        inside = np.flatnonzero((at >= -1e-3) & (at <= n_thick - 1 + 1e-3))
+        if len(inside) < MIN_SHARED_PIXELS:
+            raise InputError(
+                f"the reference {reference.name} ({_grid(reference)}) and {thick.name} ({_grid(thick)}) share "
+                f"{len(inside)} pixels of their fields of view along an axis, fewer than {MIN_SHARED_PIXELS}; "
+                "give the thin reconstruction of the same scan"
+            )
+        spans.append(slice(int(inside[0]), int(inside[-1]) + 1))
+    first = [float(a + s * span.start) for s, a, span in zip(diagonal, start, spans, strict=True)]
+    return InplaneMap(spans[0], spans[1], (float(diagonal[0]), float(diagonal[1])), (first[0], first[1]))
 
 
 def reference_positions(thick: Volume, reference: Volume) -> tuple[np.ndarray, np.ndarray]:
@@ -51,8 +130,8 @@ def reference_positions(thick: Volume, reference: Volume) -> tuple[np.ndarray, n
         slice) and their positions there, in thick-slice units (fractional).
 
     Raises:
-        InputError: the orientations or in-plane grids differ, the reference is not finer,
-            or none of its slices lies within the thick stack.
+        InputError: the slice axes differ, the reference is not finer, or fewer than two of
+            its slices lie within the thick stack.
     """
     a, b = thick.geometry, reference.geometry
     da, db = (np.asarray(g.direction, float).reshape(3, 3) for g in (a, b))
@@ -62,16 +141,7 @@ def reference_positions(thick: Volume, reference: Volume) -> tuple[np.ndarray, n
             f"the reference {reference.name} is not stacked along the same axis as {thick.name}; "
             "give two reconstructions of one acquisition"
         )
-    inplane = lambda g, d: [d[:, i] * g.spacing[i] for i in range(3) if i != g.slice_axis]  # noqa: E731
     offset = np.asarray(b.origin, float) - np.asarray(a.origin, float)
-    in_plane_offset = offset - normal * float(offset @ normal)
-    same = reference.data.shape[1:] == thick.data.shape[1:] and np.allclose(inplane(a, da), inplane(b, db), atol=1e-3)
-    if not same or np.abs(in_plane_offset).max() > GRID_TOLERANCE_MM:
-        raise InputError(
-            f"the reference {reference.name} ({_grid(reference)}) and {thick.name} ({_grid(thick)}) do not share "
-            "their in-plane grid; give a reconstruction with the same field of view and matrix, or resample one "
-            "onto the other first"
-        )
     if reference.slice_spacing >= thick.slice_spacing * (1 - grid.RATIO_TOLERANCE):
         raise InputError(
             f"the reference {reference.name} ({reference.slice_spacing:.4g} mm apart) is not finer than "
@@ -133,10 +203,12 @@ def evaluate_pair(
 
     Returns:
         ``{"reference", "thick_spacing", "thick_thickness", "reference_spacing",
-        "reference_thickness", "rows": [{"volume", "method", <metrics>, "seconds",
-        "slices_used", "slices_total", "made_by"}], "mean"}``. ``psnr_paper`` and the
-        SSIMs score every reference slice within the thick stack; ``psnr_synth`` and
+        "reference_thickness", "reference_pixels", "rows": [{"volume", "method", <metrics>,
+        "seconds", "slices_used", "slices_total", "made_by"}], "mean"}``. ``psnr_paper``
+        and the SSIMs score every reference slice within the thick stack; ``psnr_synth`` and
         ``psnr_body`` those farther than half a reference spacing from an acquired one.
+        ``reference_pixels`` is None when the in-plane grids are the same, else the
+        ``[rows, cols]`` of reference pixels scored (those both fields of view cover).
     """
     if not methods and adapter is None:
         raise ConfigError("give at least one method")
@@ -150,12 +222,13 @@ def evaluate_pair(
             raise ConfigError(f"--slice-thickness must be a positive number of mm, got {slice_thickness}")
         thick = replace(thick, slice_thickness=float(slice_thickness))
     inside, positions = reference_positions(thick, reference)  # refused before any work
+    fields = inplane_map(thick, reference)
     with contextlib.ExitStack() as stack:
         if adapter is not None:
             label, adapt = adapter
             fn = get_method("model", **options)
             scored[label] = stack.enter_context(adapt(fn, thick, factor_for(fn, thick, reference)))
-        return _score(thick, reference, scored, inside, positions, preview)
+        return _score(thick, reference, scored, inside, positions, fields, preview)
 
 
 def _score(
@@ -164,10 +237,21 @@ def _score(
     scored: dict[str, Method],
     inside: np.ndarray,
     positions: np.ndarray,
+    fields: InplaneMap | None,
     preview: str | os.PathLike[str] | None,
 ) -> dict[str, Any]:
-    """The rows of :func:`evaluate_pair`: each method at the reference's positions."""
-    truth = reference.data[inside].astype(np.float32)
+    """The rows of :func:`evaluate_pair`: each method at the reference's positions (and
+    pixels, when the grids differ in-plane)."""
+    truth = reference.data[inside]
+    if fields is not None:
+        truth = truth[:, fields.rows, fields.cols]
+        h, w = truth.shape[1:]
+        log.info(
+            "%s's in-plane grid (%s) is not %s's (%s): scoring the %d x %d reference pixels both fields cover, "
+            "each method's slices resampled onto them (cubic spline)",
+            reference.name, _grid(reference), thick.name, _grid(thick), h, w,
+        )  # fmt: skip
+    truth = truth.astype(np.float32)
     ratio = thick.slice_spacing / reference.slice_spacing
     # reference slices within half a reference spacing of a thick slice's centre are "acquired"
     between = np.abs(positions - np.round(positions)) * ratio > 0.5
@@ -178,8 +262,12 @@ def _score(
         len(inside), reference.num_slices, reference.slice_spacing,
     )  # fmt: skip
     rows = []
-    # the reference slices within the stack, where the methods' slices lie (for the preview)
-    at_reference = replace(reference.geometry, origin=tuple(reference.geometry.slice_position(int(inside[0]))))
+    # the reference slices (and pixels) within the stack, where the methods' slices lie (for the preview)
+    corner = reference.geometry.slice_position(int(inside[0]))
+    if fields is not None:
+        (v1, v2), (s1, s2) = _inplane_axes(reference)
+        corner = corner + v1 * s1 * fields.rows.start + v2 * s2 * fields.cols.start
+    at_reference = replace(reference.geometry, origin=(float(corner[0]), float(corner[1]), float(corner[2])))
     shown: list[tuple[str, Volume]] = []
     for name, fn in scored.items():
         r = factor_for(fn, thick, reference)
@@ -195,18 +283,23 @@ def _score(
             output_width=width,
         )
         seconds = time.perf_counter() - start
+        made = result.data if fields is None else fields.resample(result.data)
         row: dict[str, Any] = {"volume": thick.name, "method": name}
-        row.update(compare_where(truth, result.data, between))
+        row.update(compare_where(truth, made, between))
         row.update(seconds=seconds, slices_used=len(inside), slices_total=reference.num_slices)
         row.update(made_by=result.made_by or name)
         rows.append(row)
         log.info("%s / %s: psnr %.2f dB", thick.name, name, row["psnr_paper"])
         if preview is not None:  # float32 HU, one volume per method, only when a picture is asked for
-            shown.append((f"{name}, {row['psnr_paper']:.2f} dB", Volume(result.data, at_reference, name)))
+            shown.append((f"{name}, {row['psnr_paper']:.2f} dB", Volume(made, at_reference, name)))
     if preview is not None:
         from thinslice.evaluation.figures import compare_views
 
-        panels = [(f"{thick.name}, {thick.slice_spacing:.3g} mm", thick), *shown]
+        given = thick
+        if fields is not None:  # the thick series over the same pixels, at its own slices
+            own_slices = at_reference.with_slice_spacing(thick.slice_spacing)
+            given = Volume(fields.resample(thick.data), own_slices, thick.name)
+        panels = [(f"{thick.name}, {thick.slice_spacing:.3g} mm", given), *shown]
         panels.append((f"reference, {reference.slice_spacing:.3g} mm", Volume(truth, at_reference, reference.name)))
         compare_views(panels, preview, title=f"{thick.name} against {reference.name}: PSNR over every reference slice")
         log.info("wrote %s", preview)
@@ -216,6 +309,7 @@ def _score(
         "thick_thickness": thick.thickness,
         "reference_spacing": reference.slice_spacing,
         "reference_thickness": reference.thickness,
+        "reference_pixels": None if fields is None else list(truth.shape[1:]),
         "rows": rows,
         "mean": means(rows, list(scored)),
     }

@@ -151,6 +151,12 @@ def format_table(report: dict[str, Any]) -> str:
             )
         else:
             lines.append(f"note: {name} trimmed to {row['slices_used']} of {row['slices_total']} slices")
+    if report.get("reference_pixels"):
+        h, w = report["reference_pixels"]
+        lines.append(
+            f"note: the two in-plane grids differ; scored over the {h} x {w} reference pixels both fields cover, "
+            "each method's slices resampled onto them (cubic spline)"
+        )
     for row in report["rows"]:
         if row.get("made_by", row["method"]) != row["method"]:
             lines.append(f"note: {row['volume']}, {row['method']}: {row['made_by']}")
