@@ -33,6 +33,8 @@ from thinslice.methods.learned import bundled_model_path
 from thinslice.profile import profile_matrix, slice_profile_kernel
 from thinslice.volume import Volume
 
+#: A bell is a box this fraction of its FWHM wide, softened by that FWHM (as softness.py).
+BELL_BOX = 1e-4
 CHEST, LIMB = "chest1mm_lidc0314", "limb3mm_sts002"
 
 
@@ -100,6 +102,9 @@ def passes(softness: list[float]) -> list[dict]:
     for s in softness:
         truth, thick = held_out_thick(CHEST, 8, softness=s)
         inputs.append((f"profile, softness {s:g}", "profile", truth, thick))
+    # a bell of FWHM 8 slices (as softness.py --shape gaussian), the file saying 8 mm thick
+    truth, thick = held_out_thick(CHEST, 8, overlap=BELL_BOX, softness=1 / BELL_BOX)
+    inputs.append(("bell", "profile", truth, thick.with_data(thick.data, slice_thickness=thick.slice_spacing)))
     thin = volume.data.astype(np.float32)
     kept = volume.with_data(np.ascontiguousarray(thin[::8]), volume.slice_spacing * 8, slice_thickness=1.0)
     inputs.append(("decimate", "default", scale_hu(thin[: 8 * (kept.num_slices - 1) + 1]), kept))
