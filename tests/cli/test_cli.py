@@ -98,6 +98,32 @@ def test_version_info_and_help():
     assert "upsample" in run("--help").stdout
 
 
+def test_info_says_what_upsample_would_read_and_do_without_doing_it(capsys):
+    """``info -i``: the acquisition as read, the grid and the checkpoints, the very ones an
+    upsample of the same scan then names, without writing or synthesizing anything."""
+    cases = [
+        ([str(LIMB_CROP)], {"scale": 2}),
+        ([str(LIMB_CROP), "--slice-thickness", "1.5"], {"scale": 2, "slice_thickness": 1.5}),
+        ([str(DICOM_CROP), "--target-spacing", "1"], {"target_spacing": 1.0}),
+    ]
+    said = []
+    for args, kwargs in cases:
+        assert main(["info", "-i", *args]) == 0
+        text = capsys.readouterr().out
+        done = thinslice.upsample(args[0], **kwargs)
+        assert f"to {done.num_slices} slices {done.slice_spacing:.4g} mm apart" in text
+        assert f"made by: {done.meta['made_by']}\n" in text
+        said.append(text)
+    assert "25 slices 3.27 mm apart, 3.27 mm thick (assumed: contiguous;" in said[0]
+    assert "every slice synthesized, the acquired positions too" in said[0] and "they look like CT" in said[0]
+    assert "1.5 mm thick (as read, with gaps between them)" in said[1]
+    assert "the acquired slices kept unchanged" in said[1] and "default_x2.pt" in said[1]
+    assert "2 mm apart, 3 mm thick (as read, overlapping)" in said[2] and " + profile_soft_x2.pt " in said[2]
+    capsys.readouterr()
+    assert main(["info", "-i", str(LIMB_CROP), "-r", "2", "--target-spacing", "1"]) == 2
+    assert capsys.readouterr().err.strip() == "error: give either --scale or --target-spacing, not both"
+
+
 def test_evaluate_cli_writes_json(tmp_path):
     out = tmp_path / "report.json"
     res = run(

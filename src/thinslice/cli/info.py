@@ -1,14 +1,38 @@
-"""``thinslice info``: versions, devices, methods and bundled models."""
+"""``thinslice info``: versions, devices, methods and bundled models; with ``-i``, what
+``upsample`` would read from a scan and make of it, without doing it."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from thinslice import __version__
+from thinslice.cli import options
 
 
-def info() -> None:
-    """Versions, compute devices and available methods."""
+def info(
+    scan: Annotated[
+        Path | None,
+        typer.Option("-i", "--input", help="A scan (file or DICOM folder): what upsample would read and do with it."),
+    ] = None,
+    scale: options.Scale = None,
+    target_spacing: options.TargetSpacing = None,
+    slice_thickness: options.SliceThickness = None,
+    series_uid: Annotated[str | None, typer.Option("--series-uid", help="Series to read from a DICOM folder.")] = None,
+    model: options.Model = None,
+) -> None:
+    """Versions, compute devices and available methods; with -i, what upsample would make of a scan."""
+    if scan is not None:
+        from thinslice.io import load
+        from thinslice.pipeline.upsample import build_method, describe
+
+        fn = build_method("model", model=model, device="cpu")
+        for line in describe(load(scan, series_uid), fn, scale=scale, target_spacing=target_spacing,
+                             slice_thickness=slice_thickness):  # fmt: skip
+            typer.echo(line)
+        return
     import platform
 
     import numpy

@@ -102,6 +102,13 @@ class Method(ABC):
         report (the name, and for a learned method its model file)."""
         return self.name
 
+    def made_by(
+        self, data: np.ndarray, r: int, *, thickness: float = 1.0, spacing: tuple[float, float, float] | None = None
+    ) -> str:
+        """What :meth:`run` would name as having made ``data``'s result at factor ``r``, without
+        running it (the method; a learned one reads the acquisition to pick its checkpoints)."""
+        return self.provenance(r)
+
     def checkpoint_for(self, r: int, thickness: float = 1.0, softness: float | None = None) -> Path:
         """The checkpoint :meth:`run` would use at factor ``r`` for slices ``thickness``
         spacings thick whose slice profile reads ``softness``

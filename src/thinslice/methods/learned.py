@@ -296,7 +296,7 @@ class ModelMethod(Method):
         thick = _thicker_than_output(thickness, r)
         if len(shares) == 1:
             (path,) = shares
-            return MethodResult(*self._synthesize(path, data, r, thick, dtype), self._describe(path))
+            return MethodResult(*self._synthesize(path, data, r, thick, dtype), self._made_by(shares))
         # between what the families were trained on, a blend beat each alone (BENCHMARKS.md)
         out: np.ndarray | None = None
         unc: np.ndarray | None = None
@@ -307,11 +307,22 @@ class ModelMethod(Method):
             if spread is not None:
                 unc = np.float32(share) * spread if unc is None else unc + np.float32(share) * spread
         assert out is not None
+        return MethodResult(out, unc, self._made_by(shares))
+
+    def made_by(
+        self, data: np.ndarray, r: int, *, thickness: float = 1.0, spacing: tuple[float, float, float] | None = None
+    ) -> str:
+        return self._made_by(self._shares(data, r, thickness, spacing))
+
+    def _made_by(self, shares: dict[Path, float]) -> str:
+        """``model profile_x2.pt (bundled)``, or for a blend every checkpoint with its share."""
+        if len(shares) == 1:
+            return self._describe(next(iter(shares)))
         views = ", all three views" if self.all_views else ""
         parts = " + ".join(
             f"{path.name}{' (adapted)' if path in self._adapted else ''} {share:.2f}" for path, share in shares.items()
         )
-        return MethodResult(out, unc, f"{self.name} {parts} ({self.origin}{views})")
+        return f"{self.name} {parts} ({self.origin}{views})"
 
     def _shares(
         self, data: np.ndarray, r: int, thickness: float, spacing: tuple[float, float, float] | None

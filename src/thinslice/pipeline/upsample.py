@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from thinslice import grid
-from thinslice.ct import check_ct_values, require_usable
+from thinslice.ct import check_ct_values, ct_value_problem, require_usable
 from thinslice.errors import ConfigError, ResourceError
 from thinslice.io import from_sitk, load, to_sitk
 from thinslice.memory import cuda_free_memory, require_memory
@@ -62,6 +62,51 @@ def resolve_plan(volume: Volume, fn: Method, scale: int | None, target_spacing: 
         return grid.plan_for_spacing(volume.num_slices, volume.slice_spacing, target_spacing, fn.makes)
     r = fn.check_scale(fn.default_scale if scale is None else scale)
     return grid.Plan(r, volume.slice_spacing / r)
+
+
+def describe(
+    volume: Volume,
+    fn: Method,
+    *,
+    scale: int | None = None,
+    target_spacing: float | None = None,
+    slice_thickness: float | None = None,
+) -> list[str]:
+    """What :func:`upsample` would read from ``volume`` and make of it with ``fn``, without
+    doing it (``thinslice info -i``): the acquisition, whether the values look like CT, the
+    output grid, and what makes it (for the model, the checkpoints the acquisition picks).
+
+    Raises:
+        InputError, ConfigError, ModelError: what :func:`upsample` would refuse before any work,
+            except values that do not look like CT, which are a line of the answer.
+    """
+    require_usable(volume)
+    if slice_thickness is not None:
+        if not (np.isfinite(slice_thickness) and slice_thickness > 0):
+            raise ConfigError(f"--slice-thickness must be a positive number of mm, got {slice_thickness}")
+        volume = volume.with_data(volume.data, slice_thickness=slice_thickness)
+    plan = resolve_plan(volume, fn, scale, target_spacing)
+    h, w = volume.data.shape[1:]
+    sw, sh = volume.geometry.inplane_spacing
+    said = "assumed: contiguous; --slice-thickness to say otherwise" if volume.slice_thickness is None else "as read"
+    if volume.thickness > volume.slice_spacing * (1 + grid.RATIO_TOLERANCE):
+        said += ", overlapping"
+    elif volume.thickness < volume.slice_spacing * (1 - grid.RATIO_TOLERANCE):
+        said += ", with gaps between them"
+    problem = ct_value_problem(volume.data)
+    values = "look like CT" if problem is None else f"do not look like CT: {problem} (--accept-non-ct to upsample)"
+    kept = grid.keeps_acquired(volume.thickness, plan.spacing)
+    made_by = fn.made_by(volume.data, plan.r, thickness=volume.thickness / volume.slice_spacing,
+                         spacing=volume.voxel_spacing)  # fmt: skip
+    return [
+        f"{volume.name}: {volume.num_slices} slices {volume.slice_spacing:.4g} mm apart, {volume.thickness:.4g} mm "
+        f"thick ({said}); {h} x {w} pixels of {sh:.4g} x {sw:.4g} mm",
+        f"values {float(volume.data.min()):.0f} to {float(volume.data.max()):.0f}: they {values}",
+        f"upsample: x{plan.r}{' then resampled linearly' if plan.positions is not None else ''} to "
+        f"{plan.output_slices(volume.num_slices)} slices {plan.spacing:.4g} mm apart, "
+        + ("the acquired slices kept unchanged" if kept else "every slice synthesized, the acquired positions too"),
+        f"made by: {made_by}",
+    ]
 
 
 def upsample_volume(
