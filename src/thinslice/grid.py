@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from thinslice.errors import ConfigError
+from thinslice.volume import check_mm
 
 MIN_SCALE = 2
 MAX_SCALE = 8
@@ -163,8 +164,7 @@ def output_thickness_width(output_thickness: float | None, input_thickness: floa
 
 
 def _ratio(slice_spacing: float, target_spacing: float) -> float:
-    if not np.isfinite(target_spacing) or target_spacing <= 0:
-        raise ConfigError(f"--target-spacing must be a positive number of mm, got {target_spacing}")
+    check_mm(target_spacing, "--target-spacing")
     ratio = slice_spacing / target_spacing
     if not np.isfinite(ratio) or ratio > 1e6:  # a target like 1e-300 mm
         raise ConfigError(

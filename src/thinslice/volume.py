@@ -65,6 +65,17 @@ class Geometry:
         return np.asarray(self.origin, dtype=float) + k * self.slice_spacing * self.slice_direction
 
 
+def check_mm(value: float | None, option: str) -> float | None:
+    """``value`` (mm) when it is None or a positive finite number.
+
+    Raises:
+        ConfigError: naming ``option`` (``--slice-thickness``, say) and the value.
+    """
+    if value is not None and not (np.isfinite(value) and value > 0):
+        raise ConfigError(f"{option} must be a positive number of mm, got {value}")
+    return value
+
+
 @dataclass
 class Volume:
     """A CT volume in Hounsfield units with its geometry.
@@ -88,8 +99,7 @@ class Volume:
     def __post_init__(self) -> None:
         if self.data.ndim != 3:
             raise ConfigError(f"a volume must be 3-D, got shape {self.data.shape}")
-        if self.slice_thickness is not None and not (np.isfinite(self.slice_thickness) and self.slice_thickness > 0):
-            raise ConfigError(f"slice thickness must be a positive number of mm, got {self.slice_thickness}")
+        check_mm(self.slice_thickness, "slice thickness")
 
     @property
     def thickness(self) -> float:

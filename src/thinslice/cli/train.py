@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,6 +10,7 @@ import typer
 
 from thinslice.cli import options
 from thinslice.errors import ConfigError
+from thinslice.volume import check_mm
 
 log = logging.getLogger("thinslice")
 
@@ -53,8 +53,7 @@ def train(
     r = 2 if scale is None else scale
     if steps is None and minutes is None:
         raise ConfigError("give a training length: --steps N or --minutes M")
-    if slice_thickness is not None and not (math.isfinite(slice_thickness) and slice_thickness > 0):
-        raise ConfigError(f"--slice-thickness must be a positive number of mm, got {slice_thickness}")
+    check_mm(slice_thickness, "--slice-thickness")
     if output.is_dir():
         raise ConfigError(f"-o {output} is a folder; give a checkpoint file name such as {output / 'model.pt'}")
     if output.exists() and not (resume or overwrite):

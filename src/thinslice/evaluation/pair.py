@@ -34,7 +34,7 @@ from thinslice.evaluation.metrics import compare_where
 from thinslice.evaluation.protocol import means
 from thinslice.io import load
 from thinslice.methods import Method, get_method, run_on_grid
-from thinslice.volume import Volume
+from thinslice.volume import Volume, check_mm
 
 log = logging.getLogger(__name__)
 
@@ -217,10 +217,9 @@ def evaluate_pair(
     thick = thick if isinstance(thick, Volume) else load(thick, series_uid)
     if not isinstance(reference, Volume):
         reference = load(reference, reference_series_uid, series_option="--reference-series-uid")
-    if slice_thickness is not None:
-        if not (np.isfinite(slice_thickness) and slice_thickness > 0):
-            raise ConfigError(f"--slice-thickness must be a positive number of mm, got {slice_thickness}")
-        thick = replace(thick, slice_thickness=float(slice_thickness))
+    told = check_mm(slice_thickness, "--slice-thickness")
+    if told is not None:
+        thick = replace(thick, slice_thickness=float(told))
     inside, positions = reference_positions(thick, reference)  # refused before any work
     fields = inplane_map(thick, reference)
     with contextlib.ExitStack() as stack:

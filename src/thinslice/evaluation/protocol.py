@@ -26,7 +26,7 @@ from thinslice.evaluation.degrade import check_degradation, degrade_array
 from thinslice.evaluation.metrics import METRIC_NAMES, compare
 from thinslice.io import load
 from thinslice.methods import get_method, run_on_grid
-from thinslice.volume import Volume
+from thinslice.volume import Volume, check_mm
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +72,7 @@ def evaluate(
         warnings.warn("evaluate(fast=...): two views are now the default", DeprecationWarning, stacklevel=2)
     r = grid.check_scale(scale)
     check_degradation(degrade, thickness, softness)
-    if thickness is not None and not (np.isfinite(thickness) and thickness > 0):
-        raise ConfigError(f"--thickness must be a positive number of mm, got {thickness}")
+    check_mm(thickness, "--thickness")
     if not methods:
         raise ConfigError("give at least one method")
     options = {"model": model, "device": device, "progress": progress, "all_views": all_views}

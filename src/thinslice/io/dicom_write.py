@@ -36,7 +36,7 @@ from thinslice.io.atomic import atomic_folder
 from thinslice.io.dicom import headers_by_series
 from thinslice.io.dicom_attrs import UidMaker, ds_text, series_dataset, slice_dataset
 from thinslice.io.files import probe_write
-from thinslice.volume import Geometry, Volume
+from thinslice.volume import Geometry, Volume, check_mm
 
 log = logging.getLogger(__name__)
 
@@ -279,8 +279,7 @@ def _check_options(description: str, derivation: str, slice_thickness: float | N
             raise ConfigError(f"the series {name} must be at most {limit} characters, got {len(text)}: {text!r}")
     if "\\" in description:
         raise ConfigError(f"the series description cannot hold a backslash (DICOM LO), got {description!r}")
-    if slice_thickness is not None and not (math.isfinite(slice_thickness) and slice_thickness > 0):
-        raise ConfigError(f"slice_thickness must be a positive number of mm, got {slice_thickness}")
+    check_mm(slice_thickness, "slice_thickness")
 
 
 def _plane(geometry: Geometry) -> _Plane:

@@ -20,7 +20,7 @@ from thinslice.errors import ConfigError, ResourceError
 from thinslice.io import from_sitk, load, to_sitk
 from thinslice.memory import cuda_free_memory, require_memory
 from thinslice.methods import Method, get_method, method_class, run_on_grid, unused_options
-from thinslice.volume import Volume
+from thinslice.volume import Volume, check_mm
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +81,7 @@ def describe(
             except values that do not look like CT, which are a line of the answer.
     """
     require_usable(volume)
-    if slice_thickness is not None:
-        if not (np.isfinite(slice_thickness) and slice_thickness > 0):
-            raise ConfigError(f"--slice-thickness must be a positive number of mm, got {slice_thickness}")
+    if check_mm(slice_thickness, "--slice-thickness") is not None:
         volume = volume.with_data(volume.data, slice_thickness=slice_thickness)
     plan = resolve_plan(volume, fn, scale, target_spacing)
     h, w = volume.data.shape[1:]
@@ -324,10 +322,8 @@ def upsample_checked(
         raise ConfigError(f"--adapt fine-tunes trained weights; method {fn.name} has none (use --method model)")
     if adapt is not None and not (np.isfinite(adapt) and adapt > 0):
         raise ConfigError(f"--adapt takes a positive number of minutes, got {adapt}")
-    for name, value in (("--slice-thickness", slice_thickness), ("--output-thickness", output_thickness)):
-        if value is not None and not (np.isfinite(value) and value > 0):
-            raise ConfigError(f"{name} must be a positive number of mm, got {value}")
-    if slice_thickness is not None:
+    check_mm(output_thickness, "--output-thickness")
+    if check_mm(slice_thickness, "--slice-thickness") is not None:
         volume = volume.with_data(volume.data, slice_thickness=slice_thickness)
     plan = resolve_plan(volume, fn, scale, target_spacing)
     if grid.output_thickness_width(output_thickness, volume.thickness, plan.spacing) > 1 and keep_acquired:
