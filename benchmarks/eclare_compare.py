@@ -239,6 +239,7 @@ def build_inputs(
 
     import thinslice
     from thinslice.evaluation.degrade import profile
+    from thinslice.profile import BELL_BOX
     from thinslice.volume import Geometry, Volume
 
     vol = thinslice.load(data / scan)
@@ -266,7 +267,7 @@ def build_inputs(
             raise SystemExit(f"--slices {slices} must be r*k+1 for r={r}")
         mm = r * g.slice_spacing
         if shape == "gaussian":  # a bell of FWHM mm: a box too narrow to matter, softened by that FWHM
-            thick = profile(truth, r, mm * 1e-4, softness=1e4 * (1 + softness))
+            thick = profile(truth, r, mm * BELL_BOX, softness=(1 + softness) / BELL_BOX)
             thick = thick.with_data(thick.data, slice_thickness=mm)  # what the file says: the nominal FWHM
         else:
             thick = profile(truth, r, mm, softness=softness)

@@ -30,11 +30,9 @@ from thick_slices import SCANS, SHARED, crop, held_out_thick
 import thinslice
 from thinslice.evaluation.metrics import psnr, scale_hu
 from thinslice.methods.learned import bundled_model_path
-from thinslice.profile import profile_matrix, slice_profile_kernel
+from thinslice.profile import BELL_BOX, profile_matrix, slice_profile_kernel
 from thinslice.volume import Volume
 
-#: A bell is a box this fraction of its FWHM wide, softened by that FWHM (as softness.py).
-BELL_BOX = 1e-4
 CHEST, LIMB = "chest1mm_lidc0314", "limb3mm_sts002"
 
 

@@ -33,15 +33,13 @@ import torch
 import thinslice
 from thinslice.evaluation.degrade import degrade_array
 from thinslice.evaluation.metrics import psnr, scale_hu
-from thinslice.profile import estimate_softness
+from thinslice.profile import BELL_BOX, estimate_softness
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 TRAINING = ("abd5mm_crlm1004", "aorta1.5mm_totalseg", "body3mm_totalseg", "limb3mm_sts001")
 # held out: name -> (factors, in-plane crop, thin slices), as in thick_slices.py
 HELD_OUT = {"chest1mm_lidc0314": ((2, 3, 4, 5, 6), 256, 121), "limb3mm_sts002": ((2, 3), 256, 48)}
-#: A bell (``--shape gaussian``) is a box this fraction of its FWHM wide, softened by that FWHM.
-BELL_BOX = 1e-4
 
 
 def train(args: argparse.Namespace) -> None:

@@ -35,6 +35,9 @@ from thinslice.volume import Volume
 
 # sub-samples per thin cell when a Gaussian softens the box (numerical cell integral)
 _SUBSAMPLES = 64
+#: A bell-shaped slice profile (a Gaussian of some FWHM, as helical scans have) is a box this
+#: fraction of that FWHM wide, softened by a Gaussian of that FWHM: the same operator.
+BELL_BOX = 1e-4
 
 
 def slice_profile_kernel(thickness_mm: float, spacing_mm: float, softness: float = 0.0) -> np.ndarray:

@@ -290,3 +290,25 @@ def test_profile_softness_softens_the_thick_training_input(volume: Volume) -> No
     assert rough(pairs[1.0][0]) < 0.95 * rough(pairs[0.0][0])  # the thick input is smoother
     with pytest.raises(ConfigError, match="profile_softness"):
         TrainConfig(profile_softness=-0.1)
+
+
+def test_profile_bell_makes_bell_shaped_thick_training_input(volume: Volume) -> None:
+    """``profile_bell``: the thick slices of the in-plane pairs are a Gaussian as wide (FWHM)
+    as the thickness, the same thin target; a bell of FWHM 5 samples has that spread."""
+    from thinslice.profile import BELL_BOX, slice_profile_kernel
+
+    observed = prepare_volumes([volume], MODEL, 0.0)
+    pairs = {}
+    for bell in (0.0, 1.0):
+        config = TrainConfig(profile=True, profile_bell=bell, crop_sizes=((2, 32, 9),))
+        batch = CropSampler(observed, MODEL, config, torch.Generator().manual_seed(3)).sample()
+        assert batch.smore_in is not None and batch.smore_target is not None
+        pairs[bell] = batch.smore_in, batch.smore_target
+    torch.testing.assert_close(pairs[0.0][1], pairs[1.0][1])  # the thin target is the same
+    assert float((pairs[0.0][0] - pairs[1.0][0]).abs().max()) > 0.01  # the thick input is not a box
+    taps = slice_profile_kernel(5.0 * BELL_BOX, 1.0, 5.0)
+    k = np.arange(len(taps)) - len(taps) // 2
+    sigma = 5.0 / (2 * np.sqrt(2 * np.log(2)))
+    assert float((taps * k**2).sum()) == pytest.approx(sigma**2 + 1 / 12, rel=0.01)  # cell-integrated
+    with pytest.raises(ConfigError, match="profile_bell"):
+        TrainConfig(profile_bell=1.5)

@@ -98,6 +98,9 @@ class TrainConfig:
             meets a range of profiles and judges the blur from the image; 0 = a plain box.
         profile_softness_min: the lower end of that range (``--adapt`` trains at the one
             softness it estimates for the scan: both ends equal).
+        profile_bell: with ``profile``, the share of steps whose thick slices in the SMORE
+            pairs are a bell instead: a Gaussian whose FWHM is the slice thickness, as a
+            helical scan's slice sensitivity profile is (:data:`thinslice.profile.BELL_BOX`).
         networks: which networks to train and use: ``both``, ``axial`` or ``sr`` (ablations).
         checkpoint_minutes: write a checkpoint at least this often.
         val_fraction: fraction of each volume's last in-plane columns held back for validation.
@@ -122,6 +125,7 @@ class TrainConfig:
     profile: bool = False
     profile_softness: float = 0.0
     profile_softness_min: float = 0.0
+    profile_bell: float = 0.0
     networks: str = "both"
     checkpoint_minutes: float = 5.0
     val_fraction: float = 0.15
@@ -140,6 +144,8 @@ class TrainConfig:
             raise ConfigError(f"val_fraction must be in [0, 0.5), got {self.val_fraction}")
         if not 0.0 <= self.ema < 1.0:
             raise ConfigError(f"ema must be in [0, 1), got {self.ema}")
+        if not 0.0 <= self.profile_bell <= 1.0:
+            raise ConfigError(f"profile_bell must be in [0, 1] (a share of the steps), got {self.profile_bell}")
         if not 0.0 <= self.profile_softness <= 2.0:
             raise ConfigError(f"profile_softness must be in [0, 2] (of the thickness), got {self.profile_softness}")
         if not 0.0 <= self.profile_softness_min <= self.profile_softness:

@@ -20,7 +20,7 @@ from torch import Tensor
 from thinslice.errors import InputError
 from thinslice.model.config import ModelConfig
 from thinslice.model.inference import normalize
-from thinslice.profile import profile_degrade_torch, smore_pair
+from thinslice.profile import BELL_BOX, profile_degrade_torch, smore_pair
 from thinslice.training.config import TrainConfig
 from thinslice.volume import Volume
 
@@ -218,11 +218,14 @@ class CropSampler:
                 step = max(1.0, ratio)
                 offset = float(torch.rand(1, generator=g)) * step
                 soft = None
+                thickness = vol.thickness
                 if self.config.profile_softness > 0:  # a smoother slice profile than a box, this step
                     lo, hi = self.config.profile_softness_min, self.config.profile_softness
                     drawn = lo + float(torch.rand(1, generator=g)) * (hi - lo)
                     soft = drawn * vol.thickness * r * step
-                pair = smore_pair(images, step, r, offset, thickness=vol.thickness, thick_softness=soft)
+                if self.config.profile_bell > 0 and float(torch.rand(1, generator=g)) < self.config.profile_bell:
+                    thickness, soft = BELL_BOX * vol.thickness, vol.thickness * r * step  # a bell this step
+                pair = smore_pair(images, step, r, offset, thickness=thickness, thick_softness=soft)
                 if pair is not None:
                     batch.smore_in, batch.smore_target = pair
             elif ratio >= 1.0:
