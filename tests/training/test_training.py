@@ -277,14 +277,20 @@ def test_slice_thickness_reaches_the_training_pairs(volume: Volume, tmp_path: Pa
     )
 
 
-def test_profile_softness_softens_the_thick_training_input(volume: Volume) -> None:
+def smore_pairs(volume: Volume, option: str, values: tuple[float, ...]) -> dict[float, tuple[torch.Tensor, ...]]:
+    """The in-plane (SMORE) training pair of one profile-training step, per value of ``option``."""
     observed = prepare_volumes([volume], MODEL, 0.0)
     pairs = {}
-    for softness in (0.0, 1.0):
-        config = TrainConfig(profile=True, profile_softness=softness, crop_sizes=((2, 32, 9),))
+    for value in values:
+        config = TrainConfig(profile=True, crop_sizes=((2, 32, 9),), **{option: value})
         batch = CropSampler(observed, MODEL, config, torch.Generator().manual_seed(3)).sample()
         assert batch.smore_in is not None and batch.smore_target is not None
-        pairs[softness] = batch.smore_in, batch.smore_target
+        pairs[value] = batch.smore_in, batch.smore_target
+    return pairs
+
+
+def test_profile_softness_softens_the_thick_training_input(volume: Volume) -> None:
+    pairs = smore_pairs(volume, "profile_softness", (0.0, 1.0))
     torch.testing.assert_close(pairs[0.0][1], pairs[1.0][1])  # the thin target is the same
     rough = lambda t: float(t.diff(dim=-2).abs().mean())  # noqa: E731 - detail along the slice axis
     assert rough(pairs[1.0][0]) < 0.95 * rough(pairs[0.0][0])  # the thick input is smoother
@@ -297,13 +303,7 @@ def test_profile_bell_makes_bell_shaped_thick_training_input(volume: Volume) -> 
     as the thickness, the same thin target; a bell of FWHM 5 samples has that spread."""
     from thinslice.profile import BELL_BOX, slice_profile_kernel
 
-    observed = prepare_volumes([volume], MODEL, 0.0)
-    pairs = {}
-    for bell in (0.0, 1.0):
-        config = TrainConfig(profile=True, profile_bell=bell, crop_sizes=((2, 32, 9),))
-        batch = CropSampler(observed, MODEL, config, torch.Generator().manual_seed(3)).sample()
-        assert batch.smore_in is not None and batch.smore_target is not None
-        pairs[bell] = batch.smore_in, batch.smore_target
+    pairs = smore_pairs(volume, "profile_bell", (0.0, 1.0))
     torch.testing.assert_close(pairs[0.0][1], pairs[1.0][1])  # the thin target is the same
     assert float((pairs[0.0][0] - pairs[1.0][0]).abs().max()) > 0.01  # the thick input is not a box
     taps = slice_profile_kernel(5.0 * BELL_BOX, 1.0, 5.0)
