@@ -23,6 +23,8 @@ from thinslice.methods import Method, get_method, method_class, run_on_grid, unu
 from thinslice.volume import Volume, check_mm
 
 log = logging.getLogger(__name__)
+#: What the log and ``info -i`` say of slices whose thickness no file or option gives.
+ASSUMED_CONTIGUOUS = "assumed: contiguous; --slice-thickness to say otherwise"
 
 
 def output_dtype(data: np.ndarray) -> np.dtype:
@@ -86,7 +88,7 @@ def describe(
     plan = resolve_plan(volume, fn, scale, target_spacing)
     h, w = volume.data.shape[1:]
     sw, sh = volume.geometry.inplane_spacing
-    said = "assumed: contiguous; --slice-thickness to say otherwise" if volume.slice_thickness is None else "as read"
+    said = ASSUMED_CONTIGUOUS if volume.slice_thickness is None else "as read"
     if volume.thickness > volume.slice_spacing * (1 + grid.RATIO_TOLERANCE):
         said += ", overlapping"
     elif volume.thickness < volume.slice_spacing * (1 - grid.RATIO_TOLERANCE):
@@ -338,7 +340,7 @@ def upsample_checked(
         volume.num_slices,
         volume.slice_spacing,
         volume.thickness,
-        " (assumed: contiguous; --slice-thickness to say otherwise)" if volume.slice_thickness is None else "",
+        f" ({ASSUMED_CONTIGUOUS})" if volume.slice_thickness is None else "",
         plan.output_slices(volume.num_slices),
         plan.spacing,
         fn.name,
