@@ -143,9 +143,11 @@ def main() -> None:
             args.keep.mkdir(parents=True, exist_ok=True)
             for m in models.values():
                 (args.keep / m.name).write_bytes(m.read_bytes())
-        reports = {"cubic/linear": evaluate(originals, args.scale, methods=["cubic", "linear"])}
+        reports = {"cubic/linear": evaluate(originals, args.scale, degrade="decimate", methods=["cubic", "linear"])}
         for n, m in models.items():
-            reports[n] = evaluate(originals, args.scale, methods=["model"], model=m, device=args.device)
+            reports[n] = evaluate(
+                originals, args.scale, degrade="decimate", methods=["model"], model=m, device=args.device
+            )
     print(
         f"\n**Ablation x{args.scale}, decimate, {args.minutes:g} min of training per variant "
         f"({args.threads} thread(s), {args.parallel} at once), seed {args.seed}, {date.today()}**\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -15,13 +16,29 @@ from thinslice.methods import get_method
 
 
 def test_rows_match_a_manual_run_of_the_protocol():
-    report = evaluate([CHEST_CROP], 4, methods=["cubic"])
+    report = evaluate([CHEST_CROP], 4, degrade="decimate", methods=["cubic"])
     truth = load(CHEST_CROP).data.astype(np.float32)  # 33 = 4*8+1 slices
     manual = compare(truth, get_method("cubic")(truth[::4], 4), 4)
     row = report["rows"][0]
     for key, value in manual.items():
         assert row[key] == pytest.approx(value)
     assert row["seconds"] > 0 and row["slices_used"] == 33
+
+
+def test_evaluate_by_default_measures_realistic_thick_slices_with_every_method(tmp_path):
+    """No options: the measure of record (profile), the interpolations and the model."""
+    from thinslice.cli import main
+
+    out = tmp_path / "r.json"
+    assert main(["-q", "evaluate", "-i", str(CHEST_CROP), "--device", "cpu", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["degrade"] == "profile" and report["scale"] == 2
+    rows = {row["method"]: row for row in report["rows"]}
+    assert list(rows) == ["linear", "cubic", "lanczos", "model"]
+    assert rows["model"]["made_by"] == "model profile_x2.pt (bundled)"  # told the slices are thick
+    assert rows["model"]["psnr_paper"] > rows["lanczos"]["psnr_paper"] + 1.0
+    explicit = evaluate([CHEST_CROP], 2, degrade="profile", methods=["lanczos"])["rows"][0]
+    assert explicit["psnr_paper"] == pytest.approx(rows["lanczos"]["psnr_paper"])
 
 
 def test_slab_degradation_is_harder_than_decimation():
@@ -32,11 +49,11 @@ def test_slab_degradation_is_harder_than_decimation():
 
 def test_trimming_is_reported(caplog):
     with caplog.at_level(logging.WARNING):
-        report = evaluate([LIMB_CROP], 3, methods=["linear"])  # 25 slices -> 3*8+1
+        report = evaluate([LIMB_CROP], 3, degrade="decimate", methods=["linear"])  # 25 slices -> 3*8+1
     assert report["rows"][0]["slices_used"] == 25 and report["rows"][0]["slices_total"] == 25
-    report = evaluate([LIMB_CROP], 4, methods=["linear"])  # 25 = 4*6+1
+    report = evaluate([LIMB_CROP], 4, degrade="decimate", methods=["linear"])  # 25 = 4*6+1
     assert report["rows"][0]["slices_used"] == 25
-    report = evaluate([CHEST_CROP], 3, methods=["linear", "cubic"])  # 33 -> 31
+    report = evaluate([CHEST_CROP], 3, degrade="decimate", methods=["linear", "cubic"])  # 33 -> 31
     assert report["rows"][0]["slices_used"] == 31
     table = format_table(report)
     assert "chest_crop trimmed to 31 of 33 slices" in table
@@ -44,13 +61,13 @@ def test_trimming_is_reported(caplog):
 
 
 def test_full_thin_chest_ranks_interpolators_sensibly():
-    report = evaluate([shared("aorta1.5mm_totalseg.nii.gz")], 2, methods=["linear", "cubic"])
+    report = evaluate([shared("aorta1.5mm_totalseg.nii.gz")], 2, degrade="decimate", methods=["linear", "cubic"])
     psnr = {r["method"]: r["psnr_synth"] for r in report["rows"]}
     assert all(25 < v < 60 for v in psnr.values())
 
 
 def test_markdown_rows_for_benchmarks():
-    report = evaluate([CHEST_CROP], 2, methods=["linear"])
+    report = evaluate([CHEST_CROP], 2, degrade="decimate", methods=["linear"])
     lines = markdown_rows(report).splitlines()
     assert lines[0].startswith("| volume | method | PSNR paper")
     row = report["rows"][0]
@@ -92,7 +109,23 @@ def test_evaluate_softness_makes_the_thick_slices_softer(tmp_path, capsys) -> No
                  "--methods", "linear", "--json", str(out)]) == 0  # fmt: skip
     assert '"softness": 1.0' in out.read_text()
     assert "scale x3, degrade profile (r x spacing thick, softness 1)" in capsys.readouterr().out
-    assert main(["-q", "evaluate", "-i", str(CHEST_CROP), "--softness", "0.5", "--methods", "linear"]) != 0
+    assert (
+        main(
+            [
+                "-q",
+                "evaluate",
+                "-i",
+                str(CHEST_CROP),
+                "--degrade",
+                "decimate",
+                "--softness",
+                "0.5",
+                "--methods",
+                "linear",
+            ]
+        )
+        != 0
+    )
     assert "--softness applies to --degrade profile" in capsys.readouterr().err
 
 

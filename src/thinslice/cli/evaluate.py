@@ -21,7 +21,7 @@ def evaluate(
     degrade: Annotated[
         str | None,
         typer.Option(
-            "--degrade", help="profile (realistic thick slices), decimate (the paper's, the default) or slab."
+            "--degrade", help="profile (realistic thick slices, the default), decimate (the paper's) or slab."
         ),
     ] = None,
     thickness: Annotated[
@@ -71,7 +71,7 @@ def evaluate(
     ] = None,
     methods: Annotated[
         str | None,
-        typer.Option("--methods", help="Comma-separated method names (default: cubic,linear; with --reference all)."),
+        typer.Option("--methods", help="Comma-separated method names (default: linear,cubic,lanczos,model)."),
     ] = None,
     model: options.Model = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON.")] = None,
@@ -105,10 +105,12 @@ def evaluate(
             raise ConfigError(f"--preview writes a PNG; give a name ending in .png, not {preview.name}")
         check_destination(preview, overwrite=overwrite, what="--preview", inputs=_read(inputs, reference))
     common: dict[str, Any] = {"model": model, "device": device, "progress": options.show_progress()}
+    if methods is not None:  # else the API's default, for a pair as for a degraded copy
+        common["methods"] = _names(methods)
     common.update(all_views=all_views, precision=precision)
     uids: dict[str, Any] = {"series_uid": series_uid}
     if reference is not None:
-        from thinslice.evaluation.pair import PAIR_METHODS, evaluate_pair
+        from thinslice.evaluation.pair import evaluate_pair
 
         given = {"--scale": scale, "--degrade": degrade, "--thickness": thickness, "--softness": softness or None}
         unused = [flag for flag, value in given.items() if value is not None]
@@ -117,7 +119,6 @@ def evaluate(
             raise ConfigError(f"{flags} simulate thick slices; with --reference the pair is real: drop them")
         if len(inputs) != 1:
             raise ConfigError(f"--reference scores one thick series against it; got {len(inputs)} inputs")
-        names = _names(methods) if methods else list(PAIR_METHODS)
         common["preview"] = preview
         uids["reference_series_uid"] = reference_series_uid
         adapter = None
@@ -129,9 +130,7 @@ def evaluate(
                 f"model --adapt {adapt:g}",
                 lambda fn, thick, r: adapted(fn, thick, r, adapt, device=device, progress=progress),
             )
-        report = evaluate_pair(
-            inputs[0], reference, methods=names, slice_thickness=slice_thickness, adapter=adapter, **uids, **common
-        )
+        report = evaluate_pair(inputs[0], reference, slice_thickness=slice_thickness, adapter=adapter, **uids, **common)
     else:
         if slice_thickness is not None:
             raise ConfigError("--slice-thickness applies to --reference (a real pair); a degraded copy's is known")
@@ -139,11 +138,11 @@ def evaluate(
             raise ConfigError("--adapt applies to --reference (a real pair): the model is adapted to the thick series")
         if reference_series_uid is not None:
             raise ConfigError("--reference-series-uid applies to --reference")
+        if degrade is not None:
+            common["degrade"] = degrade
         report = run(
             inputs,
             2 if scale is None else scale,
-            degrade=degrade or "decimate",
-            methods=_names(methods or "cubic,linear"),
             thickness=thickness,
             softness=softness,
             **uids,

@@ -31,16 +31,13 @@ from scipy import ndimage
 from thinslice import grid
 from thinslice.errors import ConfigError, InputError
 from thinslice.evaluation.metrics import compare_where
-from thinslice.evaluation.protocol import means
+from thinslice.evaluation.protocol import COMPARED, means
 from thinslice.io import load
 from thinslice.methods import Method, get_method, run_on_grid
 from thinslice.volume import Volume, check_mm
 
 log = logging.getLogger(__name__)
 
-#: The methods a pair is scored with unless told otherwise: the interpolations a user would
-#: otherwise use, and the model.
-PAIR_METHODS = ("linear", "cubic", "lanczos", "model")
 #: Adapts a method to a volume at a factor, for the duration of a block (``--adapt``).
 Adapter = Callable[[Method, Volume, int], AbstractContextManager[Method]]
 #: How far (mm) the two series' in-plane origins and axes may differ and still be one grid.
@@ -175,7 +172,7 @@ def evaluate_pair(
     thick: str | os.PathLike[str] | Volume,
     reference: str | os.PathLike[str] | Volume,
     *,
-    methods: Sequence[str] = PAIR_METHODS,
+    methods: Sequence[str] = COMPARED,
     model: str | os.PathLike[str] | None = None,
     device: str = "auto",
     progress: bool = False,
