@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import pytest
 
-from tests.conftest import CHEST_CROP, LIMB_CROP, shared
+from tests.conftest import CHEST_CROP, DICOM_CROP, LIMB_CROP, shared
 from thinslice.evaluation.metrics import compare
 from thinslice.evaluation.protocol import evaluate, format_table, markdown_rows
 from thinslice.io import load
@@ -138,3 +138,12 @@ def test_evaluate_reads_the_profile_as_upsample_does(chest_field) -> None:
     assert made_by == {"model": "model profile_soft_x2.pt (bundled)", "linear": "linear"}
     assert box["rows"][0]["made_by"] == "model profile_x2.pt (bundled)"
     assert "note: sample_reference, model: model profile_soft_x2.pt (bundled)" in format_table(soft)
+
+
+def test_too_few_slices_says_how_many_thick_slices_they_make(capsys):
+    from thinslice.cli import main
+
+    assert main(["-q", "evaluate", "-i", str(DICOM_CROP), "-r", "3", "--methods", "linear"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "8 slices, of which x3 (profile) makes 2 thick slices" in err
+    assert "\n" not in err

@@ -97,7 +97,10 @@ def evaluate(
         truth = thick.truth(thin, r)
         observed, observed_thickness, used = thick.data, thick.thickness, len(truth)
         if len(observed) < 3:
-            raise ConfigError(f"{volume.name} has {total} slices: too few to evaluate x{r} (need {2 * r + 1})")
+            raise ConfigError(
+                f"{volume.name} has {total} slices, of which x{r} ({degrade}) makes {len(observed)} thick "
+                "slices, and evaluating needs 3; give a scan with more slices or a smaller --scale"
+            )
         if used != total:
             log.info("%s: %d of %d slices lie within the thick stack; scoring those", volume.name, used, total)
         thin_mm, row_mm, column_mm = volume.voxel_spacing
