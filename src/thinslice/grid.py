@@ -133,6 +133,12 @@ def resample_slices(fine: np.ndarray, positions: np.ndarray) -> np.ndarray:
     return out
 
 
+def overlapping(thickness: float, spacing: float) -> bool:
+    """Whether slices ``thickness`` mm thick every ``spacing`` mm overlap (an overlapping
+    reconstruction: each is an average over more than its spacing)."""
+    return thickness > spacing * (1 + RATIO_TOLERANCE)
+
+
 def keeps_acquired(thickness: float, output_spacing: float) -> bool:
     """Whether acquired slices go into the output unchanged: when they are no thicker than
     the output slices (decimation-like input). Thicker slices are averages over their

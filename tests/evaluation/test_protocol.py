@@ -147,3 +147,15 @@ def test_too_few_slices_says_how_many_thick_slices_they_make(capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "8 slices, of which x3 (profile) makes 2 thick slices" in err
     assert "\n" not in err
+
+
+def test_overlapping_truth_is_said_to_be_a_weaker_ground_truth(capsys):
+    """3 mm slices every 2 mm as truth: scored, with a warning that says why to prefer
+    contiguous thin slices; a contiguous scan gets none."""
+    from thinslice.cli import main
+
+    assert main(["-q", "evaluate", "-i", str(DICOM_CROP), "-r", "2", "--methods", "linear"]) == 0
+    err = capsys.readouterr().err
+    assert "slices are 3 mm thick every 2 mm (an overlapping reconstruction)" in err
+    assert main(["-q", "evaluate", "-i", str(CHEST_CROP), "-r", "2", "--methods", "linear"]) == 0
+    assert "overlapping" not in capsys.readouterr().err

@@ -103,6 +103,13 @@ def evaluate(
             )
         if used != total:
             log.info("%s: %d of %d slices lie within the thick stack; scoring those", volume.name, used, total)
+        if grid.overlapping(volume.thickness, volume.slice_spacing):
+            log.warning(
+                "warning: %s's slices are %.4g mm thick every %.4g mm (an overlapping reconstruction): its thick "
+                "copy averages slices that are averages already, and each method is scored against slices thicker "
+                "than it makes; contiguous thin slices are a truer ground truth",
+                volume.name, volume.thickness, volume.slice_spacing,
+            )  # fmt: skip
         thin_mm, row_mm, column_mm = volume.voxel_spacing
         for name, fn in built.items():
             # as upsample does: a factor the method does not make is reached by resampling

@@ -89,7 +89,7 @@ def describe(
     h, w = volume.data.shape[1:]
     sw, sh = volume.geometry.inplane_spacing
     said = ASSUMED_CONTIGUOUS if volume.slice_thickness is None else "as read"
-    if volume.thickness > volume.slice_spacing * (1 + grid.RATIO_TOLERANCE):
+    if grid.overlapping(volume.thickness, volume.slice_spacing):
         said += ", overlapping"
     elif volume.thickness < volume.slice_spacing * (1 - grid.RATIO_TOLERANCE):
         said += ", with gaps between them"
