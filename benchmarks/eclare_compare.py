@@ -50,7 +50,20 @@ Usage (with the project's venv; the ECLARE venv is made on first use)::
     .venv/bin/python benchmarks/eclare_compare.py --scale 5 --crop 128 --minutes 15
     .venv/bin/python benchmarks/eclare_compare.py --scale 5 3 --minutes 15 --thinslice-model m.pt
 
-Skips (exit 0, one line) when ``../shared/data`` is missing.
+A real pair instead (two reconstructions of one acquisition, e.g. 5 mm and 1 mm; files
+or DICOM folders): ``--thick T --reference R`` crops the thick series in-plane (``--crop``,
+0 for none) around the body, runs ECLARE on it given its true slice thickness (as read, e.g.
+DICOM SliceThickness), and scores ECLARE beside linear, cubic, Lanczos and the bundled model
+(``--thinslice-adapt M``: also ``--adapt M``) through ``thinslice.evaluate_pair``, the path
+of ``thinslice evaluate --reference``: the reference's own slices and pixels, never
+resampled (ECLARE's output, at its own slice spacing, is put onto the thick series' fine grid
+by a cubic spline first). Whole-process times of ``thinslice upsample`` and of ECLARE are
+printed beside. On a simulated pair it reproduces the numbers above exactly::
+
+    .venv/bin/python benchmarks/eclare_compare.py --thick series_5mm/ --reference series_1mm/ \
+        --crop 256 --minutes 20 --thinslice-adapt 2
+
+Skips (exit 0, one line) when ``../shared/data`` is missing (not with ``--thick``).
 """
 
 from __future__ import annotations
@@ -223,6 +236,32 @@ def eclare_runner(argv: list[str]) -> None:
 
 
 # --------------------------------------------------------------------------- inputs
+def body_crop(vol, z0: int, slices: int, crop: int):
+    """Slices ``z0 .. z0 + slices`` of ``vol`` (a Volume with its slice axis third), cut
+    in-plane to ``crop`` x ``crop`` pixels centred on the body (not the air or the table) of
+    the middle slice; the geometry follows the cut. Returns it and its corner ``(y0, x0)``."""
+    import numpy as np
+    from scipy import ndimage
+
+    from thinslice.volume import Geometry, Volume
+
+    g = vol.geometry
+    _, h, w = vol.data.shape
+    mid = vol.data[z0 + slices // 2] > -500
+    lab, n = ndimage.label(mid)
+    if n > 1:
+        mid = lab == 1 + int(np.argmax(ndimage.sum_labels(mid, lab, np.arange(1, n + 1))))
+    ys, xs = np.nonzero(mid)
+    cy, cx = (ys.min() + ys.max()) // 2, (xs.min() + xs.max()) // 2
+    y0 = int(np.clip(cy - crop // 2, 0, max(0, h - crop)))
+    x0 = int(np.clip(cx - crop // 2, 0, max(0, w - crop)))
+    sub = np.ascontiguousarray(vol.data[z0 : z0 + slices, y0 : y0 + crop, x0 : x0 + crop])
+    dirm = np.asarray(g.direction, float).reshape(3, 3)
+    origin = np.asarray(g.origin, float) + dirm @ (np.asarray(g.spacing) * np.array([x0, y0, z0]))
+    cut = Volume(sub, Geometry(g.spacing, tuple(origin), g.direction, 2), vol.name, {}, vol.slice_thickness)
+    return cut, (y0, x0)
+
+
 def build_inputs(
     data: Path,
     scan: str,
@@ -234,31 +273,16 @@ def build_inputs(
     shape: str = "box",
 ) -> dict:
     """Crop the truth, make the thick copies; returns paths and facts."""
-    import numpy as np
-    from scipy import ndimage
-
     import thinslice
     from thinslice.evaluation.degrade import profile
     from thinslice.profile import BELL_BOX
-    from thinslice.volume import Geometry, Volume
 
     vol = thinslice.load(data / scan)
-    g = vol.geometry
-    assert g.slice_axis == 2, g
-    d, h, w = vol.data.shape
-    z0 = (d - slices) // 2
-    mid = vol.data[z0 + slices // 2] > -500  # the body, not the air or the table
-    lab, n = ndimage.label(mid)
-    if n > 1:
-        mid = lab == 1 + int(np.argmax(ndimage.sum_labels(mid, lab, np.arange(1, n + 1))))
-    ys, xs = np.nonzero(mid)
-    cy, cx = (ys.min() + ys.max()) // 2, (xs.min() + xs.max()) // 2
-    y0 = int(np.clip(cy - crop // 2, 0, h - crop))
-    x0 = int(np.clip(cx - crop // 2, 0, w - crop))
-    sub = np.ascontiguousarray(vol.data[z0 : z0 + slices, y0 : y0 + crop, x0 : x0 + crop])
-    dirm = np.asarray(g.direction, float).reshape(3, 3)
-    origin = np.asarray(g.origin, float) + dirm @ (np.asarray(g.spacing) * np.array([x0, y0, z0]))
-    truth = Volume(sub, Geometry(g.spacing, tuple(origin), g.direction, 2), "truth", {}, None)
+    assert vol.geometry.slice_axis == 2, vol.geometry
+    z0 = (vol.data.shape[0] - slices) // 2
+    truth, (y0, x0) = body_crop(vol, z0, slices, crop)
+    truth.name = "truth"
+    g, sub = truth.geometry, truth.data
     work.mkdir(parents=True, exist_ok=True)
     paths = {"truth": work / "truth.nii.gz"}
     thinslice.save(truth, paths["truth"], overwrite=True)
@@ -327,12 +351,12 @@ def run_thinslice(thick: Path, wd: Path, model: str | None, spacing: float, adap
     return res
 
 
-def run_eclare(thick: Path, wd: Path, r: int, a, spacing: float) -> dict:
+def run_eclare(thick: Path, wd: Path, label: str, a, thickness_mm: float) -> dict:
     info = wd / "eclare_runner.json"
     out = wd / "eclare" / thick.name.replace(".nii", "_eclare.nii")
     if a.reuse_eclare and out.exists() and info.exists():  # score an earlier run again
         ran = json.loads(info.read_text())
-        print(f"[run] ECLARE x{r}: reusing {out} ({ran['runner_wall_s']:.0f} s then)", flush=True)
+        print(f"[run] ECLARE {label}: reusing {out} ({ran['runner_wall_s']:.0f} s then)", flush=True)
         return {"rc": 0, "wall_s": ran["runner_wall_s"], "path": out, "note": "reused", "runner": ran}
     info.unlink(missing_ok=True)
     cmd = [
@@ -344,7 +368,7 @@ def run_eclare(thick: Path, wd: Path, r: int, a, spacing: float) -> dict:
         "--out-dir",
         wd / "eclare",
         "--thickness-mm",
-        float(r * spacing),
+        float(thickness_mm),
         "--minutes",
         a.minutes,
         "--batch",
@@ -354,7 +378,7 @@ def run_eclare(thick: Path, wd: Path, r: int, a, spacing: float) -> dict:
         "--info",
         info,
     ]
-    print(f"[run] ECLARE x{r} (budget {a.minutes} min, 1 thread) ...", flush=True)
+    print(f"[run] ECLARE {label} (budget {a.minutes} min, 1 thread) ...", flush=True)
     rc, dt, tail = timed(cmd, wd / "eclare.log")
     print(f"[run] ECLARE: rc={rc} {dt:.1f}s {'' if rc == 0 else tail}", flush=True)
     return {
@@ -367,6 +391,18 @@ def run_eclare(thick: Path, wd: Path, r: int, a, spacing: float) -> dict:
 
 
 # --------------------------------------------------------------------------- scoring
+def read_eclare(path: Path):
+    """ECLARE's output as a Volume: near-isotropic, so its slice axis is the third by
+    construction (as the thick input's)."""
+    import SimpleITK as sitk
+
+    from thinslice.volume import Geometry, Volume
+
+    image = sitk.ReadImage(str(path))
+    geometry = Geometry(image.GetSpacing(), image.GetOrigin(), image.GetDirection(), slice_axis=2)
+    return Volume.from_itk_array(sitk.GetArrayFromImage(image), geometry)
+
+
 def align_eclare(truth, path: Path, kind: str):
     """ECLARE's output resampled onto the truth's slices by physical position.
 
@@ -376,14 +412,9 @@ def align_eclare(truth, path: Path, kind: str):
     must all lie inside ECLARE's slice range.
     """
     import numpy as np
-    import SimpleITK as sitk
     from scipy.interpolate import make_interp_spline
 
-    from thinslice.volume import Geometry, Volume
-
-    image = sitk.ReadImage(str(path))  # near-isotropic: its slice axis is the third by construction
-    geometry = Geometry(image.GetSpacing(), image.GetOrigin(), image.GetDirection(), slice_axis=2)
-    e = Volume.from_itk_array(sitk.GetArrayFromImage(image), geometry)
+    e = read_eclare(path)
     tg, eg = truth.geometry, e.geometry
     assert eg.slice_axis == tg.slice_axis == 2, (eg, tg)
     assert e.data.shape[1:] == truth.data.shape[1:], (e.data.shape, truth.data.shape)
@@ -424,6 +455,84 @@ def score(truth_hu, pred_hu, r: int) -> dict:
     return m
 
 
+def eclare_method(path: Path, thick):
+    """ECLARE's output as a thinslice Method, for ``evaluate_pair``: its slices resampled
+    (not-a-knot cubic spline, by physical position) onto the thick series' own fine grid,
+    which the pair path then puts on the reference's positions as it does for every method."""
+    import numpy as np
+    from scipy.interpolate import make_interp_spline
+
+    from thinslice.methods import Method, MethodResult
+
+    e = read_eclare(path)
+    eg, tg = e.geometry, thick.geometry
+    assert e.data.shape[1:] == thick.data.shape[1:], (e.data.shape, thick.data.shape)
+    assert np.allclose(eg.direction, tg.direction, atol=1e-4) and np.allclose(eg.inplane_spacing, tg.inplane_spacing)
+    normal = tg.slice_direction
+    e_pos = np.array([eg.slice_position(k) @ normal for k in range(e.num_slices)])
+    spline = make_interp_spline(e_pos, e.data.astype(np.float64), k=3, axis=0)
+
+    class Eclare(Method):
+        name = "ECLARE"
+        description = "ECLARE (Remedios et al. 2025), run per scan in its own venv"
+
+        def run(self, data, r, *, thickness=1.0, spacing=None, dtype=None):  # type: ignore[no-untyped-def]
+            fine = [tg.slice_position(k / r) @ normal for k in range(r * (len(data) - 1) + 1)]
+            assert e_pos[0] - 1e-6 <= min(fine) and max(fine) <= e_pos[-1] + 1e-6, (e_pos[[0, -1]], fine[::r])
+            return MethodResult(spline(np.asarray(fine)).astype(np.float32))
+
+    return Eclare()
+
+
+def real_pair(a) -> int:
+    """``--thick T --reference R``: a real pair, ECLARE beside thinslice, scored by
+    ``thinslice.evaluate_pair`` (the path of ``thinslice evaluate --reference``)."""
+    import numpy as np
+    import torch
+
+    import thinslice
+    from thinslice.evaluation.pair import evaluate_pair
+    from thinslice.evaluation.protocol import COMPARED, format_table
+    from thinslice.pipeline.adapt import adapted
+
+    torch.set_num_threads(1)
+    thick = thinslice.load(a.thick, a.series_uid)
+    reference = thinslice.load(a.reference, a.reference_series_uid, series_option="--reference-series-uid")
+    if thick.geometry.slice_axis != 2:
+        raise SystemExit("the thick series' slice axis must be its third (as DICOM series and most files are)")
+    if a.crop:
+        thick, _ = body_crop(thick, 0, thick.num_slices, a.crop)
+    wd = a.out / "eclare_work" / "pair"
+    wd.mkdir(parents=True, exist_ok=True)
+    path = wd / "thick.nii.gz"
+    thinslice.save(thick, path, overwrite=True)
+    report: dict = {"date": datetime.date.today().isoformat(), "command": " ".join(sys.argv)}
+    report["thick"], report["reference"] = str(a.thick), str(a.reference)
+    methods: list = list(COMPARED)
+    if not a.skip_eclare:
+        report["eclare_env"] = ensure_venv(a.torch_spec)
+        ran = run_eclare(path, wd, "pair", a, thick.thickness)  # the true thickness
+        report["eclare_run"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in ran.items()}
+        if ran["path"] is not None:
+            methods.append(eclare_method(ran["path"], thick))
+    adapter = None
+    if a.thinslice_adapt:
+        minutes = a.thinslice_adapt
+        adapter = (f"model --adapt {minutes:g}", lambda fn, t, r: adapted(fn, t, r, minutes, device="cpu"))
+    scored = evaluate_pair(thick, reference, methods=methods, adapter=adapter, device="cpu")
+    runs = run_thinslice(path, wd, None, reference.slice_spacing)  # whole-process times
+    report.update(scored=scored, upsample_wall_s={k: v["wall_s"] for k, v in runs.items()})
+    print(format_table(scored))
+    if "eclare_run" in report:
+        print(f"ECLARE: {report['eclare_run']['wall_s']:.0f} s whole process (1 thread, budget {a.minutes:g} min)")
+    for name, seconds in report["upsample_wall_s"].items():
+        print(f"{name}: {seconds:.1f} s whole process (thinslice upsample --target-spacing, 1 thread)")
+    js = a.out / f"eclare_pair_{report['date']}.json"
+    js.write_text(json.dumps(report, indent=1, default=lambda o: o.tolist() if isinstance(o, np.ndarray) else str(o)))
+    print(f"wrote {js}")
+    return 0
+
+
 def fmt(x) -> str:
     return "–" if x is None else (f"{x:.4f}" if abs(x) < 1.5 else f"{x:.2f}")
 
@@ -455,7 +564,16 @@ def main() -> int:
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     p.add_argument("--scan", default=SCAN, help=f"held-out scan in --data, its slices the truth (default {SCAN})")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
+    p.add_argument("--thick", type=Path, help="a real pair: the thick series (file or DICOM folder)")
+    p.add_argument("--reference", type=Path, help="a real pair: the thin reconstruction of the same scan")
+    p.add_argument("--series-uid", default=None, help="--thick: which series of a DICOM folder")
+    p.add_argument("--reference-series-uid", default=None, help="--reference: which series of a DICOM folder")
     a = p.parse_args()
+    if (a.thick is None) != (a.reference is None):
+        p.error("give --thick and --reference together")
+    if a.thick is not None:
+        os.nice(19)
+        return real_pair(a)
     if not (a.data / a.scan).exists():
         print(f"skipped: {a.data / a.scan} is missing (this benchmark needs ../shared/data)")
         return 0
@@ -495,7 +613,7 @@ def main() -> int:
         runs = run_thinslice(thick, wd, a.thinslice_model, spacing, a.thinslice_adapt)
         rows = {}
         if not a.skip_eclare:
-            ec = run_eclare(thick, wd, r, a, spacing)
+            ec = run_eclare(thick, wd, f"x{r}", a, r * spacing)
             report.setdefault("eclare_runs", {})[f"x{r}"] = {
                 k: (str(v) if isinstance(v, Path) else v) for k, v in ec.items()
             }

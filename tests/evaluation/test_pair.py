@@ -283,3 +283,21 @@ def test_a_targeted_thin_series_in_the_same_study_is_scored_over_its_field(tmp_p
     assert report["reference_pixels"] == [rows.stop - rows.start, cols.stop - cols.start]
     model, linear = report["rows"]
     assert model["psnr_paper"] > 70 and linear["psnr_paper"] < model["psnr_paper"] - 20
+
+
+def test_a_method_of_ones_own_is_scored_beside_the_bundled_ones(chest_field) -> None:
+    """evaluate_pair takes Method instances too (a peer's result wrapped as one): scored by
+    the same path, under their own name; one that makes linear's slices scores as linear."""
+    from thinslice.methods import Method, MethodResult, get_method
+
+    class Mine(Method):
+        name = "mine"
+        description = "linear interpolation, made elsewhere"
+
+        def run(self, data, r, *, thickness=1.0, spacing=None, dtype=None):  # type: ignore[no-untyped-def]
+            return MethodResult(get_method("linear").run(data, r).data)
+
+    report = evaluate_pair(thick_series(chest_field, 2, 1), chest_field, methods=["linear", Mine(), "cubic"])
+    rows = {row["method"]: row for row in report["rows"]}
+    assert list(rows) == ["linear", "mine", "cubic"]
+    assert rows["mine"]["psnr_paper"] == rows["linear"]["psnr_paper"] != rows["cubic"]["psnr_paper"]

@@ -172,7 +172,7 @@ def evaluate_pair(
     thick: str | os.PathLike[str] | Volume,
     reference: str | os.PathLike[str] | Volume,
     *,
-    methods: Sequence[str] = COMPARED,
+    methods: Sequence[str | Method] = COMPARED,
     model: str | os.PathLike[str] | None = None,
     device: str = "auto",
     progress: bool = False,
@@ -189,6 +189,9 @@ def evaluate_pair(
     Args:
         thick: the thick series (what the methods see).
         reference: thin slices of the same acquisition (the truth; never shown to a method).
+        methods: registry names, or :class:`~thinslice.methods.Method` instances scored as they
+            are under their ``name`` (a method of your own, or a peer's result wrapped as one,
+            as ``benchmarks/eclare_compare.py`` does).
         slice_thickness: the thick slices' thickness in mm, overriding what the file says.
         series_uid, reference_series_uid: which series to read when a DICOM folder holds
             several (two reconstructions of one study often share a folder).
@@ -210,7 +213,10 @@ def evaluate_pair(
     if not methods and adapter is None:
         raise ConfigError("give at least one method")
     options = {"model": model, "device": device, "progress": progress, "all_views": all_views, "precision": precision}
-    scored = {name: get_method(name, **options) for name in methods}
+    scored: dict[str, Method] = {}
+    for given in methods:  # a name is built from the registry; an instance is scored as it is
+        fn = get_method(given, **options) if isinstance(given, str) else given
+        scored[fn.name] = fn
     thick = thick if isinstance(thick, Volume) else load(thick, series_uid)
     if not isinstance(reference, Volume):
         reference = load(reference, reference_series_uid, series_option="--reference-series-uid")
