@@ -6,7 +6,7 @@ The Python API (the CLI is a thin shell over it)::
     thick = thinslice.load("ct_5mm.nii.gz")          # or a DICOM folder
     thin = thinslice.upsample(thick, scale=2)         # a Volume (or a SimpleITK.Image)
     thinslice.save(thin, "ct_2.5mm.nii.gz")
-    report = thinslice.evaluate(["ct.nii.gz"], scale=2, methods=["cubic", "linear"])
+    report = thinslice.evaluate(["ct.nii.gz"], scale=5)  # realistic thick slices, every method
     pair = thinslice.evaluate_pair("ct_5mm/", "ct_1mm/")   # a real pair: two reconstructions
 
 Method: Fang et al., "Incremental Cross-view Mutual Distillation for Self-supervised
