@@ -286,8 +286,9 @@ def test_a_targeted_thin_series_in_the_same_study_is_scored_over_its_field(tmp_p
 
 
 def test_a_method_of_ones_own_is_scored_beside_the_bundled_ones(chest_field) -> None:
-    """evaluate_pair takes Method instances too (a peer's result wrapped as one): scored by
-    the same path, under their own name; one that makes linear's slices scores as linear."""
+    """evaluate_pair and evaluate take Method instances too (a peer's result wrapped as one):
+    scored by the same path, under their own name; one that makes linear's slices scores
+    as linear."""
     from thinslice.methods import Method, MethodResult, get_method
 
     class Mine(Method):
@@ -301,3 +302,5 @@ def test_a_method_of_ones_own_is_scored_beside_the_bundled_ones(chest_field) -> 
     rows = {row["method"]: row for row in report["rows"]}
     assert list(rows) == ["linear", "mine", "cubic"]
     assert rows["mine"]["psnr_paper"] == rows["linear"]["psnr_paper"] != rows["cubic"]["psnr_paper"]
+    degraded = {row["method"]: row for row in evaluate([chest_field], 2, methods=["linear", Mine()])["rows"]}
+    assert degraded["mine"]["psnr_paper"] == degraded["linear"]["psnr_paper"]  # the protocol takes them too

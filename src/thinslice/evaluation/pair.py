@@ -31,7 +31,7 @@ from scipy import ndimage
 from thinslice import grid
 from thinslice.errors import ConfigError, InputError
 from thinslice.evaluation.metrics import compare_where
-from thinslice.evaluation.protocol import COMPARED, means
+from thinslice.evaluation.protocol import COMPARED, build_methods, means
 from thinslice.io import load
 from thinslice.methods import Method, get_method, run_on_grid
 from thinslice.volume import Volume, check_mm
@@ -189,9 +189,9 @@ def evaluate_pair(
     Args:
         thick: the thick series (what the methods see).
         reference: thin slices of the same acquisition (the truth; never shown to a method).
-        methods: registry names, or :class:`~thinslice.methods.Method` instances scored as they
-            are under their ``name`` (a method of your own, or a peer's result wrapped as one,
-            as ``benchmarks/eclare_compare.py`` does).
+        methods: registry names or Method instances
+            (:func:`thinslice.evaluation.protocol.build_methods`; ``benchmarks/eclare_compare.py``
+            wraps ECLARE's result as one).
         slice_thickness: the thick slices' thickness in mm, overriding what the file says.
         series_uid, reference_series_uid: which series to read when a DICOM folder holds
             several (two reconstructions of one study often share a folder).
@@ -213,10 +213,7 @@ def evaluate_pair(
     if not methods and adapter is None:
         raise ConfigError("give at least one method")
     options = {"model": model, "device": device, "progress": progress, "all_views": all_views, "precision": precision}
-    scored: dict[str, Method] = {}
-    for given in methods:  # a name is built from the registry; an instance is scored as it is
-        fn = get_method(given, **options) if isinstance(given, str) else given
-        scored[fn.name] = fn
+    scored = build_methods(methods, options)
     thick = thick if isinstance(thick, Volume) else load(thick, series_uid)
     if not isinstance(reference, Volume):
         reference = load(reference, reference_series_uid, series_option="--reference-series-uid")

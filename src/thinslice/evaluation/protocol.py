@@ -25,7 +25,7 @@ from thinslice.errors import ConfigError
 from thinslice.evaluation.degrade import check_degradation, degrade_array
 from thinslice.evaluation.metrics import METRIC_NAMES, compare
 from thinslice.io import load
-from thinslice.methods import get_method, run_on_grid
+from thinslice.methods import Method, get_method, run_on_grid
 from thinslice.volume import Volume, check_mm
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def evaluate(
     scale: int = 2,
     *,
     degrade: str = "profile",
-    methods: Sequence[str] = COMPARED,
+    methods: Sequence[str | Method] = COMPARED,
     model: str | os.PathLike[str] | None = None,
     device: str = "auto",
     progress: bool = False,
@@ -64,6 +64,7 @@ def evaluate(
     are the method's estimate, and ``psnr`` (all slices) scores them too.
 
     Args:
+        methods: registry names or Method instances (:func:`build_methods`).
         thickness: the profile width in mm for ``degrade="profile"`` (default ``r``
             times the input spacing: contiguous thick slices).
         softness: for ``degrade="profile"``, the FWHM of a Gaussian that softens the box
@@ -86,7 +87,7 @@ def evaluate(
         raise ConfigError("give at least one method")
     options = {"model": model, "device": device, "progress": progress, "all_views": all_views}
     options["precision"] = precision
-    built = {name: get_method(name, **options) for name in methods}
+    built = build_methods(methods, options)
     rows: list[dict[str, Any]] = []
     for item in inputs:
         volume = item if isinstance(item, Volume) else load(item, series_uid)
@@ -133,6 +134,17 @@ def evaluate(
     if degrade == "profile":
         report.update(thickness_mm=thickness, softness=softness)
     return report
+
+
+def build_methods(methods: Sequence[str | Method], options: dict[str, Any]) -> dict[str, Method]:
+    """The methods to score, by name: a registry name is built with ``options``; a
+    :class:`~thinslice.methods.Method` instance (a method of one's own, or a peer's result
+    wrapped as one) is scored as it is, under its ``name``."""
+    built: dict[str, Method] = {}
+    for given in methods:
+        fn = get_method(given, **options) if isinstance(given, str) else given
+        built[fn.name] = fn
+    return built
 
 
 def means(rows: list[dict[str, Any]], methods: list[str]) -> dict[str, dict[str, float]]:
