@@ -476,10 +476,12 @@ def eclare_method(path: Path, thick):
         name = "ECLARE"
         description = "ECLARE (Remedios et al. 2025), run per scan in its own venv"
 
-        def run(self, data, r, *, thickness=1.0, spacing=None, dtype=None):  # type: ignore[no-untyped-def]
-            fine = [tg.slice_position(k / r) @ normal for k in range(r * (len(data) - 1) + 1)]
-            assert e_pos[0] - 1e-6 <= min(fine) and max(fine) <= e_pos[-1] + 1e-6, (e_pos[[0, -1]], fine[::r])
-            return MethodResult(spline(np.asarray(fine)).astype(np.float32))
+        def run(self, data, r, *, thickness=1.0, spacing=None, dtype=None, padded=0):  # type: ignore[no-untyped-def]
+            # fine slice k of the data given (its end slices repeated `padded` times) lies at
+            # thick slice k / r - padded; past ECLARE's own slices (the padding, which the
+            # caller crops away) its end slices stand in
+            fine = np.array([tg.slice_position(k / r - padded) @ normal for k in range(r * (len(data) - 1) + 1)])
+            return MethodResult(spline(np.clip(fine, e_pos.min(), e_pos.max())).astype(np.float32))
 
     return Eclare()
 
@@ -626,9 +628,14 @@ def main() -> int:
             rows[name] = dict(rr)
             if rr["path"] is not None:
                 out = thinslice.load(rr["path"])
-                assert out.data.shape == truth.data.shape, (out.data.shape, truth.data.shape)
-                assert np.allclose(out.geometry.origin, truth.geometry.origin, atol=1e-3)
-                rows[name]["pred"] = out.data
+                # upsample reaches past the end slices' centres (into their profile); this mode
+                # scores from the first centre to the last, where the truth crop lies
+                normal = truth.geometry.slice_direction
+                shift = (np.asarray(truth.geometry.origin) - np.asarray(out.geometry.origin)) @ normal
+                m = int(round(shift / spacing))
+                assert abs(shift - m * spacing) < 1e-3 and m >= 0, shift
+                assert out.data.shape[1:] == truth.data.shape[1:] and out.num_slices >= m + truth.num_slices
+                rows[name]["pred"] = out.data[m : m + truth.num_slices]
         table = [
             "| method | PSNR all | PSNR synth | PSNR acquired | SSIM cor | SSIM sag | wall s |",
             "| --- | --- | --- | --- | --- | --- | --- |",

@@ -34,7 +34,7 @@ from datetime import date
 
 import numpy as np
 import torch
-from thick_slices import SCANS, SHARED, crop
+from thick_slices import SCANS, SHARED, between_centres, crop
 
 import thinslice
 from thinslice.evaluation.metrics import psnr, scale_hu
@@ -94,13 +94,16 @@ def main() -> None:
         src = volume.with_data(thick, sp * ratio, slice_thickness=sp * ratio)
         for method in ("lanczos", "model"):
             ways = ways_for(ratio, out_thick)
-            fines = {r: thinslice.upsample(src, r, method=method, device="cpu").data.astype(np.float32)
+            # scored from the first thick centre to the last (this section's grid, before the
+            # output reached past the end centres)
+            fines = {r: between_centres(thinslice.upsample(src, r, method=method, device="cpu"), src).astype(np.float32)
                      for r in sorted({r for r, _ in ways.values()})}  # fmt: skip
             outs = {way: reach(fines[r], r / ratio, count, out_thick * r / ratio, how)
                     for way, (r, how) in ways.items()}  # fmt: skip
-            outs["thinslice upsample"] = thinslice.upsample(
+            made = thinslice.upsample(
                 src, target_spacing=sp, output_thickness=out_thick * sp, method=method, device="cpu"
-            ).data[:count]
+            )
+            outs["thinslice upsample"] = between_centres(made, src)[:count]
             for way, out in outs.items():
                 score = psnr(scale_hu(out.astype(np.float32)), truth)
                 rows.append({"scan": name, "ratio": ratio, "out_thickness": out_thick, "method": method,

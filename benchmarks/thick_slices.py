@@ -62,6 +62,17 @@ def crop(volume: Volume, size: int, slices: int) -> Volume:
     return out
 
 
+def between_centres(out: Volume, thick: Volume) -> np.ndarray:
+    """``out``'s slices from ``thick``'s first slice centre to its last: what ``upsample``
+    made before it reached past the end slices' centres (2026-12-01), for the scripts that
+    score that grid."""
+    normal = thick.geometry.slice_direction
+    shift = float((thick.geometry.slice_position(0) - out.geometry.slice_position(0)) @ normal)
+    first = int(round(shift / out.slice_spacing))
+    span = (thick.num_slices - 1) * thick.slice_spacing
+    return out.data[first : first + int(np.floor(span / out.slice_spacing + 1e-6)) + 1]
+
+
 def held_out_thick(
     name: str, r: int, overlap: float = 1.0, softness: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray, Volume]:

@@ -46,7 +46,7 @@ def chest_ct():
 @pytest.fixture
 def chest_field():
     """Real thin-slice CT with a field wide enough to read a slice profile from: the bundled
-    sample's reference, LIDC-IDRI-0314, 61 x 160 x 160 at 1 mm (0.78 mm pixels)."""
+    sample's reference, LIDC-IDRI-0314, 63 x 160 x 160 at 1 mm (0.78 mm pixels)."""
     from importlib import resources
 
     from thinslice.io import load

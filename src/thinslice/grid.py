@@ -5,6 +5,10 @@ The one place these rules are written down:
 * a factor ``r`` is an integer from :data:`MIN_SCALE` to :data:`MAX_SCALE`;
 * ``D`` slices become ``r * (D - 1) + 1``: the first slice keeps its position and output
   slice ``r * k`` lies on input slice ``k`` (both ends acquired);
+* slices thicker than the output's cover anatomy past their centres, so the output
+  reaches past the first and last acquired centres by as many output slices as fit,
+  whole, inside those slices' profile (:func:`reach`, :meth:`Plan.margins`: 2 at each
+  end from 5 mm to 1 mm), made from the end slices repeated (:func:`padding`);
 * a target spacing that divides the slice spacing by such an integer (within 1 %) is made
   directly; any other finer target is made by synthesizing at the next factor up and
   resampling linearly (:func:`plan_for_spacing`);
@@ -19,7 +23,7 @@ The one place these rules are written down:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -69,14 +73,44 @@ class Plan:
         spacing: the output slice spacing, mm.
         positions: output slice ``k`` lies at fine slice ``positions[k]`` (fractional), or
             None when the output is the fine grid itself.
+        reach: how far past the first and last acquired slices' centres output slices are
+            also made, in output spacings (:func:`reach`; 0: from the first centre to the last).
     """
 
     r: int
     spacing: float
     positions: np.ndarray | None = None
+    reach: float = 0.0
 
     def output_slices(self, num_slices: int) -> int:
-        return output_slices(num_slices, self.r) if self.positions is None else len(self.positions)
+        return len(self.fine_positions(num_slices))
+
+    def margins(self, num_slices: int) -> tuple[int, int]:
+        """Output slices past the first and past the last acquired slice's centre: as many,
+        a step apart, as lie within :attr:`reach` of it (positions, if any, ascending)."""
+        if self.reach == 0:
+            return 0, 0
+        inner = self._inner(num_slices)
+        before = int(np.floor(self.reach + RATIO_TOLERANCE))
+        short = (self.r * (num_slices - 1) - inner[-1]) / self.step  # a resampled grid can stop short of it
+        return before, int(np.floor(short + self.reach + RATIO_TOLERANCE))
+
+    def fine_positions(self, num_slices: int) -> np.ndarray:
+        """Where each output slice lies on the fine grid of ``num_slices`` acquired slices
+        (fine slice ``r * k`` on acquired slice ``k``; below 0 or above ``r * (D - 1)``:
+        past the end slices' centres)."""
+        inner = self._inner(num_slices)
+        before, after = self.margins(num_slices)
+        step = self.step
+        ahead, behind = inner[0] - step * np.arange(before, 0, -1), inner[-1] + step * np.arange(1, after + 1)
+        return np.concatenate([ahead, inner, behind])
+
+    def with_reach(self, reach_mm: float) -> Plan:
+        """The same plan, reaching ``reach_mm`` past each end slice's centre (:func:`reach`)."""
+        return replace(self, reach=float(reach_mm) / self.spacing)
+
+    def _inner(self, num_slices: int) -> np.ndarray:
+        return np.arange(output_slices(num_slices, self.r), dtype=float) if self.positions is None else self.positions
 
     @property
     def step(self) -> float:
@@ -137,6 +171,30 @@ def overlapping(thickness: float, spacing: float) -> bool:
     """Whether slices ``thickness`` mm thick every ``spacing`` mm overlap (an overlapping
     reconstruction: each is an average over more than its spacing)."""
     return thickness > spacing * (1 + RATIO_TOLERANCE)
+
+
+def reach(thickness: float, output_thickness: float) -> float:
+    """How far (mm) past an end slice's centre an output slice ``output_thickness`` thick
+    lies wholly inside that slice's profile, ``thickness`` wide: anatomy the acquisition
+    covers, which a scanner's thin reconstruction of it shows. 0 for thin slices."""
+    return max(0.0, (thickness - output_thickness) / 2)
+
+
+def padding(positions: np.ndarray, num_slices: int, r: int) -> int:
+    """Acquired slices to add at each end (copies of the end slice) so that the fine grid
+    at factor ``r`` covers every fine position in ``positions``."""
+    below = -float(np.min(positions))
+    above = float(np.max(positions)) - r * (num_slices - 1)
+    return max(0, int(np.ceil(max(below, above) / r - 1e-9)))
+
+
+def pad_slices(data: np.ndarray, count: int) -> np.ndarray:
+    """``data`` with its first and last slices repeated ``count`` times at each end (a
+    copy; ``data`` itself when ``count`` is 0). Repeating beat mirroring and linear
+    extrapolation for the slices past the ends (BENCHMARKS.md)."""
+    if count == 0:
+        return data
+    return np.concatenate([np.repeat(data[:1], count, axis=0), data, np.repeat(data[-1:], count, axis=0)])
 
 
 def keeps_acquired(thickness: float, output_spacing: float) -> bool:

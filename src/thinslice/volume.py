@@ -60,6 +60,11 @@ class Geometry:
         sp[self.slice_axis] = float(spacing_mm)
         return replace(self, spacing=(sp[0], sp[1], sp[2]))
 
+    def starting_at(self, k: float) -> Geometry:
+        """Same geometry with voxel (0, 0, 0) moved to this one's slice ``k`` (fractional or negative)."""
+        x, y, z = (float(v) for v in self.slice_position(k))
+        return replace(self, origin=(x, y, z))
+
     def slice_position(self, k: float) -> np.ndarray:
         """Physical position (mm) of the first voxel of slice ``k``."""
         return np.asarray(self.origin, dtype=float) + k * self.slice_spacing * self.slice_direction
@@ -138,14 +143,20 @@ class Volume:
         return cls(np.ascontiguousarray(data), geometry, name, dict(meta or {}), slice_thickness)
 
     def with_data(
-        self, data: np.ndarray, slice_spacing: float | None = None, slice_thickness: float | None = None
+        self,
+        data: np.ndarray,
+        slice_spacing: float | None = None,
+        slice_thickness: float | None = None,
+        *,
+        first: float = 0.0,
     ) -> Volume:
-        """A new volume sharing this geometry (optionally with a new slice spacing).
+        """A new volume sharing this geometry (optionally with a new slice spacing, and its
+        first slice at this volume's slice ``first``, fractional or negative).
 
         The thickness is kept when the spacing is, and otherwise is ``slice_thickness``
         (``None``: equal to the new spacing).
         """
+        geo = self.geometry if first == 0 else self.geometry.starting_at(first)
         if slice_spacing is None:
-            return Volume(data, self.geometry, self.name, dict(self.meta), slice_thickness or self.slice_thickness)
-        geo = self.geometry.with_slice_spacing(slice_spacing)
-        return Volume(data, geo, self.name, dict(self.meta), slice_thickness)
+            return Volume(data, geo, self.name, dict(self.meta), slice_thickness or self.slice_thickness)
+        return Volume(data, geo.with_slice_spacing(slice_spacing), self.name, dict(self.meta), slice_thickness)

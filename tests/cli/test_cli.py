@@ -119,6 +119,7 @@ def test_info_says_what_upsample_would_read_and_do_without_doing_it(capsys):
     assert "1.5 mm thick (as read, with gaps between them)" in said[1]
     assert "the acquired slices kept unchanged" in said[1] and "default_x2.pt" in said[1]
     assert "2 mm apart, 3 mm thick (as read, overlapping)" in said[2] and " + profile_soft_x2.pt " in said[2]
+    assert "1 mm apart (1 past each end slice's centre)" in said[2] and "past each end" not in said[0]
     capsys.readouterr()
     assert main(["info", "-i", str(LIMB_CROP), "-r", "2", "--target-spacing", "1"]) == 2
     assert capsys.readouterr().err.strip() == "error: give either --scale or --target-spacing, not both"

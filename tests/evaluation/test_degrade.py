@@ -62,7 +62,10 @@ def test_profile_degradation_says_its_thickness_and_averages(chest_ct) -> None:
     # boxes stay inside the data: the first thick slice is centred on thin slice 2 (covers 0..4)
     assert copy.thickness == 5.0 and copy.first == 2 and copy.data.shape == (4, *truth.shape[1:])
     np.testing.assert_allclose(copy.data[1], truth[5:10].mean(axis=0), atol=1e-3)  # box of 5 slices on slice 7
-    assert copy.truth(truth, 5).shape[0] == 16  # thin slices 2..17
+    assert copy.truth(truth, 5, margin=0).shape[0] == 16  # thin slices 2..17, first centre to last
+    # and by default the two past each end centre that upsample makes inside the 5-slice boxes
+    assert copy.margin(len(truth), 5) == 2 and copy.truth(truth, 5).shape[0] == 20  # thin slices 0..19
+    assert copy.margin(18, 5) == 0  # thin slice 17 is the last: no room past it
     decimated = degrade_array(truth, 5, "decimate")
     assert decimated.thickness == 1.0 and decimated.first == 0  # the kept slices keep their own thickness
     vol = profile(chest_ct, 4, thickness_mm=6.0)
@@ -87,7 +90,7 @@ def test_softened_profile_keeps_its_tails_inside_and_blurs_more_than_the_box(che
     centre = soft.first + 3 * 2  # thick slice 2
     expected = np.tensordot(taps, truth[centre - radius : centre + radius + 1], axes=1)
     np.testing.assert_allclose(soft.data[2], expected, atol=1e-2)
-    assert soft.truth(truth, 3).shape[0] == 3 * (len(soft.data) - 1) + 1
+    assert soft.truth(truth, 3).shape[0] == 3 * (len(soft.data) - 1) + 1 + 2  # and one past each end centre
     thin_at = lambda c: truth[c.first :: 3][: len(c.data)]  # noqa: E731
     assert np.abs(soft.data - thin_at(soft)).mean() > np.abs(box.data - thin_at(box)).mean()
     with pytest.raises(ConfigError, match="--softness applies to --degrade profile"):

@@ -62,7 +62,7 @@ def test_bundled_models_cover_the_clinical_factors():
     assert method.checkpoint_for(3, thickness=1.5, softness=0.0).name == "profile_soft_x3.pt"  # blend, soft 0.52
     assert method.checkpoint_for(2, thickness=0.6, softness=0.0).name == "default_x2.pt"  # gaps: thin share 0.74
     thin = thinslice.upsample(LIMB_CROP, scale=4)
-    assert thin.num_slices == 4 * 24 + 1
+    assert thin.num_slices == 4 * 24 + 1 + 2  # 3.27 mm slices reach one 0.82 mm slice past each end
     with pytest.raises(ModelError, match="x7"):
         thinslice.upsample(LIMB_CROP, scale=7)
 

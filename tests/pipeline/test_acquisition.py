@@ -35,29 +35,64 @@ def test_keep_rule_follows_the_thickness() -> None:
     assert not keeps_acquired(5.0, 1.0)  # 5 mm averages: re-estimated
 
 
+def test_thick_slices_reach_past_their_centres_as_a_thin_reconstruction_does(chest_field, one_thread) -> None:
+    """5 mm slices cover 2.5 mm past their centres: at 1 mm the output starts 2 mm before the
+    first centre and ends 2 mm after the last, where a scanner's 1 mm series of the same
+    acquisition has slices too. Those slices are the model's estimates, closer to the real
+    1 mm slices than the end slice itself, and the protocol scores them like every other.
+    --keep-acquired keeps the grid from the first centre to the last."""
+    from thinslice.evaluation.degrade import degrade_array
+    from thinslice.evaluation.metrics import psnr, scale_hu
+
+    thin = chest_field.data.astype(np.float32)
+    copy = degrade_array(thin, 5, "profile")  # 5 mm boxes every 5 mm, each inside the scan
+    thick = chest_field.with_data(copy.data, 5.0, first=copy.first)  # centred on thin slice `first`
+    out = thinslice.upsample(thick, target_spacing=1.0, device="cpu")
+    truth = copy.truth(thin, 5, margin=2)
+    assert out.num_slices == len(truth) == 5 * (thick.num_slices - 1) + 1 + 4
+    np.testing.assert_allclose(out.geometry.slice_position(0), chest_field.geometry.slice_position(copy.first - 2))
+    last = thick.geometry.slice_position(thick.num_slices - 1) + 2.0 * thick.geometry.slice_direction
+    np.testing.assert_allclose(out.geometry.slice_position(out.num_slices - 1), last)
+    ends = [0, 1, -2, -1]
+    repeated = np.concatenate([np.repeat(copy.data[:1], 2, 0), np.repeat(copy.data[-1:], 2, 0)])
+    score = lambda made: psnr(scale_hu(truth[ends]), scale_hu(made))  # noqa: E731
+    assert score(out.data[ends].astype(np.float32)) > score(repeated) + 0.5
+    report = thinslice.evaluate([chest_field], 5, methods=["linear"])
+    assert report["rows"][0]["slices_used"] == len(truth)  # the protocol scores the same slices
+    kept = thinslice.upsample(thick, target_spacing=1.0, method="linear", keep_acquired=True)
+    assert kept.num_slices == 5 * (thick.num_slices - 1) + 1 and kept.geometry.origin == thick.geometry.origin
+    np.testing.assert_array_equal(kept.data[::5], thick.data)
+
+
 @pytest.mark.parametrize("r", [2, 3, 4, 5, 6])
 def test_every_factor_gives_the_right_grid_with_the_bundled_model(r: int, one_thread: None) -> None:
     chest = thinslice.load(CHEST_CROP)  # a crop with air in it, so it reads as CT
     thick = chest.with_data(chest.data[:24:4].copy(), slice_spacing=4.0)
     target = thick.slice_spacing / r
     out = thinslice.upsample(thick, target_spacing=target, device="cpu")
-    assert out.num_slices == r * 5 + 1
+    # past each end slice's centre, as many output slices as fit whole inside its 4 mm
+    margin = {2: 0, 3: 1, 4: 1, 5: 2, 6: 2}[r]
+    assert out.num_slices == r * 5 + 1 + 2 * margin
     assert out.slice_spacing == pytest.approx(target)
-    assert out.geometry.origin == thick.geometry.origin and out.geometry.direction == thick.geometry.direction
+    first = np.asarray(thick.geometry.origin) - margin * target * thick.geometry.slice_direction
+    np.testing.assert_allclose(out.geometry.origin, first, atol=1e-9)
+    assert out.geometry.direction == thick.geometry.direction
     assert out.geometry.inplane_spacing == thick.geometry.inplane_spacing
     # thickness = spacing (contiguous): every output slice is an estimate, but where the
     # model has nothing to add the acquired slice stays close
-    assert np.abs(out.data[::r].astype(float) - thick.data).mean() < 40
+    assert np.abs(out.data[margin : out.num_slices - margin : r].astype(float) - thick.data).mean() < 40
 
 
 def test_non_integer_ratio_resamples_the_fine_grid(tmp_path: Path) -> None:
     vol = thinslice.load(LIMB_CROP)  # 3.27 mm
     out = thinslice.upsample(vol, target_spacing=1.0, method="linear")
-    span = (vol.num_slices - 1) * vol.slice_spacing
-    assert out.num_slices == int(np.floor(span / 1.0 + 1e-6)) + 1
+    span = (vol.num_slices - 1) * vol.slice_spacing  # 78.48 mm from the first centre to the last
+    # and 1 mm slices wholly inside the 3.27 mm end slices: one at -1 mm, one at 79 mm
+    assert out.num_slices == 1 + int(np.floor(span / 1.0 + 1e-6)) + 1 + 1
     assert out.slice_spacing == pytest.approx(1.0)
-    # linear along z: slice k of the output is the linear blend of the two inputs around k mm
-    z = np.arange(out.num_slices) * 1.0 / vol.slice_spacing
+    # linear along z: slice k of the output is the linear blend of the two inputs around
+    # k - 1 mm (past the ends: the end slice)
+    z = np.clip((np.arange(out.num_slices) - 1.0) / vol.slice_spacing, 0, vol.num_slices - 1)
     lo = np.floor(z).astype(int).clip(0, vol.num_slices - 2)
     t = (z - lo)[:, None, None]
     expected = (1 - t) * vol.data[lo] + t * vol.data[lo + 1]
@@ -109,11 +144,14 @@ def test_clinical_pairs_work_with_no_model_flag(one_thread: None) -> None:
     """5 -> 1, 5 -> 1.25, 5 -> 2.5, 3 -> 1, 2.5 -> 1 and 2 -> 1 mm with the bundled models."""
     base = thinslice.load(CHEST_CROP)
     crop = base.data[:5, :24, :24].copy()
-    for spacing, target in ((5.0, 1.0), (5.0, 1.25), (5.0, 2.5), (3.0, 1.0), (2.5, 1.0), (2.0, 1.0)):
+    # output slices past each end slice's centre, wholly inside its profile: (T - t) / 2 mm
+    pairs = ((5.0, 1.0, 2), (5.0, 1.25, 1), (5.0, 2.5, 0), (3.0, 1.0, 1), (2.5, 1.0, 0), (2.0, 1.0, 0))
+    for spacing, target, margin in pairs:
         vol = base.with_data(crop, slice_spacing=spacing)
         out = thinslice.upsample(vol, target_spacing=target, device="cpu")
         assert out.slice_spacing == pytest.approx(target)
-        assert out.num_slices == int(np.floor(4 * spacing / target + 1e-6)) + 1
+        assert out.num_slices == int(np.floor(4 * spacing / target + 1e-6)) + 1 + 2 * margin
+        assert out.geometry.slice_position(margin) == pytest.approx(vol.geometry.slice_position(0))
 
 
 def test_adapt_fine_tunes_a_copy_and_changes_the_output(tmp_path: Path, one_thread: None) -> None:
@@ -219,7 +257,7 @@ def test_an_overlapping_reconstruction_gets_the_model_for_soft_profiles(caplog, 
     assert out.meta["made_by"] == "model profile_soft_x2.pt (bundled)"
     assert "2 spacings thick, as soft as contiguous slices softened by 1.2" in caplog.text
     plain = thinslice.upsample(thick, scale=2, device="cpu", model=bundled_model_path(2, "profile"))
-    truth = scale_hu(copy.truth(thin, 2))
+    truth = scale_hu(copy.truth(thin, 2, margin=1))  # 1 mm slices reach 1 mm into the 4 mm end slices
     score = lambda v: psnr(truth, scale_hu(v.data.astype(np.float32)))  # noqa: E731
     assert score(out) > score(plain) + 1
     small = thick.with_data(copy.data[:, :96, :96].copy())
@@ -245,7 +283,7 @@ def test_a_reconstruction_overlapping_by_half_a_slice_blends_the_two_models(capl
     )
     weight = soft_weight(1.5, 0.0)
     np.testing.assert_allclose(out.data, (1 - weight) * plain + weight * soft, atol=1e-2)
-    truth = scale_hu(copy.truth(thin, 2))
+    truth = scale_hu(copy.truth(thin, 2, margin=1))  # 1 mm slices reach 1 mm into the 3 mm end slices
     assert psnr(truth, scale_hu(out.data)) > psnr(truth, scale_hu(plain)) + 0.2
     # --adapt fine-tunes the family with the largest share and uses it in its place
     tuned = thinslice.upsample(thick, scale=2, device="cpu", adapt=0.05)

@@ -79,7 +79,10 @@ def upsample(
     ] = None,
     keep_acquired: Annotated[
         bool,
-        typer.Option("--keep-acquired", help="Keep thick acquired slices unchanged (else re-estimated)."),
+        typer.Option(
+            "--keep-acquired",
+            help="Keep thick acquired slices unchanged (else re-estimated); the output spans first to last slice.",
+        ),
     ] = False,
     adapt: Annotated[
         float | None,

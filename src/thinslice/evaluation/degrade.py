@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from thinslice import grid
 from thinslice.errors import ConfigError
-from thinslice.grid import check_scale
 from thinslice.profile import profile_degrade, slice_profile_kernel
 from thinslice.volume import Volume
 
@@ -34,7 +34,7 @@ def slab_profile(r: int) -> np.ndarray:
     Odd ``r``: ``r`` equal taps. Even ``r``: ``r + 1`` taps with half weight at both
     ends, so the profile still spans exactly ``r`` slice spacings. Sums to 1.
     """
-    r = check_scale(r)
+    r = grid.check_scale(r)
     taps = np.ones(r if r % 2 else r + 1)
     if r % 2 == 0:
         taps[[0, -1]] = 0.5
@@ -43,19 +43,19 @@ def slab_profile(r: int) -> np.ndarray:
 
 def decimate_array(data: np.ndarray, r: int) -> np.ndarray:
     """Keep every ``r``-th slice of a ``(D, H, W)`` array (a view, not a copy)."""
-    return data[:: check_scale(r)]
+    return data[:: grid.check_scale(r)]
 
 
 def slab_array(data: np.ndarray, r: int) -> np.ndarray:
     """Average over the slab profile, then keep every ``r``-th slice; float32 HU out."""
     blurred = ndimage.convolve1d(data.astype(np.float32), slab_profile(r), axis=0, mode="nearest")
-    return blurred[:: check_scale(r)]
+    return blurred[:: grid.check_scale(r)]
 
 
 def profile_array(data: np.ndarray, r: int, thickness: float | None = None, softness: float = 0.0) -> np.ndarray:
     """Average over a box ``thickness`` slices wide (default ``r``), softened by a Gaussian of
     FWHM ``softness`` times that width, and keep every ``r``-th slice; float32."""
-    r = check_scale(r)
+    r = grid.check_scale(r)
     width = _width(r, thickness)
     count = (data.shape[0] - 1) // r + 1
     thick, _ = profile_degrade(data, 1.0, float(r), width, axis=0, softness=softness * width)
@@ -100,9 +100,18 @@ class ThickCopy:
     thickness: float
     first: int
 
-    def truth(self, thin: np.ndarray, r: int) -> np.ndarray:
-        """The thin slices the thick stack covers: ``r * (K - 1) + 1`` from :attr:`first`."""
-        return thin[self.first : self.first + r * (len(self.data) - 1) + 1]
+    def margin(self, num_thin: int, r: int) -> int:
+        """How many thin slices past each end slice's centre an upsampled copy reaches
+        (:func:`thinslice.grid.reach`: as far as its profile covers) and the ``num_thin``
+        thin slices have."""
+        room = min(self.first, num_thin - 1 - (self.first + r * (len(self.data) - 1)))
+        return grid.Plan(r, 1.0, reach=min(grid.reach(self.thickness, 1.0), room)).margins(len(self.data))[0]
+
+    def truth(self, thin: np.ndarray, r: int, margin: int | None = None) -> np.ndarray:
+        """The thin slices an upsampled copy covers: ``r * (K - 1) + 1`` from :attr:`first`,
+        and ``margin`` more past each end (default :meth:`margin`: as upsample makes them)."""
+        m = self.margin(len(thin), r) if margin is None else margin
+        return thin[self.first - m : self.first + r * (len(self.data) - 1) + 1 + m]
 
 
 def degrade_array(
@@ -119,7 +128,7 @@ def degrade_array(
         ConfigError: unknown ``kind``, or a thickness or softness given for another kind.
     """
     check_degradation(kind, thickness, softness)
-    r = check_scale(r)
+    r = grid.check_scale(r)
     if kind == "decimate":
         return ThickCopy(np.ascontiguousarray(decimate_array(data, r), dtype=np.float32), 1.0, 0)
     if kind == "slab":

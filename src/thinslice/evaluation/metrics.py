@@ -34,9 +34,9 @@ def scale_hu(data: np.ndarray, window: tuple[float, float] = HU_RANGE) -> np.nda
     return ((np.clip(data.astype(np.float32), lo, hi) - lo) / (hi - lo)).astype(np.float32)
 
 
-def synthesized_mask(num_slices: int, r: int) -> np.ndarray:
-    """Boolean per slice: True where a slice was synthesized (index not a multiple of r)."""
-    return np.arange(num_slices) % r != 0
+def synthesized_mask(num_slices: int, r: int, first: int = 0) -> np.ndarray:
+    """Boolean per slice: True where a slice was synthesized (acquired slices at ``first + k*r``)."""
+    return (np.arange(num_slices) - first) % r != 0
 
 
 def body_mask(truth: np.ndarray) -> np.ndarray:
@@ -68,10 +68,10 @@ def ssim_plane(truth: np.ndarray, pred: np.ndarray, axis: int) -> float:
     return float(structural_similarity(truth, pred, data_range=1.0, channel_axis=axis, win_size=win))
 
 
-def compare(truth_hu: np.ndarray, pred_hu: np.ndarray, r: int) -> dict[str, float]:
-    """All metrics of ``pred_hu`` against ``truth_hu``; slices ``k*r`` count as acquired
-    (:func:`compare_where` with those slices left out of the synthesized ones)."""
-    return compare_where(truth_hu, pred_hu, synthesized_mask(truth_hu.shape[0], r))
+def compare(truth_hu: np.ndarray, pred_hu: np.ndarray, r: int, first: int = 0) -> dict[str, float]:
+    """All metrics of ``pred_hu`` against ``truth_hu``; slices ``first + k*r`` count as
+    acquired (:func:`compare_where` with those slices left out of the synthesized ones)."""
+    return compare_where(truth_hu, pred_hu, synthesized_mask(truth_hu.shape[0], r, first))
 
 
 def compare_where(truth_hu: np.ndarray, pred_hu: np.ndarray, synth: np.ndarray) -> dict[str, float]:

@@ -2,7 +2,8 @@
 
 Hospitals often keep two reconstructions of one scan, e.g. 5 mm and 1 mm. The thin one is
 the truth for the thick one: every method makes the thick series' thin slices at the very
-positions of the reference slices that lie within the thick stack (read from both headers,
+positions of the reference slices that lie within the thick stack, up to as far past its
+end slices' centres as their thickness covers (read from both headers,
 in patient coordinates), each as thick as the reference's slices, and is scored there.
 No degradation is simulated, so this is the measure a user can trust for their scanner.
 
@@ -124,7 +125,9 @@ def reference_positions(thick: Volume, reference: Volume) -> tuple[np.ndarray, n
 
     Returns:
         the indices of the reference slices within the thick stack (first to last thick
-        slice) and their positions there, in thick-slice units (fractional).
+        slice centre, and past them as far as upsample reaches: :func:`thinslice.grid.reach`)
+        and their positions there, in thick-slice units (fractional; below 0 or above
+        ``D - 1`` past the end slices' centres).
 
     Raises:
         InputError: the slice axes differ, the reference is not finer, or fewer than two of
@@ -148,13 +151,14 @@ def reference_positions(thick: Volume, reference: Volume) -> tuple[np.ndarray, n
     step = b.slice_spacing * float(db[:, b.slice_axis] @ normal) / a.slice_spacing
     positions = start + step * np.arange(reference.num_slices)
     eps = 1e-3
-    inside = np.flatnonzero((positions >= -eps) & (positions <= thick.num_slices - 1 + eps))
+    past = grid.reach(thick.thickness, max(reference.thickness, reference.slice_spacing)) / a.slice_spacing
+    inside = np.flatnonzero((positions >= -past - eps) & (positions <= thick.num_slices - 1 + past + eps))
     if len(inside) < 2:
         raise InputError(
             f"fewer than two slices of the reference {reference.name} lie within {thick.name}'s stack "
             f"({a.slice_spacing * (thick.num_slices - 1):.1f} mm long); give the thin reconstruction of the same scan"
         )
-    return inside, np.clip(positions[inside], 0.0, thick.num_slices - 1)
+    return inside, np.clip(positions[inside], -past, thick.num_slices - 1 + past)
 
 
 def factor_for(fn: Method, thick: Volume, reference: Volume) -> int:

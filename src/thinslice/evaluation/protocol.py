@@ -1,9 +1,10 @@
 """The evaluation protocol: degrade a scan, synthesize it back, compare with the original.
 
-Each input is ground truth at its own spacing. It is trimmed to ``r * k + 1`` slices
-(so both ends are acquired), degraded by ``decimate``, ``slab`` or ``profile``
-(:mod:`thinslice.evaluation.degrade`), upsampled by each method, and compared with
-:func:`thinslice.evaluation.metrics.compare`. The removed slices are
+Each input is ground truth at its own spacing. It is degraded by ``decimate``, ``slab``
+or ``profile`` (:mod:`thinslice.evaluation.degrade`), upsampled by each method, and
+compared with :func:`thinslice.evaluation.metrics.compare` over the slices the thick stack
+covers: ``r * k + 1`` from the first thick slice's centre to the last's and, for slices
+thicker than the output's, as far past them as upsample reaches. The removed slices are
 never shown to any method.
 """
 
@@ -95,7 +96,8 @@ def evaluate(
         thin = volume.data.astype(np.float32)
         width = None if thickness is None else thickness / volume.slice_spacing
         thick = degrade_array(thin, r, degrade, width, softness)  # thickness in thin slices
-        truth = thick.truth(thin, r)
+        margin = thick.margin(len(thin), r)  # as upsample does, and as far as the truth goes
+        truth = thick.truth(thin, r, margin)
         observed, observed_thickness, used = thick.data, thick.thickness, len(truth)
         if len(observed) < 3:
             raise ConfigError(
@@ -114,7 +116,7 @@ def evaluate(
         thin_mm, row_mm, column_mm = volume.voxel_spacing
         for name, fn in built.items():
             # as upsample does: a factor the method does not make is reached by resampling
-            plan = grid.plan_for_spacing(len(observed), float(r), 1.0, fn.makes)
+            plan = grid.plan_for_spacing(len(observed), float(r), 1.0, fn.makes).with_reach(margin)
             start = time.perf_counter()
             result = run_on_grid(
                 fn,
@@ -126,7 +128,7 @@ def evaluate(
             )
             seconds = time.perf_counter() - start
             row: dict[str, Any] = {"volume": volume.name, "method": name}
-            row.update(compare(truth, result.data, r))
+            row.update(compare(truth, result.data, r, first=margin))
             row.update(seconds=seconds, slices_used=used, slices_total=total, made_by=result.made_by or name)
             rows.append(row)
             log.info("%s / %s: psnr_synth %.2f dB", volume.name, name, row["psnr_synth"])

@@ -322,10 +322,16 @@ def _sorted_template(folder: Path, uid: str, headers: list[Dataset]) -> Template
 
 
 def _check_coverage(src: Template, volume: Volume) -> None:
-    """Refuse a volume whose slices lie outside the template's range along its normal."""
+    """Refuse a volume whose slices lie outside the template's range along its normal (its
+    end slices' centres, widened by a slice spacing or half their thickness, where an
+    upsampled series' end slices lie: :func:`thinslice.grid.reach`)."""
     first, last = volume.geometry.slice_position(0), volume.geometry.slice_position(volume.num_slices - 1)
     along = np.asarray([first @ src.normal, last @ src.normal])
-    margin = max(src.spacing, 0.01)
+    try:
+        half = float(src.headers[0].get("SliceThickness", 0) or 0) / 2
+    except (TypeError, ValueError):
+        half = 0.0
+    margin = max(src.spacing, half, 0.01)
     lo, hi = float(src.positions[0]), float(src.positions[-1])
     if along.min() < lo - margin or along.max() > hi + margin:
         raise InputError(

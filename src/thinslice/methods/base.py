@@ -133,6 +133,7 @@ class Method(ABC):
         thickness: float = 1.0,
         spacing: tuple[float, float, float] | None = None,
         dtype: np.dtype | None = None,
+        padded: int = 0,
     ) -> MethodResult:
         """Upsample ``data`` ``(D, H, W)`` (HU) by ``r`` along axis 0.
 
@@ -148,6 +149,10 @@ class Method(ABC):
             dtype: the dtype the caller will store (integer HU: rounded). A method may
                 return it directly to save memory (the model does); None or ignored:
                 float32, converted by the caller.
+            padded: how many of ``data``'s slices at each end are copies of its end
+                slices, added so that the output reaches past them
+                (:func:`thinslice.grid.pad_slices`); a method that reads the acquisition
+                from the image reads it without them.
         """
 
     def __call__(self, data: np.ndarray, r: int, *, thickness: float = 1.0) -> np.ndarray:
@@ -166,8 +171,9 @@ def run_on_grid(
     dtype: np.dtype | None = None,
     output_width: float = 1.0,
 ) -> MethodResult:
-    """Run ``method`` on ``data`` along ``plan``: at ``plan.r``, the acquired slices put back
-    when ``keep_acquired``, then (for a ratio the method does not make) resampled onto the
+    """Run ``method`` on ``data`` along ``plan``: at ``plan.r`` (on ``data`` with its end slices
+    repeated, when the plan reaches past them), the acquired slices put back when
+    ``keep_acquired``, then (for a ratio the method does not make) resampled onto the
     plan's grid, then (for output slices thicker than their spacing) averaged over their
     thickness. The one place both the upsample pipeline and the evaluation protocol
     turn a method's output into the output grid.
@@ -185,20 +191,29 @@ def run_on_grid(
         RuntimeError: the method returned the wrong shape (a bug).
     """
     r = plan.r
+    positions = plan.fine_positions(data.shape[0])
+    pad = grid.padding(positions, data.shape[0], r)
+    positions = positions + r * pad  # on the fine grid of the padded slices
     direct = dtype if plan.positions is None and output_width == 1.0 else None
-    result = method.run(data, r, thickness=thickness, spacing=spacing, dtype=direct)
-    expected = (grid.output_slices(data.shape[0], r), *data.shape[1:])
+    padded = grid.pad_slices(data, pad)
+    result = method.run(padded, r, thickness=thickness, spacing=spacing, dtype=direct, padded=pad)
+    expected = (grid.output_slices(padded.shape[0], r), *data.shape[1:])
     if result.data.shape != expected:
         raise RuntimeError(f"method {method.name} returned shape {result.data.shape}, expected {expected}")
     out, spread = result.data, result.uncertainty
     if keep_acquired:
-        grid.keep_acquired(out, data, r)
+        grid.keep_acquired(out[r * pad : len(out) - r * pad], data, r)
     if output_width != 1.0:  # on the fine grid, before resampling: measured 0.4 dB closer
         width = output_width * plan.step
         out = average_slices(out, width)
         # the spread of an average is at most the average spread: the map stays an upper bound
         spread = None if spread is None else average_slices(spread, width)
-    if plan.positions is not None:
-        out = grid.resample_slices(out, plan.positions)
-        spread = None if spread is None else grid.resample_slices(spread, plan.positions)
+    if plan.positions is None:  # whole fine slices: a view, no copy
+        first, last = int(round(positions[0])), int(round(positions[-1]))
+        if (first, last + 1) != (0, len(out)):
+            out = out[first : last + 1]
+            spread = None if spread is None else spread[first : last + 1]
+    else:
+        out = grid.resample_slices(out, positions)
+        spread = None if spread is None else grid.resample_slices(spread, positions)
     return MethodResult(out, spread, result.made_by)

@@ -63,6 +63,7 @@ class Interpolator(Method):
         thickness: float = 1.0,
         spacing: tuple[float, float, float] | None = None,
         dtype: np.dtype | None = None,
+        padded: int = 0,
     ) -> MethodResult:
         return MethodResult(self.interpolate(data, r))
 

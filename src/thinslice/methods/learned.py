@@ -291,8 +291,9 @@ class ModelMethod(Method):
         thickness: float = 1.0,
         spacing: tuple[float, float, float] | None = None,
         dtype: np.dtype | None = None,
+        padded: int = 0,
     ) -> MethodResult:
-        shares = self._shares(data, r, thickness, spacing)
+        shares = self._shares(data[padded : len(data) - padded], r, thickness, spacing)
         thick = _thicker_than_output(thickness, r)
         if len(shares) == 1:
             (path,) = shares

@@ -51,8 +51,18 @@ def to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return out
 
 
-def resolve_plan(volume: Volume, fn: Method, scale: int | None, target_spacing: float | None) -> grid.Plan:
-    """The factor (and any resampling) that gives the wanted output grid with method ``fn``.
+def resolve_plan(
+    volume: Volume,
+    fn: Method,
+    scale: int | None,
+    target_spacing: float | None,
+    *,
+    output_thickness: float | None = None,
+    keep_acquired: bool = False,
+) -> grid.Plan:
+    """The factor (and any resampling) that gives the wanted output grid with method ``fn``,
+    reaching past the end slices' centres as far as their thickness covers
+    (:func:`thinslice.grid.reach`), unless the acquired slices are kept.
 
     Raises:
         ConfigError, ModelError: both or invalid ``scale``/``target_spacing``, or a
@@ -61,9 +71,13 @@ def resolve_plan(volume: Volume, fn: Method, scale: int | None, target_spacing: 
     if scale is not None and target_spacing is not None:
         raise ConfigError("give either --scale or --target-spacing, not both")
     if target_spacing is not None:
-        return grid.plan_for_spacing(volume.num_slices, volume.slice_spacing, target_spacing, fn.makes)
-    r = fn.check_scale(fn.default_scale if scale is None else scale)
-    return grid.Plan(r, volume.slice_spacing / r)
+        plan = grid.plan_for_spacing(volume.num_slices, volume.slice_spacing, target_spacing, fn.makes)
+    else:
+        r = fn.check_scale(fn.default_scale if scale is None else scale)
+        plan = grid.Plan(r, volume.slice_spacing / r)
+    if keep_acquired:  # today's grid: first to last acquired slice
+        return plan
+    return plan.with_reach(grid.reach(volume.thickness, max(plan.spacing, output_thickness or 0.0)))
 
 
 def describe(
@@ -86,6 +100,13 @@ def describe(
     if check_mm(slice_thickness, "--slice-thickness") is not None:
         volume = volume.with_data(volume.data, slice_thickness=slice_thickness)
     plan = resolve_plan(volume, fn, scale, target_spacing)
+    before, after = plan.margins(volume.num_slices)
+    reach = (
+        f" ({before} past each end slice's centre)"
+        if before == after
+        else f" ({before} before the first slice's centre, {after} past the last)"
+    )
+    reach = "" if before == after == 0 else reach
     h, w = volume.data.shape[1:]
     sw, sh = volume.geometry.inplane_spacing
     said = ASSUMED_CONTIGUOUS if volume.slice_thickness is None else "as read"
@@ -103,7 +124,7 @@ def describe(
         f"thick ({said}); {h} x {w} pixels of {sh:.4g} x {sw:.4g} mm",
         f"values {float(volume.data.min()):.0f} to {float(volume.data.max()):.0f}: they {values}",
         f"upsample: x{plan.r}{' then resampled linearly' if plan.positions is not None else ''} to "
-        f"{plan.output_slices(volume.num_slices)} slices {plan.spacing:.4g} mm apart, "
+        f"{plan.output_slices(volume.num_slices)} slices {plan.spacing:.4g} mm apart{reach}, "
         + ("the acquired slices kept unchanged" if kept else "every slice synthesized, the acquired positions too"),
         f"made by: {made_by}",
     ]
@@ -117,9 +138,10 @@ def upsample_volume(
     output_thickness: float | None = None,
     keep_acquired: bool = False,
 ) -> tuple[Volume, Volume | None]:
-    """Apply ``method`` along ``plan``; the geometry keeps origin, direction and in-plane spacing.
+    """Apply ``method`` along ``plan``; the geometry keeps direction and in-plane spacing.
 
-    The output's first slice lies on the input's first slice and its slices are
+    The output's first slice lies on the input's first slice, or (a plan that reaches past
+    the end slices' centres) some output slices before it, and its slices are
     ``plan.spacing`` apart. Acquired slices are copied bit-identically when they are no
     thicker than the output slices (:func:`thinslice.grid.keeps_acquired`) or when
     ``keep_acquired``; thicker ones are re-estimated like the other output slices. An
@@ -144,7 +166,8 @@ def upsample_volume(
     except MemoryError as err:  # the estimate in check_resources was too low
         raise ResourceError(f"ran out of memory upsampling {volume.name} x{plan.r}; {memory_hint()}") from err
     out, spread = to_dtype(result.data, output_dtype(volume.data)), result.uncertainty
-    upsampled = volume.with_data(out, plan.spacing, output_thickness)
+    first = float(plan.fine_positions(volume.num_slices)[0]) / plan.r  # in input slices
+    upsampled = volume.with_data(out, plan.spacing, output_thickness, first=first)
     source = upsampled.meta.pop("source", None)  # the result was not read from there...
     if source is not None:
         upsampled.meta["derived_from"] = source  # ...but save() must never overwrite it
@@ -186,7 +209,9 @@ def upsample(
     Args:
         image: a :class:`Volume`, a ``SimpleITK.Image``, or a path (NIfTI/NRRD/MHA file
             or DICOM folder).
-        scale: the factor ``r`` (2-8); the output has ``r * (D - 1) + 1`` slices.
+        scale: the factor ``r`` (2-8); the output has ``r * (D - 1) + 1`` slices, and for
+            slices thicker than the output's as many more past each end slice's centre as
+            fit inside it (:func:`thinslice.grid.reach`; 2 at each end from 5 mm to 1 mm).
             Defaults to the model's own scale for ``method="model"``, else 2.
         target_spacing: alternative to ``scale``: the wanted slice spacing in mm. Any
             finer spacing works: a ratio the method makes is made directly, others by
@@ -211,7 +236,8 @@ def upsample(
             (as a scanner's thicker reconstruction would); thinner than both the spacing and
             the input slices is refused.
         keep_acquired: copy the acquired slices into the output even when they are
-            thicker than the output slices (by default those are re-estimated).
+            thicker than the output slices (by default those are re-estimated), on the
+            grid from the first slice's centre to the last's.
         adapt: minutes to fine-tune the model on this scan first (self-supervised; the
             bundled checkpoint is copied to a temporary folder, never changed).
 
@@ -327,13 +353,15 @@ def upsample_checked(
     check_mm(output_thickness, "--output-thickness")
     if check_mm(slice_thickness, "--slice-thickness") is not None:
         volume = volume.with_data(volume.data, slice_thickness=slice_thickness)
-    plan = resolve_plan(volume, fn, scale, target_spacing)
+    plan = resolve_plan(
+        volume, fn, scale, target_spacing, output_thickness=output_thickness, keep_acquired=keep_acquired
+    )
     if grid.output_thickness_width(output_thickness, volume.thickness, plan.spacing) > 1 and keep_acquired:
         raise ConfigError(
             f"--keep-acquired keeps the acquired slices unchanged, but --output-thickness {output_thickness:g} mm "
             f"averages every output slice over more than its {plan.spacing:.4g} mm spacing; give one of them"
         )
-    check_resources(volume, plan.r, fn)
+    check_resources(volume, plan, fn)
     log.info(
         "%s: %d slices at %.4g mm, %.4g mm thick%s -> %d at %.4g mm with %s (x%d%s)",
         volume.name,
@@ -359,7 +387,7 @@ def upsample_checked(
 LARGE_JOB = 2**30
 
 
-def check_resources(volume: Volume, r: int, fn: Method) -> None:
+def check_resources(volume: Volume, plan: grid.Plan, fn: Method) -> None:
     """Refuse, before any work, a job whose memory estimate exceeds what is free.
 
     Host memory for the output and the method's workspace, and accelerator memory for
@@ -368,13 +396,16 @@ def check_resources(volume: Volume, r: int, fn: Method) -> None:
     Raises:
         ResourceError: with the estimate, the free memory and what to change.
     """
+    r = plan.r
     what = f"upsampling {volume.name} {'x'.join(map(str, volume.data.shape))} x{r} with {fn.name}"
     hint = memory_hint(fn.device)
-    needed_host = fn.host_bytes(volume.data.shape, r)
+    d, h, w = volume.data.shape
+    shape = (d + 2 * grid.padding(plan.fine_positions(d), d, r), h, w)  # what the method runs on
+    needed_host = fn.host_bytes(shape, r)
     if needed_host > LARGE_JOB:
         log.info("%s needs about %.1f GiB of memory besides the input", what, needed_host / 2**30)
     require_memory(needed_host, what, hint)
-    needed = fn.device_bytes(volume.data.shape, r)
+    needed = fn.device_bytes(shape, r)
     free = cuda_free_memory(fn.device)
     if needed is not None and free is not None:
         require_memory(needed, what, hint, free=free, where=str(fn.device))
