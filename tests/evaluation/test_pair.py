@@ -291,14 +291,15 @@ def test_a_targeted_thin_series_in_the_same_study_is_scored_over_its_field(tmp_p
 def test_a_method_of_ones_own_is_scored_beside_the_bundled_ones(chest_field) -> None:
     """evaluate_pair and evaluate take Method instances too (a peer's result wrapped as one):
     scored by the same path, under their own name; one that makes linear's slices scores
-    as linear."""
+    as linear, also past the end slices' centres, where its run (written without the
+    ``padded`` argument) is given the end slices repeated."""
     from thinslice.methods import Method, MethodResult, get_method
 
     class Mine(Method):
         name = "mine"
         description = "linear interpolation, made elsewhere"
 
-        def run(self, data, r, *, thickness=1.0, spacing=None, dtype=None, padded=0):  # type: ignore[no-untyped-def]
+        def run(self, data, r, *, thickness=1.0, spacing=None, dtype=None):  # type: ignore[no-untyped-def]
             return MethodResult(get_method("linear").run(data, r).data)
 
     report = evaluate_pair(thick_series(chest_field, 2, 1), chest_field, methods=["linear", Mine(), "cubic"])
@@ -307,3 +308,6 @@ def test_a_method_of_ones_own_is_scored_beside_the_bundled_ones(chest_field) -> 
     assert rows["mine"]["psnr_paper"] == rows["linear"]["psnr_paper"] != rows["cubic"]["psnr_paper"]
     degraded = {row["method"]: row for row in evaluate([chest_field], 2, methods=["linear", Mine()])["rows"]}
     assert degraded["mine"]["psnr_paper"] == degraded["linear"]["psnr_paper"]  # the protocol takes them too
+    past = {row["method"]: row for row in evaluate([chest_field], 5, methods=["linear", Mine()])["rows"]}
+    assert past["mine"]["slices_used"] == past["linear"]["slices_used"] == 5 * 11 + 1 + 4  # 2 past each end
+    assert past["mine"]["psnr_paper"] == past["linear"]["psnr_paper"]

@@ -7,6 +7,7 @@ options it takes) and never tests its name.
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,7 +197,8 @@ def run_on_grid(
     positions = positions + r * pad  # on the fine grid of the padded slices
     direct = dtype if plan.positions is None and output_width == 1.0 else None
     padded = grid.pad_slices(data, pad)
-    result = method.run(padded, r, thickness=thickness, spacing=spacing, dtype=direct, padded=pad)
+    told = {"padded": pad} if _takes_padded(method) else {}  # a Method written before padding existed
+    result = method.run(padded, r, thickness=thickness, spacing=spacing, dtype=direct, **told)
     expected = (grid.output_slices(padded.shape[0], r), *data.shape[1:])
     if result.data.shape != expected:
         raise RuntimeError(f"method {method.name} returned shape {result.data.shape}, expected {expected}")
@@ -217,3 +219,10 @@ def run_on_grid(
         out = grid.resample_slices(out, positions)
         spread = None if spread is None else grid.resample_slices(spread, positions)
     return MethodResult(out, spread, result.made_by)
+
+
+def _takes_padded(method: Method) -> bool:
+    """Whether ``method.run`` takes ``padded`` (every method here; one of a user's own,
+    written before the output reached past the end slices, may not)."""
+    params = inspect.signature(method.run).parameters.values()
+    return any(p.name == "padded" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
