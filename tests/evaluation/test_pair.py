@@ -55,6 +55,19 @@ def test_a_pair_scores_like_the_protocol_on_the_same_slices(chest_field, one_thr
     assert "61 of the reference's 63 slices lie within thick's stack" in table
 
 
+def test_a_pair_scores_the_slices_past_the_ends_like_the_protocol(chest_field) -> None:
+    """5 mm slices: the reference slices up to 2 mm past the end centres, inside the end
+    slices, are scored, each method given the end slices repeated there, as the protocol
+    and upsample do: the same rows."""
+    thick = thick_series(chest_field, 5, 2)  # the protocol's first 5-slice box is centred on slice 2
+    report = evaluate_pair(thick, chest_field, methods=["linear", "lanczos"])
+    protocol = evaluate([chest_field], 5, degrade="profile", methods=["linear", "lanczos"])
+    for mine, theirs in zip(report["rows"], protocol["rows"], strict=True):
+        assert mine["slices_used"] == theirs["slices_used"] == 5 * (thick.num_slices - 1) + 1 + 4
+        assert mine["psnr_paper"] == pytest.approx(theirs["psnr_paper"], abs=1e-6)
+        assert mine["psnr_synth"] == pytest.approx(theirs["psnr_synth"], abs=1e-6)
+
+
 def test_reference_slices_between_the_grid_and_stacked_the_other_way(chest_field) -> None:
     """Thick slices centred half a thin slice off the reference's: each method is scored
     at the reference's own positions (here linear interpolation, checked by hand); the
