@@ -80,6 +80,17 @@ def resolve_plan(
     return plan.with_reach(grid.reach(volume.thickness, max(plan.spacing, output_thickness or 0.0)))
 
 
+def reach_note(plan: grid.Plan, num_slices: int) -> str:
+    """`` (2 past each end slice's centre)``: the output slices a plan makes past the end
+    slices' centres, for the log and ``info -i``; empty when none."""
+    before, after = plan.margins(num_slices)
+    if before == after == 0:
+        return ""
+    if before == after:
+        return f" ({before} past each end slice's centre)"
+    return f" ({before} before the first slice's centre, {after} past the last)"
+
+
 def describe(
     volume: Volume,
     fn: Method,
@@ -100,13 +111,7 @@ def describe(
     if check_mm(slice_thickness, "--slice-thickness") is not None:
         volume = volume.with_data(volume.data, slice_thickness=slice_thickness)
     plan = resolve_plan(volume, fn, scale, target_spacing)
-    before, after = plan.margins(volume.num_slices)
-    reach = (
-        f" ({before} past each end slice's centre)"
-        if before == after
-        else f" ({before} before the first slice's centre, {after} past the last)"
-    )
-    reach = "" if before == after == 0 else reach
+    reach = reach_note(plan, volume.num_slices)
     h, w = volume.data.shape[1:]
     sw, sh = volume.geometry.inplane_spacing
     said = ASSUMED_CONTIGUOUS if volume.slice_thickness is None else "as read"
@@ -363,7 +368,7 @@ def upsample_checked(
         )
     check_resources(volume, plan, fn)
     log.info(
-        "%s: %d slices at %.4g mm, %.4g mm thick%s -> %d at %.4g mm with %s (x%d%s)",
+        "%s: %d slices at %.4g mm, %.4g mm thick%s -> %d at %.4g mm%s with %s (x%d%s)",
         volume.name,
         volume.num_slices,
         volume.slice_spacing,
@@ -371,6 +376,7 @@ def upsample_checked(
         f" ({ASSUMED_CONTIGUOUS})" if volume.slice_thickness is None else "",
         plan.output_slices(volume.num_slices),
         plan.spacing,
+        reach_note(plan, volume.num_slices),
         fn.name,
         plan.r,
         ", resampled" if plan.positions is not None else "",
