@@ -17,6 +17,7 @@ import thinslice
 from tests.conftest import CHEST_CROP, DICOM_CROP, LIMB_CROP
 from thinslice.cli import main
 from thinslice.errors import ConfigError
+from thinslice.methods.learned import bundled_model_path
 from thinslice.pipeline.batch import MARKER_SUFFIX, find_cases, upsample_batch
 
 GOOD = ["chest/sub/chest_crop.nii.gz", "dicom/chest_totalseg_crop.nii.gz", "limb/limb_crop.nii.gz"]
@@ -77,6 +78,41 @@ def test_folder_batch_isolates_failures_and_resumes(tmp_path, capsys):
     args = ["upsample", "-i", str(src), "-o", str(out), "-m", "linear", "--report", str(report_path)]
     assert main(args) == 2
     assert "--resume" in by_name(read_report(report_path))["limb/limb_crop.nii.gz"]["reason"]
+
+
+def test_resume_recomputes_what_another_version_or_model_made(tmp_path, capsys):
+    """An output is complete only for the thinslice and the checkpoint that made it: a
+    model replaced under the same path, or a marker from before markers named them, is
+    computed again (a batch never mixes outputs of two versions)."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    shutil.copy(LIMB_CROP, src)
+    model = tmp_path / "model.pt"
+    shutil.copy(bundled_model_path(2, "default"), model)
+    args = ["upsample", "-i", str(src), "-o", str(out), "--scale", "2", "--model", str(model), "--resume"]
+    output, marker = out / LIMB_CROP.name, out / (LIMB_CROP.name + MARKER_SUFFIX)
+
+    def counts() -> dict[str, int]:
+        assert main(args) == 0
+        return read_report(out / "thinslice_report.json")["counts"]
+
+    assert counts()["done"] == 1
+    made_with = json.loads(marker.read_text())["made_with"]
+    assert made_with["thinslice"] == thinslice.__version__ and len(made_with["checkpoints"]) == 64
+    assert counts()["skipped"] == 1  # the same model: complete
+
+    first = output.read_bytes()
+    shutil.copy(bundled_model_path(2, "profile"), model)  # another checkpoint under the same name
+    capsys.readouterr()
+    assert counts()["done"] == 1
+    assert "made by another thinslice version or model; computing it again" in capsys.readouterr().err
+    assert output.read_bytes() != first and json.loads(marker.read_text())["made_with"] != made_with
+
+    old = json.loads(marker.read_text())
+    del old["made_with"]  # as a marker written before markers named what made the output
+    marker.write_text(json.dumps(old))
+    assert counts()["done"] == 1
+    assert "made_with" in json.loads(marker.read_text())
 
 
 def test_names_mirror_inputs(tmp_path):

@@ -103,6 +103,11 @@ class Method(ABC):
         report (the name, and for a learned method its model file)."""
         return self.name
 
+    def checkpoints(self) -> list[Path]:
+        """The files whose bytes decide this method's output besides its options (a learned
+        method's checkpoints; none for a classical one), for a batch's done-markers."""
+        return []
+
     def made_by(
         self, data: np.ndarray, r: int, *, thickness: float = 1.0, spacing: tuple[float, float, float] | None = None
     ) -> str:

@@ -239,6 +239,12 @@ class ModelMethod(Method):
         tuned.origin = f"{self.origin}, adapted to the scan"
         return tuned
 
+    def checkpoints(self) -> list[Path]:
+        """``--model``, or every bundled checkpoint (a scan's acquisition picks among them)."""
+        if self.path is not None:
+            return [self.path]
+        return [path for family in FAMILIES for path in bundled_models(family).values()]
+
     def provenance(self, r: int) -> str:
         """``model default_x2.pt (bundled)``: the checkpoint that makes factor ``r`` from thin
         slices (a result's ``made_by`` names the one a run picked for its input)."""

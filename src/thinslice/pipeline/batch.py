@@ -6,12 +6,14 @@ Outputs: one file per case, or with ``output_format="dicom"`` one derived DICOM 
 PNG per case (input beside output) and an ``index.html`` gallery next to the report.
 
 Complete: after each output is renamed into place (atomically), a sidecar
-``<output>.done.json`` records the settings, the output's size (for a series folder, the
-sum of its files' sizes) and a fingerprint (SHA-256) of the input's bytes. With
-``resume=True`` (``--resume``) a case is skipped when its marker exists, names the same
-settings, matches the output's size and the input's fingerprint (an input replaced by
-another scan is computed again); anything else (no output, an output without a marker from a
-crash, other settings) is computed again and replaces that output.
+``<output>.done.json`` records the settings, what made the output (the thinslice version
+and a fingerprint of the method's checkpoints), the output's size (for a series folder,
+the sum of its files' sizes) and a fingerprint (SHA-256) of the input's bytes. With
+``resume=True`` (``--resume``) a case is skipped when its marker exists and matches all
+of them as they are now; anything else (no output, an output without a marker from a
+crash, other settings, another thinslice version or model, an input replaced by another
+scan) is computed again and replaces that output, so that one batch never mixes outputs
+of two versions.
 
 A case that fails is reported with its reason and the batch goes on. Under ``torchrun``
 (``WORLD_SIZE`` > 1) rank 0 lists the cases and broadcasts the list, case ``i`` of the
@@ -284,7 +286,8 @@ class _CaseRunner:
         overwrite: bool,
         accept_non_ct: bool,
     ) -> None:
-        self.fn, self.out_dir, self.settings, self.recipe = fn, out_dir, settings, _recipe(settings)
+        self.fn, self.out_dir, self.settings = fn, out_dir, settings
+        self.recipe = {"settings": _recipe(settings), "made_with": made_with(fn)}
         self.scale, self.target_spacing = settings["scale"], settings["target_spacing"]
         self.dicom, self.new_study = settings["output_format"] == DICOM, bool(settings["new_study"])
         self.previews = None if settings["preview"] is None else Path(settings["preview"])
@@ -318,6 +321,8 @@ class _CaseRunner:
             log.debug("%s%s: skipped, already complete", self.tag, case.name)
             return result
         else:
+            if self.resume and _made_otherwise(out, self.recipe):
+                log.info("%s%s: made by another thinslice version or model; computing it again", self.tag, case.name)
             try:
                 self._upsample(case, out, result, picture)
                 result.status = "done"
@@ -384,7 +389,7 @@ class _CaseRunner:
         write_json(
             marker,
             {
-                "settings": self.recipe,
+                **self.recipe,
                 "input": str(case.source),
                 "series_uid": case.series_uid,
                 "input_sha256": print_,
@@ -431,15 +436,26 @@ def _check_report(report: Path, overwrite: bool, inputs: list[Path]) -> None:
 def fingerprint(source: Path, exclude: Path | None = None) -> str:
     """SHA-256 of an input's bytes: a file, or every file (names and bytes) under a DICOM
     folder (hidden files and those under ``exclude``, the output folder, left out)."""
+    if not source.is_dir():
+        return _sha256({source.name: source})
+    files = sorted(
+        p for p in source.rglob("*")
+        if p.is_file() and not p.name.startswith(".") and (exclude is None or exclude not in p.resolve().parents)
+    )  # fmt: skip
+    return _sha256({str(p.relative_to(source)): p for p in files})
+
+
+def made_with(fn: Method) -> dict[str, str]:
+    """What makes an output besides the settings: the thinslice version and a fingerprint of
+    the method's checkpoints (a model replaced under the same path counts as another)."""
+    return {"thinslice": __version__, "checkpoints": _sha256({p.name: p for p in fn.checkpoints()})}
+
+
+def _sha256(files: dict[str, Path]) -> str:
+    """SHA-256 over each file's name and bytes, in the order given."""
     sha = hashlib.sha256()
-    files = [source]
-    if source.is_dir():
-        files = sorted(
-            p for p in source.rglob("*")
-            if p.is_file() and not p.name.startswith(".") and (exclude is None or exclude not in p.resolve().parents)
-        )  # fmt: skip
-    for path in files:
-        sha.update(str(path.relative_to(source) if source.is_dir() else path.name).encode() + b"\0")
+    for name, path in files.items():
+        sha.update(name.encode() + b"\0")
         with path.open("rb") as fh:
             while block := fh.read(1 << 20):
                 sha.update(block)
@@ -452,12 +468,9 @@ def _marker(out: Path) -> Path:
 
 def _recipe(settings: dict[str, Any]) -> dict[str, Any]:
     """The settings that decide an output's content (what a done-marker must match)."""
-    keys = ("method", "model", "scale", "target_spacing")
-    recipe = {k: settings[k] for k in keys}
-    for key in ("slice_thickness", "output_thickness", "keep_acquired", "adapt", "new_study", "all_views"):
-        if settings.get(key):  # only when set: markers of earlier runs stay valid
-            recipe[key] = settings[key]
-    return recipe
+    keys = ("method", "model", "scale", "target_spacing", "slice_thickness", "output_thickness", "keep_acquired",
+            "adapt", "new_study", "all_views")  # fmt: skip
+    return {k: settings[k] for k in keys}
 
 
 def _size(out: Path) -> int:
@@ -467,12 +480,34 @@ def _size(out: Path) -> int:
     return out.stat().st_size
 
 
-def _is_complete(out: Path, recipe: dict[str, Any], source: Path) -> bool:
-    """The output exists, and its marker names the same recipe, the output's size and the
-    fingerprint of the input as it is now."""
+def _read_marker(out: Path) -> dict[str, Any] | None:
     try:
         marker = json.loads(_marker(out).read_text())
-        same = marker["settings"] == recipe and marker["bytes"] == _size(out)
-        return bool(same and marker["input_sha256"] == fingerprint(source, out.parent.resolve()))
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) else None
+
+
+def _is_complete(out: Path, recipe: dict[str, Any], source: Path) -> bool:
+    """The output exists, and its marker names the same recipe (settings and what made it),
+    the output's size and the fingerprint of the input as it is now."""
+    marker = _read_marker(out)
+    if marker is None or any(marker.get(k) != v for k, v in recipe.items()):
         return False
+    try:
+        return bool(
+            marker["bytes"] == _size(out) and marker["input_sha256"] == fingerprint(source, out.parent.resolve())
+        )
+    except (OSError, KeyError, TypeError):
+        return False
+
+
+def _made_otherwise(out: Path, recipe: dict[str, Any]) -> bool:
+    """The output's marker names the same settings but another version or model (a marker
+    written before markers recorded them counts as another)."""
+    marker = _read_marker(out)
+    return (
+        marker is not None
+        and marker.get("settings") == recipe["settings"]
+        and marker.get("made_with") != recipe["made_with"]
+    )
