@@ -51,7 +51,8 @@ def train(args: argparse.Namespace) -> None:
     model_config, config = load_config(args.config)
     stored = model_config_of(load_checkpoint(source), source)
     volumes = [thinslice.load(SHARED / f"{name}.nii.gz") for name in TRAINING]
-    run(volumes, args.output, config, stored, minutes=args.minutes, seed=1, device="cpu", progress=False, init=source)
+    run(volumes, args.output, config, stored, steps=args.steps, minutes=args.minutes, seed=1, device="cpu",
+        progress=False, init=source)  # fmt: skip
 
 
 def evaluate(args: argparse.Namespace) -> None:
@@ -93,7 +94,9 @@ def main() -> None:
     t = sub.add_parser("train")
     t.add_argument("--scale", type=int, required=True)
     t.add_argument("--config", type=Path, required=True)
-    t.add_argument("--minutes", type=float, required=True)
+    budget = t.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--minutes", type=float)
+    budget.add_argument("--steps", type=int, help="instead of --minutes: the same work whatever else runs")
     t.add_argument("-o", "--output", type=Path, required=True)
     e = sub.add_parser("eval")
     e.add_argument("--scale", type=int, required=True)

@@ -312,3 +312,45 @@ def test_profile_bell_makes_bell_shaped_thick_training_input(volume: Volume) -> 
     assert float((taps * k**2).sum()) == pytest.approx(sigma**2 + 1 / 12, rel=0.01)  # cell-integrated
     with pytest.raises(ConfigError, match="profile_bell"):
         TrainConfig(profile_bell=1.5)
+
+
+@pytest.mark.parametrize("r", [3, 4, 5, 6])
+def test_profile_edge_meets_a_stack_end_as_upsample_does(r: int) -> None:
+    """``as_stack_end``: the end thick slice repeated as ``grid.pad_slices`` pads, and the
+    scored target rows are exactly those upsample makes from there on (its grid reaches
+    ``grid.reach`` past the end slice's centre)."""
+    from thinslice import grid
+    from thinslice.training.data import as_stack_end
+
+    m = 6
+    thick = torch.rand(2, 1, m, 7)
+    plan = grid.Plan(r, 1.0, reach=grid.reach(r, 1.0))  # contiguous: r rows thick
+    made = plan.fine_positions(m - 1)  # upsample's rows for the m - 1 real slices
+    before, after = plan.margins(m - 1)
+    assert before == after > 0
+    first, rows = as_stack_end(thick, r, 1.0, last=False)
+    torch.testing.assert_close(first[..., 1:, :], thick[..., 1:, :])
+    torch.testing.assert_close(first[..., 0, :], thick[..., 1, :])  # repeated, as pad_slices does
+    np.testing.assert_array_equal(np.arange(r * (m - 1) + 1)[rows] - r, made[: len(made) - after])
+    last, rows = as_stack_end(thick, r, 1.0, last=True)
+    torch.testing.assert_close(last[..., -1, :], thick[..., -2, :])
+    np.testing.assert_array_equal(np.arange(r * (m - 1) + 1)[rows], made[before:])
+    assert as_stack_end(thick, 2, 1.0, last=True) == (thick, None)  # x2 reaches no row past the ends
+
+
+def test_profile_edge_scores_only_the_rows_upsample_makes(volume: Volume) -> None:
+    model = replace(MODEL, scale=3, sharpen=True)
+    config = TrainConfig(profile=True, crop_sizes=((3, 32, 10),), profile_edge=1.0, second_level=False)
+    batch = CropSampler(prepare_volumes([volume], model, 0.0), model, config, torch.Generator().manual_seed(3)).sample()
+    assert batch.smore_in is not None and batch.smore_target is not None and batch.smore_rows is not None
+    objective = DistillationModel(model, config)
+    loss = objective(batch)["smore"]
+    outside = torch.ones(batch.smore_target.shape[-2], dtype=torch.bool)
+    outside[batch.smore_rows] = False
+    assert 0 < int(outside.sum()) < 3  # the rows before the reach of the padded end
+    batch.smore_target[..., outside, :] += 0.5
+    torch.testing.assert_close(objective(batch)["smore"], loss)  # those rows are not scored
+    batch.smore_target[..., ~outside, :] += 0.5
+    assert float(objective(batch)["smore"].detach()) > float(loss.detach()) + 0.1
+    with pytest.raises(ConfigError, match="profile_edge"):
+        TrainConfig(profile_edge=2.0)
