@@ -1,14 +1,14 @@
-"""Training at the stack's ends: do models trained to meet them make better slices past
-the end slices' centres (BENCHMARKS.md, "Training at the stack's ends")?
+"""Slices past the end slices' centres, per model: PSNR of checkpoints there and overall
+(BENCHMARKS.md, "Training at the stack's ends").
 
 Upsample reaches past the first and last thick slices' centres (``thinslice.grid.reach``)
-and the networks see the end slices repeated there (``thinslice.grid.pad_slices``), which
-training never showed them. ``TrainConfig.profile_edge`` shows it: a share of the in-plane
-training pairs met at a stack's end the same way (``thinslice.training.data.as_stack_end``).
-This script scores models on the held-out crops of ``thick_slices.py`` (box profile,
+and the networks see the end slices repeated there (``thinslice.grid.pad_slices``). This
+script scores models on the held-out crops of ``thick_slices.py`` (box profile,
 contiguous; x3-x6 on the chest, x3 on the limb: x2 reaches no slice past the ends), as
 ``thinslice upsample --model PATH`` runs them: PSNR over all output slices (the measure of
-record), over the slices past the ends alone, and over those between the end centres.
+record), over the slices past the ends alone, and over those between the end centres. The
+experiment it measured, training at a stack's end (``TrainConfig.profile_edge``), lives at
+commit 59f18a3.
 
     OMP_NUM_THREADS=1 python benchmarks/edge_training.py --model bundled edge=EDGE_x5.pt --factors 5
 """

@@ -101,11 +101,6 @@ class TrainConfig:
         profile_bell: with ``profile``, the share of steps whose thick slices in the SMORE
             pairs are a bell instead: a Gaussian whose FWHM is the slice thickness, as a
             helical scan's slice sensitivity profile is (:data:`thinslice.profile.BELL_BOX`).
-        profile_edge: with ``profile``, the share of steps whose SMORE pairs meet an end of
-            the stack as inference does past the end slices' centres
-            (:func:`thinslice.grid.pad_slices`): the end thick slice repeated once before
-            it, and only the target rows up to :func:`thinslice.grid.reach` past its centre
-            scored (:func:`thinslice.training.data.as_stack_end`).
         networks: which networks to train and use: ``both``, ``axial`` or ``sr`` (ablations).
         checkpoint_minutes: write a checkpoint at least this often.
         val_fraction: fraction of each volume's last in-plane columns held back for validation.
@@ -131,7 +126,6 @@ class TrainConfig:
     profile_softness: float = 0.0
     profile_softness_min: float = 0.0
     profile_bell: float = 0.0
-    profile_edge: float = 0.0
     networks: str = "both"
     checkpoint_minutes: float = 5.0
     val_fraction: float = 0.15
@@ -150,9 +144,8 @@ class TrainConfig:
             raise ConfigError(f"val_fraction must be in [0, 0.5), got {self.val_fraction}")
         if not 0.0 <= self.ema < 1.0:
             raise ConfigError(f"ema must be in [0, 1), got {self.ema}")
-        for share in ("profile_bell", "profile_edge"):
-            if not 0.0 <= getattr(self, share) <= 1.0:
-                raise ConfigError(f"{share} must be in [0, 1] (a share of the steps), got {getattr(self, share)}")
+        if not 0.0 <= self.profile_bell <= 1.0:
+            raise ConfigError(f"profile_bell must be in [0, 1] (a share of the steps), got {self.profile_bell}")
         if not 0.0 <= self.profile_softness <= 2.0:
             raise ConfigError(f"profile_softness must be in [0, 2] (of the thickness), got {self.profile_softness}")
         if not 0.0 <= self.profile_softness_min <= self.profile_softness:

@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from thinslice import grid
 from thinslice.errors import InputError
 from thinslice.model.config import ModelConfig
 from thinslice.model.inference import normalize
@@ -87,7 +86,6 @@ class Batch:
         gap0: first gap of the block used for the consistency terms.
         smore_in: ``(S, 1, m, x)`` degraded axial images or None.
         smore_target: ``(S, 1, r*(m-1)+1, x)`` or None.
-        smore_rows: the target rows scored (all when None).
     """
 
     crop: Tensor
@@ -96,7 +94,6 @@ class Batch:
     gap0: int
     smore_in: Tensor | None = None
     smore_target: Tensor | None = None
-    smore_rows: slice | None = None
 
     def to(self, device: torch.device) -> Batch:
         def move(t: Tensor | None) -> Tensor | None:
@@ -109,7 +106,6 @@ class Batch:
             self.gap0,
             move(self.smore_in),
             move(self.smore_target),
-            self.smore_rows,
         )
 
 
@@ -232,9 +228,6 @@ class CropSampler:
                 pair = smore_pair(images, step, r, offset, thickness=thickness, thick_softness=soft)
                 if pair is not None:
                     batch.smore_in, batch.smore_target = pair
-                    if self.config.profile_edge > 0 and float(torch.rand(1, generator=g)) < self.config.profile_edge:
-                        last = bool(torch.rand(1, generator=g) < 0.5)
-                        batch.smore_in, batch.smore_rows = as_stack_end(batch.smore_in, r, vol.thickness, last)
             elif ratio >= 1.0:
                 count = self.config.smore_images
                 which = torch.randint(0, crop.shape[0], (count,), generator=g)
@@ -247,24 +240,6 @@ class CropSampler:
                 if pair is not None:
                     batch.smore_in, batch.smore_target = pair
         return batch
-
-
-def as_stack_end(thick: Tensor, r: int, thickness: float, last: bool) -> tuple[Tensor, slice | None]:
-    """A SMORE input ``(S, 1, m, x)`` as inference meets the stack's first (or ``last``) end:
-    its second thick slice repeated in place of the first (as :func:`thinslice.grid.pad_slices`
-    pads), and the target rows to score: from as far before that slice's centre as upsample
-    reaches (:func:`thinslice.grid.reach` of slices ``thickness`` spacings thick, onto rows
-    one r-th of a spacing thick) to the other end. Unchanged (rows None) when nothing is
-    reached or ``m < 3``."""
-    m = thick.shape[-2]
-    margin = grid.Plan(r, 1.0, reach=grid.reach(thickness * r, 1.0)).margins(m)[0]
-    if margin == 0 or m < 3:
-        return thick, None
-    padded = thick.clone()
-    end, inner = (m - 1, m - 2) if last else (0, 1)
-    padded[..., end, :] = thick[..., inner, :]
-    rows = r * (m - 1) + 1
-    return padded, slice(0, rows - r + margin) if last else slice(r - margin, rows)
 
 
 def coarser_copy(vol: Tensor, r: int, profile: bool, dim: int = 1) -> Tensor:

@@ -124,9 +124,8 @@ class DistillationModel(nn.Module):
             losses["rec_sr"] = 0.5 * (recon(cor, cor_t) + recon(sag, sag_t))
             total = total + losses["rec_sr"]
             # 2. SMORE: in-plane axis degraded to the slice spacing, at the target spacing
-            if batch.smore_in is not None and batch.smore_target is not None and wts.smore > 0:
-                rows = batch.smore_rows or slice(None)  # at a stack's end: the rows upsample makes
-                losses["smore"] = recon(self.sr(batch.smore_in)[..., rows, :], batch.smore_target[..., rows, :])
+            if batch.smore_in is not None and wts.smore > 0:
+                losses["smore"] = recon(self.sr(batch.smore_in), batch.smore_target)
                 total = total + wts.smore * losses["smore"]
         if self.axial is None or self.sr is None:
             losses["total"] = total
