@@ -312,21 +312,3 @@ def test_profile_bell_makes_bell_shaped_thick_training_input(volume: Volume) -> 
     assert float((taps * k**2).sum()) == pytest.approx(sigma**2 + 1 / 12, rel=0.01)  # cell-integrated
     with pytest.raises(ConfigError, match="profile_bell"):
         TrainConfig(profile_bell=1.5)
-
-
-def test_smore_size_cuts_longer_in_plane_lines_from_the_training_columns_only(volume: Volume) -> None:
-    """``smore_size``: the in-plane pairs come from whole axial images, not the step's crop
-    (more thick samples along their slice axis), and never from the held-back columns."""
-    crop = smore_pairs(volume, "smore_size", (0, 64))
-    assert crop[64][0].shape[-2] > crop[0][0].shape[-2]  # more thick slices per pair
-    held = prepare_volumes([volume], MODEL, 0.2)
-    (observed,) = held
-    observed.data[:, :, observed.train_w :] = 1.0  # the validation band, marked
-    observed.data[:, :, : observed.train_w] *= 0.9
-    config = TrainConfig(profile=True, crop_sizes=((2, 32, 9),), smore_size=64)
-    sampler = CropSampler(held, MODEL, config, torch.Generator().manual_seed(0))
-    for _ in range(20):
-        batch = sampler.sample()
-        assert batch.smore_target is not None and float(batch.smore_target.max()) <= 0.9 + 1e-6
-    with pytest.raises(ConfigError, match="smore_size"):
-        TrainConfig(smore_size=-1)

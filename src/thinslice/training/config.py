@@ -87,9 +87,6 @@ class TrainConfig:
         smore: also train the through-plane network on axial images degraded along one
             in-plane axis to the slice spacing (SMORE idea).
         smore_images: axial images per step for that.
-        smore_size: with ``profile``, the in-plane size of those images, cut from the whole
-            volume (0: the step's crops, ``crop_sizes``' in-plane size); longer lines give the
-            pairs more slices along their slice axis.
         profile: train under the acquisition model (:mod:`thinslice.profile`): the coarser
             copy of a crop is a box average over r slices (not ``V[::r]``), and the SMORE
             input is an in-plane axis averaged with the thick box profile and sampled at the
@@ -125,7 +122,6 @@ class TrainConfig:
     wavelet: bool = True
     smore: bool = True
     smore_images: int = 8
-    smore_size: int = 0
     profile: bool = False
     profile_softness: float = 0.0
     profile_softness_min: float = 0.0
@@ -157,8 +153,6 @@ class TrainConfig:
                 f"profile_softness_min must be in [0, profile_softness], got {self.profile_softness_min} "
                 f"with profile_softness {self.profile_softness}"
             )
-        if self.smore_size < 0:
-            raise ConfigError(f"smore_size must be >= 0 pixels (0: the crops' size), got {self.smore_size}")
         if self.grad_clip < 0:
             raise ConfigError(f"grad_clip must be >= 0, got {self.grad_clip}")
         check_choice("networks", self.networks, NETWORKS)

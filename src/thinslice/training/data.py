@@ -210,12 +210,9 @@ class CropSampler:
                 # as the scan's slices are thick at spacing r*step (step at least one pixel:
                 # finer than the pixels is not known)
                 count = self.config.smore_images
-                if self.config.smore_size > 0:
-                    images = self._axial_images(vol, count, self.config.smore_size)
-                else:
-                    which = torch.randint(0, crop.shape[0], (count,), generator=g)
-                    picks = torch.randint(0, n, (count,), generator=g)
-                    images = crop[which, picks]
+                which = torch.randint(0, crop.shape[0], (count,), generator=g)
+                picks = torch.randint(0, n, (count,), generator=g)
+                images = crop[which, picks]
                 if axis == 1:
                     images = images.transpose(1, 2)
                 step = max(1.0, ratio)
@@ -243,23 +240,6 @@ class CropSampler:
                 if pair is not None:
                     batch.smore_in, batch.smore_target = pair
         return batch
-
-    def _axial_images(self, vol: ObservedVolume, count: int, size: int) -> Tensor:
-        """``count`` axial images ``size`` pixels square (at most the training part), each
-        from a random slice and place of ``vol``, randomly flipped."""
-        d, h, _ = vol.data.shape
-        sh, sw = min(size, h), min(size, vol.train_w)
-        images = []
-        for _ in range(count):
-            z, y, x = self._randint(d), self._randint(h - sh + 1), self._randint(vol.train_w - sw + 1)
-            image = vol.data[z, y : y + sh, x : x + sw]
-            flips = torch.rand(2, generator=self.generator)
-            if flips[0] < 0.5:
-                image = image.flip(0)
-            if flips[1] < 0.5:
-                image = image.flip(1)
-            images.append(image)
-        return torch.stack(images)
 
 
 def coarser_copy(vol: Tensor, r: int, profile: bool, dim: int = 1) -> Tensor:
