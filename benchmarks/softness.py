@@ -3,9 +3,10 @@
 A real thick slice is a box as wide as its thickness softened by the reconstruction (its
 profile has tails); the bundled profile models were trained on plain boxes. This script
 
-* ``train``: fine-tunes a bundled profile model from its weights on the four training
-  scans with a TOML config (e.g. ``[train] profile_softness = 1.0``: each step's thick box
-  softened by a Gaussian of FWHM drawn up to the thickness), for ``--minutes``;
+* ``train``: fine-tunes a bundled profile model (or ``--init CHECKPOINT``) from its weights
+  on the four training scans with a TOML config (e.g. ``[train] profile_softness = 1.0``:
+  each step's thick box softened by a Gaussian of FWHM drawn up to the thickness), for
+  ``--minutes`` or ``--steps`` (the same work whatever else runs);
 * ``eval``: scores models on the held-out scans made thick with a box softened by a
   Gaussian of FWHM ``softness x thickness`` for each ``--softness`` (0 = the plain box of
   the measure of record; the same degradation as ``thinslice evaluate --degrade profile
@@ -47,7 +48,7 @@ def train(args: argparse.Namespace) -> None:
     from thinslice.training.config import load_config
     from thinslice.training.loop import train as run
 
-    source = ROOT / "src" / "thinslice" / "weights" / f"profile_x{args.scale}.pt"
+    source = args.init or ROOT / "src" / "thinslice" / "weights" / f"profile_x{args.scale}.pt"
     model_config, config = load_config(args.config)
     stored = model_config_of(load_checkpoint(source), source)
     volumes = [thinslice.load(SHARED / f"{name}.nii.gz") for name in TRAINING]
@@ -98,6 +99,7 @@ def main() -> None:
     budget.add_argument("--minutes", type=float)
     budget.add_argument("--steps", type=int, help="instead of --minutes: the same work whatever else runs")
     t.add_argument("-o", "--output", type=Path, required=True)
+    t.add_argument("--init", type=Path, help="start from this checkpoint (default: the bundled profile_xR.pt)")
     e = sub.add_parser("eval")
     e.add_argument("--scale", type=int, required=True)
     e.add_argument("--model", nargs="+", default=["bundled"], help="bundled, or LABEL=PATH")
