@@ -18,7 +18,8 @@ from tests.conftest import CHEST_CROP, DICOM_CROP, LIMB_CROP
 from thinslice.cli import main
 from thinslice.errors import ConfigError
 from thinslice.methods.learned import bundled_model_path
-from thinslice.pipeline.batch import MARKER_SUFFIX, find_cases, upsample_batch
+from thinslice.pipeline.batch import find_cases, upsample_batch
+from thinslice.pipeline.markers import MARKER_SUFFIX
 
 GOOD = ["chest/sub/chest_crop.nii.gz", "dicom/chest_totalseg_crop.nii.gz", "limb/limb_crop.nii.gz"]
 

@@ -15,7 +15,7 @@ import SimpleITK as sitk
 import thinslice
 from tests.conftest import LIMB_CROP, STUDY_UID, filled_dicom, rotation_30_20
 from thinslice.cli import main
-from thinslice.pipeline.batch import MARKER_SUFFIX
+from thinslice.pipeline.markers import MARKER_SUFFIX
 
 UID_A, UID_B = "1.2.826.0.1.3680043.8.498.10", "1.2.826.0.1.3680043.8.498.20"
 

@@ -7,13 +7,12 @@ PNG per case (input beside output) and an ``index.html`` gallery next to the rep
 
 Complete: after each output is renamed into place (atomically), a sidecar
 ``<output>.done.json`` records the settings, what made the output (the thinslice version
-and a fingerprint of the method's checkpoints), the output's size (for a series folder,
-the sum of its files' sizes) and a fingerprint (SHA-256) of the input's bytes. With
-``resume=True`` (``--resume``) a case is skipped when its marker exists and matches all
-of them as they are now; anything else (no output, an output without a marker from a
-crash, other settings, another thinslice version or model, an input replaced by another
-scan) is computed again and replaces that output, so that one batch never mixes outputs
-of two versions.
+and a fingerprint of the method's checkpoints), its size and a fingerprint of the input
+(:mod:`.markers`). With ``resume=True`` (``--resume``) a case is skipped when its marker
+exists and matches all of them as they are now; anything else (no output, an output
+without a marker from a crash, other settings, another thinslice version or model, an
+input replaced by another scan) is computed again and replaces that output, so that one
+batch never mixes outputs of two versions.
 
 A case that fails is reported with its reason and the batch goes on. Under ``torchrun``
 (``WORLD_SIZE`` > 1) rank 0 lists the cases and broadcasts the list, case ``i`` of the
@@ -29,7 +28,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -52,13 +50,13 @@ from thinslice.methods import Method, get_method
 from thinslice.pipeline.cases import Case, find_cases
 from thinslice.pipeline.export import DICOM, OUTPUT_FORMATS, not_dicom_input, write_preview, write_series
 from thinslice.pipeline.gallery import write_gallery
+from thinslice.pipeline.markers import fingerprint, is_complete, made_otherwise, marker_path, recipe, write_marker
 from thinslice.pipeline.upsample import upsample_checked
 
 log = logging.getLogger(__name__)
 
 REPORT_NAME = "thinslice_report.json"
 GALLERY_NAME = "index.html"
-MARKER_SUFFIX = ".done.json"
 
 
 @dataclass
@@ -287,7 +285,7 @@ class _CaseRunner:
         accept_non_ct: bool,
     ) -> None:
         self.fn, self.out_dir, self.settings = fn, out_dir, settings
-        self.recipe = {"settings": _recipe(settings), "made_with": made_with(fn)}
+        self.recipe = recipe(settings, fn)
         self.scale, self.target_spacing = settings["scale"], settings["target_spacing"]
         self.dicom, self.new_study = settings["output_format"] == DICOM, bool(settings["new_study"])
         self.previews = None if settings["preview"] is None else Path(settings["preview"])
@@ -315,13 +313,13 @@ class _CaseRunner:
             picture = self.previews / Path(case.name).parent / (stem_of(case.name) + ".png")
         if case.error is not None:
             result.reason = case.error
-        elif self.resume and _is_complete(out, self.recipe, case.source) and (picture is None or picture.is_file()):
+        elif self.resume and is_complete(out, self.recipe, case.source) and (picture is None or picture.is_file()):
             result.status, result.reason = "skipped", "complete"
             result.preview = None if picture is None else str(picture)
             log.debug("%s%s: skipped, already complete", self.tag, case.name)
             return result
         else:
-            if self.resume and _made_otherwise(out, self.recipe):
+            if self.resume and made_otherwise(out, self.recipe):
                 log.info("%s%s: made by another thinslice version or model; computing it again", self.tag, case.name)
             try:
                 self._upsample(case, out, result, picture)
@@ -342,7 +340,6 @@ class _CaseRunner:
     def _upsample(self, case: Case, out: Path, result: CaseResult, picture: Path | None) -> None:
         if self.out_dir.resolve() not in out.resolve().parents:  # names are sanitised in cases.py; never trust
             raise OutputError(f"output name {case.name!r} leads outside {self.out_dir}; refused")
-        marker = _marker(out)
         replace_existing = self.overwrite or self.resume  # resume: an incomplete output is ours to redo
         if out.exists() and not replace_existing:
             raise OutputError(f"output {out} already exists; pass --resume to keep it or --overwrite to replace it")
@@ -374,7 +371,7 @@ class _CaseRunner:
             device=self.settings["device"],
         )
         r = thin.meta["scale"]
-        marker.unlink(missing_ok=True)
+        marker_path(out).unlink(missing_ok=True)
         if template is not None:
             write_series(
                 thin, out, template=template, fn=self.fn, thick_spacing=volume.slice_spacing,
@@ -386,21 +383,10 @@ class _CaseRunner:
         result.made_by = thin.meta.get("made_by")
         if picture is not None:  # before the marker: a case without its picture is not complete
             result.preview = str(write_preview(volume, thin, picture, fn=self.fn, spread=spread))
-        write_json(
-            marker,
-            {
-                **self.recipe,
-                "input": str(case.source),
-                "series_uid": case.series_uid,
-                "input_sha256": print_,
-                "bytes": _size(out),
-                "input_slices": volume.num_slices,
-                "output_slices": thin.num_slices,
-                "slice_spacing_mm": thin.slice_spacing,
-                "scale": r,
-                "finished": datetime.now(UTC).isoformat(timespec="seconds"),
-            },
-        )
+        write_marker(
+            out, self.recipe, print_, input=str(case.source), series_uid=case.series_uid,
+            input_slices=volume.num_slices, output_slices=thin.num_slices, slice_spacing_mm=thin.slice_spacing, scale=r,
+        )  # fmt: skip
 
 
 def _same_place(a: Path, b: Path) -> bool:
@@ -431,83 +417,3 @@ def _check_report(report: Path, overwrite: bool, inputs: list[Path]) -> None:
             f"--report {report} exists and is not a thinslice report; pass --overwrite to replace it "
             "or choose another --report"
         )
-
-
-def fingerprint(source: Path, exclude: Path | None = None) -> str:
-    """SHA-256 of an input's bytes: a file, or every file (names and bytes) under a DICOM
-    folder (hidden files and those under ``exclude``, the output folder, left out)."""
-    if not source.is_dir():
-        return _sha256({source.name: source})
-    files = sorted(
-        p for p in source.rglob("*")
-        if p.is_file() and not p.name.startswith(".") and (exclude is None or exclude not in p.resolve().parents)
-    )  # fmt: skip
-    return _sha256({str(p.relative_to(source)): p for p in files})
-
-
-def made_with(fn: Method) -> dict[str, str]:
-    """What makes an output besides the settings: the thinslice version and a fingerprint of
-    the method's checkpoints (a model replaced under the same path counts as another)."""
-    return {"thinslice": __version__, "checkpoints": _sha256({p.name: p for p in fn.checkpoints()})}
-
-
-def _sha256(files: dict[str, Path]) -> str:
-    """SHA-256 over each file's name and bytes, in the order given."""
-    sha = hashlib.sha256()
-    for name, path in files.items():
-        sha.update(name.encode() + b"\0")
-        with path.open("rb") as fh:
-            while block := fh.read(1 << 20):
-                sha.update(block)
-    return sha.hexdigest()
-
-
-def _marker(out: Path) -> Path:
-    return out.with_name(out.name + MARKER_SUFFIX)
-
-
-def _recipe(settings: dict[str, Any]) -> dict[str, Any]:
-    """The settings that decide an output's content (what a done-marker must match)."""
-    keys = ("method", "model", "scale", "target_spacing", "slice_thickness", "output_thickness", "keep_acquired",
-            "adapt", "new_study", "all_views")  # fmt: skip
-    return {k: settings[k] for k in keys}
-
-
-def _size(out: Path) -> int:
-    """Bytes of an output file, or of all files in an output folder (a DICOM series)."""
-    if out.is_dir():
-        return sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    return out.stat().st_size
-
-
-def _read_marker(out: Path) -> dict[str, Any] | None:
-    try:
-        marker = json.loads(_marker(out).read_text())
-    except (OSError, ValueError):
-        return None
-    return marker if isinstance(marker, dict) else None
-
-
-def _is_complete(out: Path, recipe: dict[str, Any], source: Path) -> bool:
-    """The output exists, and its marker names the same recipe (settings and what made it),
-    the output's size and the fingerprint of the input as it is now."""
-    marker = _read_marker(out)
-    if marker is None or any(marker.get(k) != v for k, v in recipe.items()):
-        return False
-    try:
-        return bool(
-            marker["bytes"] == _size(out) and marker["input_sha256"] == fingerprint(source, out.parent.resolve())
-        )
-    except (OSError, KeyError, TypeError):
-        return False
-
-
-def _made_otherwise(out: Path, recipe: dict[str, Any]) -> bool:
-    """The output's marker names the same settings but another version or model (a marker
-    written before markers recorded them counts as another)."""
-    marker = _read_marker(out)
-    return (
-        marker is not None
-        and marker.get("settings") == recipe["settings"]
-        and marker.get("made_with") != recipe["made_with"]
-    )
