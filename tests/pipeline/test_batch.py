@@ -234,6 +234,36 @@ def test_batch_options_checked(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--target-spacing", "0"], "error: --target-spacing must be a positive number of mm, got 0.0"),
+        (
+            ["--scale", "2", "--slice-thickness", "nan"],
+            "error: --slice-thickness must be a positive number of mm, got nan",
+        ),
+        (
+            ["--scale", "2", "--output-thickness", "-1"],
+            "error: --output-thickness must be a positive number of mm, got -1.0",
+        ),
+        (
+            ["--scale", "2", "--adapt", "1", "-m", "linear"],
+            "error: --adapt fine-tunes trained weights; method linear has",
+        ),
+        (["--scale", "2", "--adapt", "-3"], "error: --adapt takes a positive number of minutes, got -3.0"),
+        (["--scale", "9", "-m", "cubic"], "error: scale must be an integer from 2 to 8, got 9"),
+    ],
+)
+def test_a_bad_option_stops_a_batch_in_one_line_before_anything_is_written(tmp_path, capsys, option, message):
+    """An option that no case could run with is one error before any case, not one per
+    case: exit 2, one line, no output folder, no report."""
+    src, out = make_tree(tmp_path / "in"), tmp_path / "out"
+    assert main(["upsample", "-i", str(src), "-o", str(out), *option]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), lines
+    assert not out.exists()
+
+
 @pytest.mark.slow
 def test_torchrun_two_processes(tmp_path):
     src, out = make_tree(tmp_path / "in"), tmp_path / "out"

@@ -40,7 +40,7 @@ from typing import Any
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from thinslice import __version__, grid
+from thinslice import __version__
 from thinslice.distributed import DistEnv, from_rank0, gather_objects, process_group
 from thinslice.errors import ConfigError, Interrupted, OutputError, ThinsliceError
 from thinslice.io import check_output_path, load, save, stem_of
@@ -51,7 +51,7 @@ from thinslice.pipeline.cases import Case, find_cases
 from thinslice.pipeline.export import DICOM, OUTPUT_FORMATS, not_dicom_input, write_preview, write_series
 from thinslice.pipeline.gallery import write_gallery
 from thinslice.pipeline.markers import fingerprint, is_complete, made_otherwise, marker_path, recipe, write_marker
-from thinslice.pipeline.upsample import upsample_checked
+from thinslice.pipeline.upsample import check_request, upsample_checked
 
 log = logging.getLogger(__name__)
 
@@ -194,10 +194,8 @@ def upsample_batch(
     if output_format.lstrip(".") not in OUTPUT_FORMATS:
         raise ConfigError(f"unknown output format {output_format!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
     output_format = output_format.lstrip(".")
-    if scale is not None and target_spacing is not None:
+    if scale is not None and target_spacing is not None:  # before the method is built
         raise ConfigError("give either --scale or --target-spacing, not both")
-    if scale is not None:
-        grid.check_scale(scale)
     settings: dict[str, Any] = {
         "input": str(src.absolute()),
         "output_dir": str(out_dir.absolute()),
@@ -227,6 +225,11 @@ def upsample_batch(
             precision=precision,
             uncertainty=preview is not None,  # the previews show the spread
         )
+        # the options once, before any folder or case: a bad one is one error, not one per case
+        check_request(
+            fn, scale=scale, target_spacing=target_spacing, slice_thickness=slice_thickness,
+            output_thickness=output_thickness, adapt=adapt,
+        )  # fmt: skip
         cases = from_rank0(env, lambda: _prepare(src, out_dir, report_path, csv_column, output_format, overwrite))
         mine = cases[env.rank :: env.world_size]
         run = _CaseRunner(fn, out_dir, settings, env, resume=resume, overwrite=overwrite, accept_non_ct=accept_non_ct)

@@ -326,6 +326,36 @@ def build_method(
     return get_method(method, model=model, device=device, progress=progress, **options)
 
 
+def check_request(
+    fn: Method,
+    *,
+    scale: int | None = None,
+    target_spacing: float | None = None,
+    slice_thickness: float | None = None,
+    output_thickness: float | None = None,
+    adapt: float | None = None,
+) -> None:
+    """The checks of an upsample's options that need no scan: a batch makes them once,
+    before any folder or case, so that a bad option is one error, not one per case.
+
+    Raises:
+        ConfigError, ModelError: both ``scale`` and ``target_spacing``, a factor ``fn``
+            does not make, a length that is not a positive number of mm, or ``adapt`` for
+            a method without weights or not a positive number of minutes.
+    """
+    if scale is not None and target_spacing is not None:
+        raise ConfigError("give either --scale or --target-spacing, not both")
+    if scale is not None:
+        fn.check_scale(scale)
+    check_mm(target_spacing, "--target-spacing")
+    check_mm(slice_thickness, "--slice-thickness")
+    check_mm(output_thickness, "--output-thickness")
+    if adapt is not None and not fn.adaptable:
+        raise ConfigError(f"--adapt fine-tunes trained weights; method {fn.name} has none (use --method model)")
+    if adapt is not None and not (np.isfinite(adapt) and adapt > 0):
+        raise ConfigError(f"--adapt takes a positive number of minutes, got {adapt}")
+
+
 def upsample_checked(
     volume: Volume,
     fn: Method,
@@ -349,14 +379,13 @@ def upsample_checked(
     Raises:
         InputError, ConfigError, ModelError, ResourceError: as :func:`upsample`.
     """
+    check_request(
+        fn, scale=scale, target_spacing=target_spacing, slice_thickness=slice_thickness,
+        output_thickness=output_thickness, adapt=adapt,
+    )  # fmt: skip
     require_usable(volume)
     check_ct_values(volume, accept_non_ct=accept_non_ct)
-    if adapt is not None and not fn.adaptable:
-        raise ConfigError(f"--adapt fine-tunes trained weights; method {fn.name} has none (use --method model)")
-    if adapt is not None and not (np.isfinite(adapt) and adapt > 0):
-        raise ConfigError(f"--adapt takes a positive number of minutes, got {adapt}")
-    check_mm(output_thickness, "--output-thickness")
-    if check_mm(slice_thickness, "--slice-thickness") is not None:
+    if slice_thickness is not None:
         volume = volume.with_data(volume.data, slice_thickness=slice_thickness)
     plan = resolve_plan(
         volume, fn, scale, target_spacing, output_thickness=output_thickness, keep_acquired=keep_acquired
