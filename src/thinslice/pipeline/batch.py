@@ -194,8 +194,6 @@ def upsample_batch(
     if output_format.lstrip(".") not in OUTPUT_FORMATS:
         raise ConfigError(f"unknown output format {output_format!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
     output_format = output_format.lstrip(".")
-    if scale is not None and target_spacing is not None:  # before the method is built
-        raise ConfigError("give either --scale or --target-spacing, not both")
     settings: dict[str, Any] = {
         "input": str(src.absolute()),
         "output_dir": str(out_dir.absolute()),
