@@ -37,6 +37,29 @@ def test_round_trip_every_format(tmp_path, suffix):
     assert again.geometry.direction == pytest.approx(volume.geometry.direction)
 
 
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd", ".mha"])
+def test_the_inputs_own_header_notes_are_kept_after_the_thickness(tmp_path, suffix):
+    """A converter's description (NIfTI ``descrip``, the NRRD/MHA notes) survives thinslice's
+    thickness note, through a second run too; NIfTI's 80-byte field is cut, never refused."""
+    image = sitk.ReadImage(str(CHEST_CROP))
+    image.SetMetaData("ITK_FileNotes", "TE=0;Time=101501.000;kernel=B30f")
+    given = tmp_path / f"given{suffix}"
+    sitk.WriteImage(image, str(given))
+    volume = io.load(given)
+    assert volume.meta["notes"] == "TE=0;Time=101501.000;kernel=B30f" and volume.slice_thickness is None
+    first = io.load(io.save(volume.with_data(volume.data, slice_thickness=2.5), tmp_path / f"a{suffix}"))
+    assert first.slice_thickness == pytest.approx(2.5) and first.meta["notes"] == volume.meta["notes"]
+    second = io.load(io.save(first.with_data(first.data, slice_thickness=1.25), tmp_path / f"b{suffix}"))
+    assert second.slice_thickness == pytest.approx(1.25) and second.meta["notes"] == volume.meta["notes"]
+    written = sitk.ReadImage(str(tmp_path / f"b{suffix}")).GetMetaData("ITK_FileNotes")
+    assert written == "thinslice slice_thickness=1.25; TE=0;Time=101501.000;kernel=B30f"  # not nested
+    long = volume.with_data(volume.data)
+    long.meta["notes"] = "x" * 200
+    kept = io.load(io.save(long, tmp_path / f"long{suffix}"))
+    note = f"thinslice slice_thickness={volume.thickness:.6g}; "
+    assert kept.meta["notes"] == ("x" * 200 if suffix != ".nii.gz" else "x" * (79 - len(note)))
+
+
 def test_slice_axis_is_largest_spacing_in_any_position(tmp_path):
     """A scan stored with its thick axis first (ITK axis 0) still upsamples that axis."""
     array = np.arange(5 * 6 * 7, dtype=np.int16).reshape(5, 6, 7)  # (k, j, i)
