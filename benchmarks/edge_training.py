@@ -1,5 +1,5 @@
 """Slices past the end slices' centres, per model: PSNR of checkpoints there and overall
-(BENCHMARKS.md, "Training at the stack's ends").
+(BENCHMARKS.md, "Training the x5 network more as inference and the measure use it").
 
 Upsample reaches past the first and last thick slices' centres (``thinslice.grid.reach``)
 and the networks see the end slices repeated there (``thinslice.grid.pad_slices``). This

@@ -34,7 +34,6 @@ class LossWeights:
     Attributes:
         l1: L1 reconstruction of slices predicted from the coarser copy.
         wavelet: high-frequency wavelet loss of the same predictions.
-        l2: squared error of the same predictions (PSNR's own measure; 0: off).
         consistency: robust axial-vs-coronal and axial-vs-sagittal agreement at spacing sz/r
             (each pair weighted by this).
         consistency_level2: the same one level finer (sz/r^2), networks on their own output.
@@ -45,7 +44,6 @@ class LossWeights:
 
     l1: float = 1.0
     wavelet: float = 0.1
-    l2: float = 0.0
     consistency: float = 0.15
     consistency_level2: float = 0.15
     smore: float = 1.0
