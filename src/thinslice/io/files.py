@@ -33,6 +33,7 @@ from thinslice.io.headers import (
     gzip_payload_size,
     require_regular_file,
 )
+from thinslice.io.notes import notes_for, read_notes
 from thinslice.memory import require_memory
 from thinslice.volume import Geometry, Volume
 
@@ -167,40 +168,11 @@ def _read_checked(p: Path, readable: Path, size_on_disk: int) -> Volume:
         direction=tuple(float(d) for d in image.GetDirection()),
         slice_axis=choose_slice_axis((spacing[0], spacing[1], spacing[2])),
     )
-    thickness, notes = _read_notes(image)
+    thickness, notes = read_notes(image)
     array = sitk.GetArrayFromImage(image)
     del image
     meta = {"source": str(p.resolve())} | ({"notes": notes} if notes else {})
     return Volume.from_itk_array(array, geometry, stem_of(p), meta, thickness)
-
-
-#: How thinslice records the slice thickness in files: NIfTI keeps it in ``descrip`` (80
-#: characters), NRRD and MetaImage as a header note; all three carry ITK's file notes. The
-#: notes the input had (a converter's description) follow it, so nothing is lost.
-_THICKNESS_NOTE = re.compile(r"thinslice slice_thickness=([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)(; )?")
-_NIFTI_DESCRIP = 79  # characters (the field is 80 bytes with its terminating NUL)
-
-
-def _read_notes(image: sitk.Image) -> tuple[float | None, str]:
-    """The slice thickness a previous thinslice run wrote into the header notes, if any,
-    and the rest of the notes (the input's own description)."""
-    for key in ("ITK_FileNotes", "descrip"):
-        if image.HasMetaDataKey(key):
-            text = image.GetMetaData(key).strip()
-            match = _THICKNESS_NOTE.search(text)
-            if match is None:
-                return None, text
-            rest = (text[: match.start()] + text[match.end() :]).strip()
-            return (float(match.group(1)) if float(match.group(1)) > 0 else None), rest
-    return None, ""
-
-
-def _notes(volume: Volume, suffix: str) -> str:
-    """The header notes to write: the thickness, then the input's own notes (cut to fit NIfTI)."""
-    text = f"thinslice slice_thickness={volume.thickness:.6g}"
-    if volume.meta.get("notes"):
-        text = f"{text}; {volume.meta['notes']}"
-    return text[:_NIFTI_DESCRIP] if suffix in (".nii", ".nii.gz") else text
 
 
 @contextlib.contextmanager
@@ -382,7 +354,7 @@ def save(
     suffix = suffix_of(out)
     check_output_path(out, overwrite=overwrite, sources=[volume.meta.get("source"), volume.meta.get("derived_from")])
     image = to_sitk(volume)
-    image.SetMetaData("ITK_FileNotes", _notes(volume, suffix))
+    image.SetMetaData("ITK_FileNotes", notes_for(volume, suffix))
     writer = sitk.ImageFileWriter()
     writer.SetImageIO(IMAGE_IOS[suffix])
     writer.SetUseCompression(suffix in (".nii.gz", ".nrrd", ".mha"))
