@@ -10,14 +10,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
+import SimpleITK as sitk
 
 import thinslice
 from tests.conftest import CHEST_CROP, DICOM_CROP, LIMB_CROP
 from thinslice.cli import main
 from thinslice.errors import ConfigError
+from thinslice.io import to_sitk
 from thinslice.methods.learned import bundled_model_path
+from thinslice.pipeline import markers
 from thinslice.pipeline.batch import find_cases, upsample_batch
 from thinslice.pipeline.markers import MARKER_SUFFIX
 
@@ -81,10 +85,11 @@ def test_folder_batch_isolates_failures_and_resumes(tmp_path, capsys):
     assert "--resume" in by_name(read_report(report_path))["limb/limb_crop.nii.gz"]["reason"]
 
 
-def test_resume_recomputes_what_another_version_or_model_made(tmp_path, capsys):
-    """An output is complete only for the thinslice and the checkpoint that made it: a
-    model replaced under the same path, or a marker from before markers named them, is
-    computed again (a batch never mixes outputs of two versions)."""
+def test_resume_recomputes_what_another_version_or_model_made(tmp_path, capsys, monkeypatch):
+    """An output is complete only for the thinslice code and the checkpoint that made it,
+    and the precision asked for: a model replaced under the same path, a changed checkout,
+    another ``--precision``, or a marker from before markers named them, is computed again
+    (a batch never mixes outputs of two versions)."""
     src, out = tmp_path / "in", tmp_path / "out"
     src.mkdir()
     shutil.copy(LIMB_CROP, src)
@@ -93,14 +98,21 @@ def test_resume_recomputes_what_another_version_or_model_made(tmp_path, capsys):
     args = ["upsample", "-i", str(src), "-o", str(out), "--scale", "2", "--model", str(model), "--resume"]
     output, marker = out / LIMB_CROP.name, out / (LIMB_CROP.name + MARKER_SUFFIX)
 
-    def counts() -> dict[str, int]:
-        assert main(args) == 0
+    def counts(*extra: str) -> dict[str, int]:
+        assert main([*args, *extra]) == 0
         return read_report(out / "thinslice_report.json")["counts"]
 
     assert counts()["done"] == 1
     made_with = json.loads(marker.read_text())["made_with"]
-    assert made_with["thinslice"] == thinslice.__version__ and len(made_with["checkpoints"]) == 64
+    assert made_with["thinslice"] == thinslice.__version__
+    assert len(made_with["checkpoints"]) == len(made_with["code"]) == 64
     assert counts()["skipped"] == 1  # the same model: complete
+    assert counts("--precision", "float32")["done"] == 1  # another precision asked for
+    assert counts("--precision", "float32")["skipped"] == 1
+    with monkeypatch.context() as patch:
+        patch.setattr(markers, "code_fingerprint", lambda: "0" * 64)  # as after a `git pull`
+        assert counts("--precision", "float32")["done"] == 1
+    assert counts()["done"] == 1
 
     first = output.read_bytes()
     shutil.copy(bundled_model_path(2, "profile"), model)  # another checkpoint under the same name
@@ -114,6 +126,38 @@ def test_resume_recomputes_what_another_version_or_model_made(tmp_path, capsys):
     marker.write_text(json.dumps(old))
     assert counts()["done"] == 1
     assert "made_with" in json.loads(marker.read_text())
+
+
+def test_resume_reads_a_detached_data_file_and_a_fifo_fails_only_its_case(tmp_path):
+    """An .mhd's voxels lie in the .raw beside it: changing them (same size, same time
+    stamp) makes the output stale. A FIFO among the inputs fails its own case in one line
+    instead of blocking the batch (in a subprocess, so a hang fails the test)."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    sitk.WriteImage(to_sitk(thinslice.load(LIMB_CROP)), str(src / "scan.mhd"), useCompression=False)
+    raw = src / "scan.raw"
+    os.mkfifo(src / "pipe.nii.gz")
+    cmd = [sys.executable, "-m", "thinslice.cli", "upsample", "-i", str(src), "-o", str(out), "-m", "linear",
+           "--scale", "2", "--resume"]  # fmt: skip
+
+    def cases() -> dict[str, dict]:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+        return by_name(read_report(out / "thinslice_report.json"))
+
+    first = cases()
+    assert first["scan.nii.gz"]["status"] == "done"
+    assert first["pipe.nii.gz"]["status"] == "failed"
+    assert "is a FIFO (named pipe), not a regular file" in first["pipe.nii.gz"]["reason"]
+    assert cases()["scan.nii.gz"]["status"] == "skipped"
+    made = (out / "scan.nii.gz").read_bytes()
+
+    mtime = raw.stat().st_mtime_ns
+    voxels = sitk.GetArrayFromImage(sitk.ReadImage(str(src / "scan.mhd")))
+    np.ascontiguousarray(voxels[::-1]).tofile(raw)  # another scan, same size
+    os.utime(raw, ns=(mtime, mtime))
+    assert cases()["scan.nii.gz"]["status"] == "done"
+    assert (out / "scan.nii.gz").read_bytes() != made
 
 
 def test_names_mirror_inputs(tmp_path):

@@ -73,9 +73,7 @@ def check_text_header(p: Path, suffix: str, check_shape: Callable[[tuple[int, ..
         InputError: the header names a data file outside its folder, a FIFO or device, a
             list or pattern of files, or too little data for its declared size.
     """
-    with p.open("rb") as fh:
-        head = fh.read(MAX_TEXT_HEADER)
-    parsed = _meta_header(head) if suffix in (".mha", ".mhd") else _nrrd_header(head)
+    parsed = _text_header(p, suffix)
     if parsed is None:
         return  # not parsable as text: SimpleITK gives its own error
     sizes, itemsize, compressed, data_file, header_end = parsed
@@ -96,6 +94,24 @@ def check_text_header(p: Path, suffix: str, check_shape: Callable[[tuple[int, ..
             f"{'x'.join(map(str, sizes))} voxels ({needed:,} bytes) but {where} holds {how} that; "
             "re-export the scan or check its header"
         )
+
+
+def detached_data_file(p: Path) -> Path | None:
+    """The file beside header ``p`` that holds its voxels (a ``.mhd``'s or ``.nhdr``'s), or
+    None when ``p`` holds them itself.
+
+    Raises:
+        InputError: as :func:`check_text_header`, for a data file it would refuse by name.
+    """
+    suffix = p.suffix.lower()
+    parsed = _text_header(p, suffix) if suffix in (".mha", ".mhd", ".nrrd", ".nhdr") else None
+    return None if parsed is None or parsed[3] is None else _detached(p, parsed[3])
+
+
+def _text_header(p: Path, suffix: str) -> tuple[list[int], int, bool, str | None, int] | None:
+    with p.open("rb") as fh:
+        head = fh.read(MAX_TEXT_HEADER)
+    return _meta_header(head) if suffix in (".mha", ".mhd") else _nrrd_header(head)
 
 
 def _detached(p: Path, name: str) -> Path:

@@ -42,7 +42,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from thinslice import __version__
 from thinslice.distributed import DistEnv, from_rank0, gather_objects, process_group
-from thinslice.errors import ConfigError, Interrupted, OutputError, ThinsliceError
+from thinslice.errors import ConfigError, InputError, Interrupted, OutputError, ThinsliceError
 from thinslice.io import check_output_path, load, save, stem_of
 from thinslice.io.atomic import write_json
 from thinslice.io.dicom_write import check_series_output, read_template
@@ -314,16 +314,18 @@ class _CaseRunner:
             picture = self.previews / Path(case.name).parent / (stem_of(case.name) + ".png")
         if case.error is not None:
             result.reason = case.error
-        elif self.resume and is_complete(out, self.recipe, case.source) and (picture is None or picture.is_file()):
-            result.status, result.reason = "skipped", "complete"
-            result.preview = None if picture is None else str(picture)
-            log.debug("%s%s: skipped, already complete", self.tag, case.name)
-            return result
         else:
-            if self.resume and made_otherwise(out, self.recipe):
-                log.info("%s%s: made by another thinslice version or model; computing it again", self.tag, case.name)
             try:
-                self._upsample(case, out, result, picture)
+                print_ = self._fingerprint(case)  # once, before reading: what the marker describes
+                if self.resume and is_complete(out, self.recipe, print_) and (picture is None or picture.is_file()):
+                    result.status, result.reason = "skipped", "complete"
+                    result.preview = None if picture is None else str(picture)
+                    log.debug("%s%s: skipped, already complete", self.tag, case.name)
+                    return result
+                if self.resume and made_otherwise(out, self.recipe):
+                    what = "made by another thinslice version or model; computing it again"
+                    log.info("%s%s: %s", self.tag, case.name, what)
+                self._upsample(case, out, result, picture, print_)
                 result.status = "done"
             except ThinsliceError as err:
                 result.reason = str(err)
@@ -338,7 +340,13 @@ class _CaseRunner:
             log.info("%s%s: %s in %.1f s", self.tag, case.name, slices, result.seconds)
         return result
 
-    def _upsample(self, case: Case, out: Path, result: CaseResult, picture: Path | None) -> None:
+    def _fingerprint(self, case: Case) -> str:
+        try:
+            return fingerprint(case.source, self.out_dir.resolve())
+        except OSError as err:
+            raise InputError(f"cannot read {case.source}: {err.strerror or err}; check the path") from err
+
+    def _upsample(self, case: Case, out: Path, result: CaseResult, picture: Path | None, print_: str) -> None:
         if self.out_dir.resolve() not in out.resolve().parents:  # names are sanitised in cases.py; never trust
             raise OutputError(f"output name {case.name!r} leads outside {self.out_dir}; refused")
         replace_existing = self.overwrite or self.resume  # resume: an incomplete output is ours to redo
@@ -354,7 +362,6 @@ class _CaseRunner:
         if picture is not None:
             picture.parent.mkdir(parents=True, exist_ok=True)
             check_output_path(picture, overwrite=True, sources=[str(case.source)], suffixes=(".png",))
-        print_ = fingerprint(case.source, self.out_dir.resolve())  # before reading: what the marker describes
         volume = load(case.source, series_uid=case.series_uid)
         template = None
         if self.dicom:

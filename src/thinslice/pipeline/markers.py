@@ -1,14 +1,19 @@
 """Done-markers of a batch's outputs: when an output counts as complete for ``--resume``.
 
 After an output is renamed into place, a sidecar ``<output>.done.json`` records the
-recipe (the settings that decide the content, and what made it: the thinslice version and a
-fingerprint of the method's checkpoints), the output's size (a series folder: the sum of its
-files' sizes) and a fingerprint (SHA-256) of the input's bytes. An output is complete when
-its marker matches all of them as they are now.
+recipe (the settings that decide the content, and what made it: the thinslice version and
+fingerprints of its code and of the method's checkpoints), the output's size (a series
+folder: the sum of its files' sizes) and a fingerprint (SHA-256) of the input's bytes. An
+output is complete when its marker matches all of them as they are now.
+
+The device, and the dtype ``--precision auto`` picks on it, are left out: they change an
+output only at the level of rounding (BENCHMARKS.md: within 0.01 dB), and a batch started
+on a GPU may be finished on a CPU. A ``--precision`` asked for is a setting.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from datetime import UTC, datetime
@@ -17,12 +22,13 @@ from typing import Any
 
 from thinslice import __version__
 from thinslice.io.atomic import write_json
+from thinslice.io.headers import detached_data_file, require_regular_file
 from thinslice.methods import Method
 
 MARKER_SUFFIX = ".done.json"
 #: The settings that decide an output's content.
 RECIPE_SETTINGS = ("method", "model", "scale", "target_spacing", "slice_thickness", "output_thickness",
-                   "keep_acquired", "adapt", "new_study", "all_views")  # fmt: skip
+                   "keep_acquired", "adapt", "new_study", "all_views", "precision")  # fmt: skip
 
 
 def marker_path(out: Path) -> Path:
@@ -36,16 +42,36 @@ def recipe(settings: dict[str, Any], fn: Method) -> dict[str, Any]:
 
 
 def made_with(fn: Method) -> dict[str, str]:
-    """What makes an output besides the settings: the thinslice version and a fingerprint of
-    the method's checkpoints (a model replaced under the same path counts as another)."""
-    return {"thinslice": __version__, "checkpoints": _sha256({p.name: p for p in fn.checkpoints()})}
+    """What makes an output besides the settings: the thinslice version, a fingerprint of its
+    code (a checkout changed within a version counts as another) and of the method's
+    checkpoints (a model replaced under the same path counts as another)."""
+    checkpoints = _sha256({p.name: p for p in fn.checkpoints()})
+    return {"thinslice": __version__, "code": code_fingerprint(), "checkpoints": checkpoints}
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """SHA-256 of the thinslice package's Python sources (names and bytes)."""
+    package = Path(__file__).resolve().parents[1]
+    return _sha256({str(p.relative_to(package)): p for p in sorted(package.rglob("*.py"))})
 
 
 def fingerprint(source: Path, exclude: Path | None = None) -> str:
-    """SHA-256 of an input's bytes: a file, or every file (names and bytes) under a DICOM
-    folder (hidden files and those under ``exclude``, the output folder, left out)."""
+    """SHA-256 of an input's bytes: a file (with the data file a ``.mhd`` or ``.nhdr`` names),
+    or every file (names and bytes) under a DICOM folder (hidden files and those under
+    ``exclude``, the output folder, left out).
+
+    Raises:
+        InputError: a file is not a regular file (a FIFO would block the read) or its header
+            names a data file thinslice refuses.
+    """
     if not source.is_dir():
-        return _sha256({source.name: source})
+        require_regular_file(source)
+        parts = {source.name: source}
+        if (data := detached_data_file(source)) is not None:
+            require_regular_file(data, f"{data} (the data file named in {source.name})")
+            parts[data.name] = data
+        return _sha256(parts)
     files = sorted(
         p for p in source.rglob("*")
         if p.is_file() and not p.name.startswith(".") and (exclude is None or exclude not in p.resolve().parents)
@@ -62,16 +88,14 @@ def write_marker(out: Path, made: dict[str, Any], input_sha256: str, **facts: An
     )
 
 
-def is_complete(out: Path, made: dict[str, Any], source: Path) -> bool:
+def is_complete(out: Path, made: dict[str, Any], input_sha256: str) -> bool:
     """The output exists, and its marker names the same recipe (:func:`recipe`), the output's
-    size and the fingerprint of the input as it is now."""
+    size and the input's fingerprint as it is now (:func:`fingerprint`)."""
     marker = _read(out)
     if marker is None or any(marker.get(k) != v for k, v in made.items()):
         return False
     try:
-        return bool(
-            marker["bytes"] == _size(out) and marker["input_sha256"] == fingerprint(source, out.parent.resolve())
-        )
+        return bool(marker["bytes"] == _size(out) and marker["input_sha256"] == input_sha256)
     except (OSError, KeyError, TypeError):
         return False
 
