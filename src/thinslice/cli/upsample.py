@@ -91,7 +91,7 @@ def upsample(
     quiet: options.Quiet = False,
     verbose: options.Verbose = 0,
 ) -> None:
-    """Synthesize thin slices between the acquired ones and write the result.
+    """Synthesize thin slices from thick ones and write the result.
 
     One scan: -o names a file, or a folder for a derived DICOM series (the default for a
     DICOM series into a folder). Batch mode when -i is a .csv, or -i is a folder of scans

@@ -255,7 +255,8 @@ class Synthesizer:
         keep_acquired: bool | None = None,
         out_dtype: np.dtype | type = np.float32,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        """Synthesize the slices between the acquired ones.
+        """Synthesize the slices between the acquired ones (and re-estimate those, unless
+        ``keep_acquired``).
 
         Args:
             data: ``(D, H, W)`` volume in HU, slice axis first, ``D >= 2``.

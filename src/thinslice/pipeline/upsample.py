@@ -209,7 +209,8 @@ def upsample(
     force: bool | None = None,
     fast: bool | None = None,
 ) -> Any:
-    """Synthesize the slices between the acquired ones.
+    """Synthesize thin slices from thick ones: those between the acquired slices, and the
+    acquired positions too where the input slices are thicker than the output's.
 
     Args:
         image: a :class:`Volume`, a ``SimpleITK.Image``, or a path (NIfTI/NRRD/MHA file
