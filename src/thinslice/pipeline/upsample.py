@@ -64,12 +64,11 @@ def resolve_plan(
     reaching past the end slices' centres as far as their thickness covers
     (:func:`thinslice.grid.reach`), unless the acquired slices are kept.
 
+    The options themselves are checked by :func:`check_request` first.
+
     Raises:
-        ConfigError, ModelError: both or invalid ``scale``/``target_spacing``, or a
-            factor the method does not make.
+        ConfigError, ModelError: a target spacing or factor the method does not make.
     """
-    if scale is not None and target_spacing is not None:
-        raise ConfigError("give either --scale or --target-spacing, not both")
     if target_spacing is not None:
         plan = grid.plan_for_spacing(volume.num_slices, volume.slice_spacing, target_spacing, fn.makes)
     else:
@@ -108,7 +107,8 @@ def describe(
             except values that do not look like CT, which are a line of the answer.
     """
     require_usable(volume)
-    if check_mm(slice_thickness, "--slice-thickness") is not None:
+    check_request(fn, scale=scale, target_spacing=target_spacing, slice_thickness=slice_thickness)
+    if slice_thickness is not None:
         volume = volume.with_data(volume.data, slice_thickness=slice_thickness)
     plan = resolve_plan(volume, fn, scale, target_spacing)
     reach = reach_note(plan, volume.num_slices)
