@@ -113,11 +113,40 @@ def filled_dicom(
     return dst
 
 
-def dcm2niix(series: Path, out: Path) -> tuple[Path, str]:
-    """Convert a DICOM folder with dcm2niix (the PyPI package, in the test extra) into one
-    uncompressed NIfTI in the new folder ``out``; returns it and dcm2niix's output.
+def tilted_dicom(dst: Path, rows_per_slice: float, cols_per_slice: float = 0.0) -> tuple[Path, float]:
+    """A copy of DICOM_CROP in the new folder ``dst`` as a gantry-tilted scanner stores it:
+    the table moves 4 mm along z per slice while the image planes lean about x, so that
+    each slice starts ``rows_per_slice`` rows further along the columns' direction than the
+    one before (and ``cols_per_slice`` along the rows', which no gantry makes but the
+    geometry allows). The pixels are the crop's own. Returns the folder and the tilt (°).
+    """
+    import pydicom
+    from pydicom.valuerep import format_number_as_ds
 
-    Fails the test when dcm2niix fails or makes more or less than one volume."""
+    step, pixel = 4.0, 0.9765625
+    sin = rows_per_slice * pixel / step
+    cos = float(np.sqrt(1 - sin**2))
+    dst.mkdir(parents=True)
+    files = sorted(DICOM_CROP.glob("*.dcm"), key=lambda f: float(pydicom.dcmread(f).ImagePositionPatient[2]))
+    x, y, z = (float(v) for v in pydicom.dcmread(files[0]).ImagePositionPatient)
+    tilt = float(np.degrees(np.arcsin(sin)))
+    for k, f in enumerate(files):
+        ds = pydicom.dcmread(f)
+        ds.ImageOrientationPatient = [format_number_as_ds(v) for v in (1.0, 0.0, 0.0, 0.0, cos, sin)]
+        ds.ImagePositionPatient = [format_number_as_ds(v) for v in (x + cols_per_slice * pixel * k, y, z + step * k)]
+        ds.GantryDetectorTilt = format_number_as_ds(-tilt)
+        del ds.SliceLocation
+        ds.save_as(dst / f.name, enforce_file_format=True)
+    return dst, tilt
+
+
+def dcm2niix(series: Path, out: Path, pattern: str = "*.nii") -> tuple[Path, str]:
+    """Convert a DICOM folder with dcm2niix (the PyPI package, in the test extra) into
+    uncompressed NIfTI in the new folder ``out``; returns the one volume matching
+    ``pattern`` (a tilted series gives two: as stored, and ``*_Tilt_*`` corrected) and
+    dcm2niix's output.
+
+    Fails the test when dcm2niix fails or makes more or less than one such volume."""
     import shutil
     import subprocess
     import sys
@@ -135,6 +164,6 @@ def dcm2niix(series: Path, out: Path) -> tuple[Path, str]:
     )
     log = run.stdout + run.stderr
     assert run.returncode == 0, log
-    volumes = sorted(out.glob("*.nii"))
+    volumes = sorted(out.glob(pattern))
     assert len(volumes) == 1, (volumes, log)
     return volumes[0], log

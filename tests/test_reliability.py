@@ -242,10 +242,11 @@ def dicom_uneven(folder: Path) -> Path:
     return folder / "series"
 
 
-def dicom_gantry_tilt(folder: Path) -> Path:
+def dicom_tilted_uneven(folder: Path) -> Path:
+    """Tilted (sheared positions), which is read, and one gap 2.5 mm where the rest are 2 mm."""
     for k, path in enumerate(_dicom_copy(folder)):
         x, y, z = (float(v) for v in _ds(path).ImagePositionPatient)
-        _dicom_edit(path, ImagePositionPatient=[x, y + 0.7 * k, z], GantryDetectorTilt=19.3)
+        _dicom_edit(path, ImagePositionPatient=[x, y + 0.7 * k, z + 0.5 * (k >= 5)], GantryDetectorTilt=19.3)
     return folder / "series"
 
 
@@ -297,7 +298,7 @@ INPUT_CASES = [
     Case("DICOM: mixed series", dicom_mixed, InputError, r"holds 2 series: .*4 slices.*pass --series-uid UID"),
     Case("DICOM: missing slice", dicom_missing_slice, InputError, r"missing slice between .*export the complete"),
     Case("DICOM: uneven spacing", dicom_uneven, InputError, r"uneven slice spacing .*resample to even spacing"),
-    Case("DICOM: gantry tilt", dicom_gantry_tilt, InputError, r"gantry tilt of 19\.3° .*reconstruct without tilt"),
+    Case("DICOM: tilted, uneven", dicom_tilted_uneven, InputError, r"uneven slice spacing .*resample to even spacing"),
     Case("DICOM: MR modality", dicom_mr, InputError, r"is MR, thinslice needs CT; pass a folder holding a CT"),
     Case("DICOM: 2 slices", dicom_two_slices, InputError, r"only 2 slice\(s\) in .*at least 3"),
 ]

@@ -82,10 +82,11 @@ def test_output_equal_to_input_is_refused(tmp_path):
     assert src.read_bytes() == LIMB_CROP.read_bytes()
 
 
-def test_gantry_tilt_refused_from_cli(tmp_path):
+def test_tilted_series_with_uneven_gaps_refused_from_cli(tmp_path):
     res = run("upsample", "-i", str(shared("dicom/head_gantry_tilt")), "-o", str(tmp_path / "o.nii.gz"))
     assert res.returncode == 2
-    assert "gantry tilt" in res.stderr and "Traceback" not in res.stderr
+    assert "uneven slice spacing" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "o.nii.gz").exists()
 
 
 def test_version_info_and_help():

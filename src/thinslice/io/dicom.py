@@ -3,7 +3,9 @@
 Headers come from pydicom, voxels (rescaled to HU, any transfer syntax) from SimpleITK's
 ``ImageSeriesReader``. Slices are sorted along the normal ``cross(row, col)`` of
 ImageOrientationPatient and the spacing is the median gap between positions, never
-SliceThickness. Non-CT, tilted, unevenly spaced or incomplete series raise InputError, as
+SliceThickness. A gantry-tilted series (positions sheared against the image planes) is
+shifted slice by slice onto an orthogonal grid, as dcm2niix does. Non-CT, unevenly spaced
+or incomplete series raise InputError, as
 do slices whose pixel data is shorter than Rows x Columns, colour slices, and orientations
 that are not two orthogonal unit vectors. MONOCHROME1 slices are read by pydicom (ITK
 inverts their values, which for CT would invert the HU). A multi-frame (enhanced) CT file
@@ -90,7 +92,7 @@ def read_series(folder: str | Path, series_uid: str | None = None, *, series_opt
 
     Raises:
         InputError: no DICOM files, ambiguous or unknown series, not CT, < 3 slices,
-            inconsistent headers, tilt, duplicate/missing slices, uneven gaps, bad pixels.
+            inconsistent headers, duplicate/missing slices, uneven gaps, bad pixels.
     """
     folder = Path(folder)
     groups, skipped, damaged = _scan(folder)
@@ -128,7 +130,12 @@ def read_series(folder: str | Path, series_uid: str | None = None, *, series_opt
             log.debug("ITK slice direction %s; using the sorted order's %s", itk_dir[:, 2], normal)
         array = sitk.GetArrayFromImage(image)
         del image
-    ox, oy, oz = (float(v) for v in _floats(first, "ImagePositionPatient", 3))
+    origin = _floats(first, "ImagePositionPatient", 3)
+    shift = _in_plane_offsets(slices, direction, (row_sp, col_sp), folder)
+    if shift is not None:
+        array, corner = _deshear(array, shift)
+        origin = origin + direction[:, :2] @ (corner[::-1] * (col_sp, row_sp))
+    ox, oy, oz = (float(v) for v in origin)
     spacing = (float(col_sp), float(row_sp), float(np.median(np.diff(pos))))
     geometry = Geometry(spacing, (ox, oy, oz), tuple(direction.ravel().tolist()), slice_axis=2)
     meta: dict[str, object] = {"source": str(folder), "series_uid": uid, "modality": _text(first, "Modality")}
@@ -266,7 +273,8 @@ def _pick(folder: Path, groups: dict[str, _Slices], series_uid: str | None, opti
 
 
 def _check(folder: Path, slices: _Slices, pos: np.ndarray | None) -> np.ndarray:
-    """Refuse series that cannot be read as one regular, untilted CT volume.
+    """Refuse series that cannot be read as one regular CT volume (evenly spaced along the
+    slice normal; a gantry tilt's shear is undone after, by :func:`_deshear`).
 
     Returns:
         The sorted slice positions along the normal (mm), known to be evenly spaced.
@@ -302,22 +310,7 @@ def _check(folder: Path, slices: _Slices, pos: np.ndarray | None) -> np.ndarray:
             + f", {np.degrees(np.arccos(np.clip(row @ col / np.prod(np.linalg.norm(ref_iop, axis=1)), -1, 1))):.1f}° "
             "apart); fix the header or re-export the series"
         )
-    tilt = max(float(np.abs(_floats(ds, "GantryDetectorTilt", 1)).sum()) for _, ds in slices)
-    ipps = np.asarray([_floats(ds, "ImagePositionPatient", 3) for _, ds in slices])
     gaps = np.diff(pos)
-    if tilt < 0.01 and np.all(gaps > _MM_TOL):  # else: tilted or duplicates, reported below
-        iop = _floats(ds0, "ImageOrientationPatient", 6)
-        normal = np.cross(iop[:3], iop[3:])
-        steps = np.vstack([np.diff(ipps, axis=0), ipps[-1] - ipps[0]])  # neighbours and ends
-        along = steps @ normal
-        shear = np.linalg.norm(steps - along[:, None] * normal, axis=1)
-        if np.any(shear > 0.02 + 0.01 * np.abs(along)):
-            tilt = float(np.degrees(np.max(np.arctan2(shear, np.abs(along)))))
-    if tilt >= 0.01:
-        raise InputError(
-            f"gantry tilt of {tilt:.1f}° found in {folder}: tilted acquisitions are not "
-            "supported; reconstruct without tilt or resample to an orthogonal grid first"
-        )
     if np.any(gaps <= _MM_TOL):
         i = int(np.argmax(gaps <= _MM_TOL))
         raise InputError(
@@ -341,6 +334,68 @@ def _check(folder: Path, slices: _Slices, pos: np.ndarray | None) -> np.ndarray:
         f"{pos[lo]:.2f} and {pos[lo + 1]:.2f} mm) to {gaps[hi]:.3g} mm (between {pos[hi]:.2f} "
         f"and {pos[hi + 1]:.2f} mm), median {med:.3g} mm; resample to even spacing first"
     )
+
+
+def _in_plane_offsets(
+    slices: _Slices, direction: np.ndarray, pixel: tuple[float, float], folder: Path
+) -> np.ndarray | None:
+    """Where each slice's first pixel lies in the first slice's plane, in pixels ``(row,
+    column)``, when the positions are sheared against the image planes (a gantry tilt:
+    the table moves along z while the planes lean); None when the grid is orthogonal.
+
+    The positions decide, as dcm2niix's estimate from them does; GantryDetectorTilt alone
+    changes nothing.
+    """
+    ipps = np.asarray([_floats(ds, "ImagePositionPatient", 3) for _, ds in slices])
+    steps = ipps - ipps[0]
+    along = steps @ direction[:, 2]
+    in_plane = steps @ direction[:, :2]  # mm along the rows' and the columns' directions
+    sheared = np.linalg.norm(in_plane, axis=1) > 0.02 + 0.01 * np.abs(along)
+    tag = max(float(np.abs(_floats(ds, "GantryDetectorTilt", 1)).sum()) for _, ds in slices)
+    if not np.any(sheared):
+        if tag >= 0.01:  # e.g. a tilted series already resliced, as thinslice writes one
+            log.debug("%s: GantryDetectorTilt %.1f°, positions not sheared: the grid is orthogonal", folder, tag)
+        return None
+    offsets = in_plane[:, ::-1] / np.asarray(pixel)  # (row, column) pixels
+    tilt = float(np.degrees(np.arctan2(np.linalg.norm(in_plane[-1]), abs(along[-1]))))
+    log.info(
+        "%s: gantry tilt of %.1f°: slices moved in their planes by up to %.1f pixels onto an orthogonal grid",
+        folder, tilt, float(np.ptp(offsets, axis=0).max()),
+    )  # fmt: skip
+    return offsets
+
+
+def _deshear(array: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Slices ``(D, H, W)`` moved by their in-plane ``offsets`` (pixels, ``(D, 2)``) onto one
+    grid large enough to hold every acquired pixel; the rest is filled with the series'
+    lowest value (the scanner's own padding, or air). Whole pixels are copied, the
+    fractional rest is a cubic B-spline shift.
+
+    Returns:
+        The new slices and the pixel ``(row, column)`` of the first slice's grid at which
+        the new grid's first pixel lies (origin moves by it).
+    """
+    from scipy import ndimage  # here: only tilted series need it
+
+    corner = np.floor(offsets.min(axis=0)).astype(int)
+    extent = np.ceil(offsets.max(axis=0)).astype(int) - corner
+    depth, rows, cols = array.shape
+    fill = float(array.min())
+    require_memory(
+        (depth * (rows + extent[0]) * (cols + extent[1])) * 4 * 2,
+        "correcting the gantry tilt",
+        "crop the series or use more memory",
+    )
+    out = np.full((depth, rows + extent[0], cols + extent[1]), fill, np.float32)
+    for k, shift in enumerate(offsets - corner):
+        whole = np.floor(shift + 1e-6).astype(int)  # an offset a hair below a whole pixel is whole
+        plane = np.pad(array[k].astype(np.float32), ((0, 1), (0, 1)), constant_values=fill)
+        if np.any(np.abs(shift - whole) > 1e-6):
+            plane = ndimage.shift(plane, shift - whole, order=3, mode="nearest")
+        r, c = whole
+        height, width = min(rows + 1, out.shape[1] - r), min(cols + 1, out.shape[2] - c)
+        out[k, r : r + height, c : c + width] = plane[:height, :width]
+    return out, corner
 
 
 def _check_pixels(folder: Path, slices: _Slices, multiframe: bool) -> None:
