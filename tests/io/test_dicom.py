@@ -263,6 +263,41 @@ def test_tilted_and_uneven_is_refused(tmp_path: Path) -> None:
         read_series(folder)
 
 
+def _scout(path: Path, dst: Path, series_uid: str | None = None) -> None:
+    """A localizer made from the slice at ``path``: a scout lies in another plane."""
+    from pydicom.uid import generate_uid
+
+    ds = pydicom.dcmread(path)
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+    ds.ImageOrientationPatient = [0, 1, 0, 0, 0, -1]
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    if series_uid is not None:
+        ds.SeriesInstanceUID = series_uid
+    ds.save_as(dst)
+
+
+def test_localizer_filed_in_the_series_is_left_out(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    files = _copy(tmp_path)
+    _scout(files[3], files[3].with_name("scout.dcm"))
+    with caplog.at_level("INFO", logger="thinslice.io.dicom"):
+        vol = read_series(tmp_path / "series")
+    plain = read_series(CROP)
+    np.testing.assert_array_equal(vol.data, plain.data)
+    assert vol.geometry == plain.geometry
+    assert "left out 1 localizer image(s) (scouts) of the series" in caplog.text
+
+
+def test_a_scout_series_beside_the_slices_needs_no_choice(tmp_path: Path) -> None:
+    files = _copy(tmp_path)
+    _scout(files[0], tmp_path / "series" / "scout.dcm", series_uid="1.2.3.4")
+    assert [info.num_slices for info in list_series(tmp_path / "series")] == [8]
+    assert read_series(tmp_path / "series").num_slices == 8
+    for path in files:
+        path.unlink()
+    with pytest.raises(InputError, match=r"no DICOM files found in .*series \(1 localizer image\(s\) only\)"):
+        read_series(tmp_path / "series")
+
+
 def test_refuses_missing_slice(tmp_path: Path) -> None:
     files = _copy(tmp_path)
     files[4].unlink()

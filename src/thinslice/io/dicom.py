@@ -4,10 +4,10 @@ Headers come from pydicom, voxels (rescaled to HU, any transfer syntax) from Sim
 ``ImageSeriesReader``. Slices are sorted along the normal ``cross(row, col)`` of
 ImageOrientationPatient and the spacing is the median gap between positions, never
 SliceThickness. A gantry-tilted series (positions sheared against the image planes) is
-shifted slice by slice onto an orthogonal grid, as dcm2niix does. Non-CT, unevenly spaced
-or incomplete series raise InputError, as
-do slices whose pixel data is shorter than Rows x Columns, colour slices, and orientations
-that are not two orthogonal unit vectors. MONOCHROME1 slices are read by pydicom (ITK
+shifted slice by slice onto an orthogonal grid, as dcm2niix does. Localizers (scouts) are
+left out. Non-CT, unevenly spaced or incomplete series raise InputError, as do slices
+whose pixel data is shorter than Rows x Columns, colour slices, and orientations that are
+not two orthogonal unit vectors. MONOCHROME1 slices are read by pydicom (ITK
 inverts their values, which for CT would invert the HU). A multi-frame (enhanced) CT file
 is read as the series of its frames (:mod:`thinslice.io.multiframe`).
 
@@ -70,11 +70,14 @@ class SeriesInfo:
 def list_series(folder: str | Path) -> list[SeriesInfo]:
     """List the image series under ``folder`` (searched recursively), grouped by UID.
 
-    Files that are not DICOM images are skipped and counted (logged at INFO).
+    Files that are not DICOM images are skipped and counted (logged at INFO), and so are
+    localizers (scouts), which are not slices of the volume.
     """
-    groups, skipped, _ = _scan(Path(folder))
+    groups, skipped, _, scouts = _scan(Path(folder))
     if skipped:
         log.info("skipped %d non-DICOM file(s) in %s", skipped, folder)
+    if scouts:
+        log.info("left out %d localizer image(s) in %s", sum(scouts.values()), folder)
     return [_info(uid, slices) for uid, slices in groups.items()]
 
 
@@ -95,12 +98,15 @@ def read_series(folder: str | Path, series_uid: str | None = None, *, series_opt
             inconsistent headers, duplicate/missing slices, uneven gaps, bad pixels.
     """
     folder = Path(folder)
-    groups, skipped, damaged = _scan(folder)
+    groups, skipped, damaged, scouts = _scan(folder)
     if not groups:
         extra = f" ({skipped} non-DICOM file(s) skipped)" if skipped else ""
+        extra += f" ({sum(scouts.values())} localizer image(s) only)" if scouts else ""
         extra += f"; damaged DICOM file(s): {', '.join(damaged[:3])}" if damaged else ""
         raise InputError(f"no DICOM files found in {folder}{extra}; pass a folder holding one CT series")
     uid = _pick(folder, groups, series_uid, series_option)
+    if scouts.get(uid):
+        log.info("%s: left out %d localizer image(s) (scouts) of the series", folder, scouts[uid])
     from thinslice.io.multiframe import expand_frames  # enhanced CT: one file, many frames
 
     group, frames = expand_frames(groups[uid])
@@ -168,26 +174,36 @@ def headers_by_series(folder: str | Path) -> dict[str, list[Dataset]]:
     Raises:
         InputError: ``folder`` is not a folder.
     """
-    groups, _, _ = _scan(Path(folder))
+    groups, _, _, _ = _scan(Path(folder))
     return {uid: [ds for _, ds in slices] for uid, slices in groups.items()}
 
 
-def _scan(folder: Path) -> tuple[dict[str, _Slices], int, list[str]]:
-    """Group image headers under ``folder`` by SeriesInstanceUID; count skipped files and
-    name the damaged ones (a DICOM preamble, but the header cannot be read)."""
+def _scan(folder: Path) -> tuple[dict[str, _Slices], int, list[str], dict[str, int]]:
+    """Group image headers under ``folder`` by SeriesInstanceUID; count skipped files, name
+    the damaged ones (a DICOM preamble, but the header cannot be read), and count the
+    localizers (ImageType LOCALIZER: a scout, which some scanners file in the series of
+    the slices it planned) left out of each series."""
     if not folder.is_dir():
         raise InputError(f"DICOM folder not found (or not a folder): {folder}")
     groups: dict[str, _Slices] = {}
-    skipped, damaged = 0, []
+    skipped, damaged, scouts = 0, [], dict[str, int]()
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         ds = _read_header(path)
         if ds is None:
             skipped += 1
             if _has_preamble(path):
                 damaged.append(path.name)
-            continue
-        groups.setdefault(_text(ds, "SeriesInstanceUID"), []).append((path, ds))
-    return groups, skipped, damaged
+        elif _is_localizer(ds):
+            uid = _text(ds, "SeriesInstanceUID")
+            scouts[uid] = scouts.get(uid, 0) + 1
+        else:
+            groups.setdefault(_text(ds, "SeriesInstanceUID"), []).append((path, ds))
+    return groups, skipped, damaged, scouts
+
+
+def _is_localizer(ds: Dataset) -> bool:
+    value = ds.get("ImageType") or ()
+    return "LOCALIZER" in (str(v).strip().upper() for v in ([value] if isinstance(value, str) else value))
 
 
 def _has_preamble(path: Path) -> bool:
