@@ -314,6 +314,22 @@ def test_refuses_uneven_spacing(tmp_path: Path) -> None:
         read_series(tmp_path / "series")
 
 
+def test_two_stacks_at_two_spacings_are_named(tmp_path: Path) -> None:
+    """Head protocols scan the skull base thin and the rest thicker, in one series: the
+    message names the stacks, so the user knows what to export."""
+    files = _copy(tmp_path)
+    z4 = _z(files[4])
+    for k, path in enumerate(files[5:]):
+        x, y, _ = (float(v) for v in pydicom.dcmread(path).ImagePositionPatient)
+        _edit(path, ImagePositionPatient=[x, y, z4 + 2.5 + 3.0 * k])
+    with pytest.raises(
+        InputError,
+        match=r"it is 2 stacks at different spacings, slices 1-5 \(-792\.50 to -784\.50 mm\) 2 mm apart and "
+        r"slices 6-8 \(-782\.00 to -776\.00 mm\) 3 mm apart; .*export each stack as its own series",
+    ):
+        read_series(tmp_path / "series")
+
+
 def test_refuses_duplicate_positions(tmp_path: Path) -> None:
     files = _copy(tmp_path)
     shutil.copy(files[3], files[3].with_name("copy.dcm"))
@@ -355,6 +371,7 @@ def test_full_chest_series_reads_at_position_spacing() -> None:
 
 @pytest.mark.skipif(not (SHARED / "dicom").is_dir(), reason=f"shared data not found at {SHARED}")
 def test_shared_tilted_series_with_uneven_gaps_is_refused() -> None:
-    """GE's tilted head series has gaps of 1.1 to 7 mm: the tilt could be undone, the gaps not."""
-    with pytest.raises(InputError, match=r"uneven slice spacing in .*head_gantry_tilt: gaps from 1\.08 mm"):
+    """GE's tilted head series is two stacks, 4 mm and 7 mm apart: the tilt could be undone, the two spacings not."""
+    stacks = r"slices 1-14 \(-33\.67 to 18\.36 mm\) 4 mm apart and slices 15-28 \(19\.44 to 110\.42 mm\) 7 mm apart"
+    with pytest.raises(InputError, match=rf"uneven slice spacing in .*head_gantry_tilt: it is 2 stacks .*{stacks}"):
         read_series(SHARED / "dicom" / "head_gantry_tilt")

@@ -30,6 +30,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from thinslice.errors import InputError
+from thinslice.io.tilt import deshear, find_shear
 from thinslice.memory import require_memory
 from thinslice.volume import Geometry, Volume
 
@@ -137,10 +138,15 @@ def read_series(folder: str | Path, series_uid: str | None = None, *, series_opt
         array = sitk.GetArrayFromImage(image)
         del image
     origin = _floats(first, "ImagePositionPatient", 3)
-    shift = _in_plane_offsets(slices, direction, (row_sp, col_sp), folder)
-    if shift is not None:
-        array, corner = _deshear(array, shift)
-        origin = origin + direction[:, :2] @ (corner[::-1] * (col_sp, row_sp))
+    shear = find_shear(
+        np.asarray([_floats(ds, "ImagePositionPatient", 3) for _, ds in slices]), direction, (row_sp, col_sp)
+    )
+    if shear is not None:  # the positions decide, as dcm2niix's estimate does; the tilt tag alone changes nothing
+        log.info(
+            "%s: gantry tilt of %.1f°: slices moved in their planes by up to %.1f pixels onto an orthogonal grid",
+            folder, shear.degrees, float(np.ptp(shear.offsets, axis=0).max()),
+        )  # fmt: skip
+        array, origin = deshear(array, shear, origin, direction)
     ox, oy, oz = (float(v) for v in origin)
     spacing = (float(col_sp), float(row_sp), float(np.median(np.diff(pos))))
     geometry = Geometry(spacing, (ox, oy, oz), tuple(direction.ravel().tolist()), slice_axis=2)
@@ -290,7 +296,7 @@ def _pick(folder: Path, groups: dict[str, _Slices], series_uid: str | None, opti
 
 def _check(folder: Path, slices: _Slices, pos: np.ndarray | None) -> np.ndarray:
     """Refuse series that cannot be read as one regular CT volume (evenly spaced along the
-    slice normal; a gantry tilt's shear is undone after, by :func:`_deshear`).
+    slice normal; a gantry tilt's shear is undone after, by :mod:`thinslice.io.tilt`).
 
     Returns:
         The sorted slice positions along the normal (mm), known to be evenly spaced.
@@ -344,6 +350,14 @@ def _check(folder: Path, slices: _Slices, pos: np.ndarray | None) -> np.ndarray:
             f"missing slice between positions {where} in {folder} (slices are {med:.3g} mm "
             "apart elsewhere); export the complete series"
         )
+    stacks = _stacks(gaps)
+    if stacks:
+        parts = [f"slices {a + 1}-{b + 1} ({pos[a]:.2f} to {pos[b]:.2f} mm) {gaps[a]:.3g} mm apart" for a, b in stacks]
+        raise InputError(
+            f"uneven slice spacing in {folder}: it is {len(stacks)} stacks at different spacings, "
+            + " and ".join(parts)
+            + "; thinslice needs one spacing: export each stack as its own series, or resample to even spacing first"
+        )
     lo, hi = int(np.argmin(gaps)), int(np.argmax(gaps))
     raise InputError(
         f"uneven slice spacing in {folder}: gaps from {gaps[lo]:.3g} mm (between "
@@ -352,66 +366,23 @@ def _check(folder: Path, slices: _Slices, pos: np.ndarray | None) -> np.ndarray:
     )
 
 
-def _in_plane_offsets(
-    slices: _Slices, direction: np.ndarray, pixel: tuple[float, float], folder: Path
-) -> np.ndarray | None:
-    """Where each slice's first pixel lies in the first slice's plane, in pixels ``(row,
-    column)``, when the positions are sheared against the image planes (a gantry tilt:
-    the table moves along z while the planes lean); None when the grid is orthogonal.
-
-    The positions decide, as dcm2niix's estimate from them does; GantryDetectorTilt alone
-    changes nothing.
-    """
-    ipps = np.asarray([_floats(ds, "ImagePositionPatient", 3) for _, ds in slices])
-    steps = ipps - ipps[0]
-    along = steps @ direction[:, 2]
-    in_plane = steps @ direction[:, :2]  # mm along the rows' and the columns' directions
-    sheared = np.linalg.norm(in_plane, axis=1) > 0.02 + 0.01 * np.abs(along)
-    tag = max(float(np.abs(_floats(ds, "GantryDetectorTilt", 1)).sum()) for _, ds in slices)
-    if not np.any(sheared):
-        if tag >= 0.01:  # e.g. a tilted series already resliced, as thinslice writes one
-            log.debug("%s: GantryDetectorTilt %.1f°, positions not sheared: the grid is orthogonal", folder, tag)
-        return None
-    offsets = in_plane[:, ::-1] / np.asarray(pixel)  # (row, column) pixels
-    tilt = float(np.degrees(np.arctan2(np.linalg.norm(in_plane[-1]), abs(along[-1]))))
-    log.info(
-        "%s: gantry tilt of %.1f°: slices moved in their planes by up to %.1f pixels onto an orthogonal grid",
-        folder, tilt, float(np.ptp(offsets, axis=0).max()),
-    )  # fmt: skip
-    return offsets
-
-
-def _deshear(array: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Slices ``(D, H, W)`` moved by their in-plane ``offsets`` (pixels, ``(D, 2)``) onto one
-    grid large enough to hold every acquired pixel; the rest is filled with the series'
-    lowest value (the scanner's own padding, or air). Whole pixels are copied, the
-    fractional rest is a cubic B-spline shift.
-
-    Returns:
-        The new slices and the pixel ``(row, column)`` of the first slice's grid at which
-        the new grid's first pixel lies (origin moves by it).
-    """
-    from scipy import ndimage  # here: only tilted series need it
-
-    corner = np.floor(offsets.min(axis=0)).astype(int)
-    extent = np.ceil(offsets.max(axis=0)).astype(int) - corner
-    depth, rows, cols = array.shape
-    fill = float(array.min())
-    require_memory(
-        (depth * (rows + extent[0]) * (cols + extent[1])) * 4 * 2,
-        "correcting the gantry tilt",
-        "crop the series or use more memory",
-    )
-    out = np.full((depth, rows + extent[0], cols + extent[1]), fill, np.float32)
-    for k, shift in enumerate(offsets - corner):
-        whole = np.floor(shift + 1e-6).astype(int)  # an offset a hair below a whole pixel is whole
-        plane = np.pad(array[k].astype(np.float32), ((0, 1), (0, 1)), constant_values=fill)
-        if np.any(np.abs(shift - whole) > 1e-6):
-            plane = ndimage.shift(plane, shift - whole, order=3, mode="nearest")
-        r, c = whole
-        height, width = min(rows + 1, out.shape[1] - r), min(cols + 1, out.shape[2] - c)
-        out[k, r : r + height, c : c + width] = plane[:height, :width]
-    return out, corner
+def _stacks(gaps: np.ndarray) -> list[tuple[int, int]]:
+    """The first and last slice of each evenly spaced stack, when the series is a few of
+    them at different spacings (head CT often has thin slices low and thick ones above),
+    joined by at most one odd gap each; [] when the gaps are not like that."""
+    runs, start = [], 0
+    for i in range(1, len(gaps) + 1):
+        if i == len(gaps) or abs(gaps[i] - gaps[start]) > 0.01 * gaps[start] + 0.01:
+            runs.append((start, i))  # gaps[start:i] are equal
+            start = i
+    stacks = [(a, b) for a, b in runs if b - a >= 2]
+    covered = sum(b - a for a, b in stacks)
+    joins = [after[0] - before[1] for before, after in zip(stacks, stacks[1:], strict=False)]  # odd gaps
+    spacings = [gaps[a] for a, _ in stacks]
+    differ = all(abs(x - y) > 0.01 * x + 0.01 for x, y in zip(spacings, spacings[1:], strict=False))
+    if len(stacks) < 2 or covered + sum(joins) != len(gaps) or any(j > 1 for j in joins) or not differ:
+        return []
+    return stacks
 
 
 def _check_pixels(folder: Path, slices: _Slices, multiframe: bool) -> None:
