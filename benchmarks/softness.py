@@ -52,6 +52,7 @@ def train(args: argparse.Namespace) -> None:
     model_config, config = load_config(args.config)
     stored = model_config_of(load_checkpoint(source), source)
     volumes = [thinslice.load(SHARED / f"{name}.nii.gz") for name in TRAINING]
+    volumes += [thinslice.load(SHARED / name) for name in args.add or ()]
     run(volumes, args.output, config, stored, steps=args.steps, minutes=args.minutes, seed=1, device="cpu",
         progress=False, init=source)  # fmt: skip
 
@@ -100,6 +101,7 @@ def main() -> None:
     budget.add_argument("--steps", type=int, help="instead of --minutes: the same work whatever else runs")
     t.add_argument("-o", "--output", type=Path, required=True)
     t.add_argument("--init", type=Path, help="start from this checkpoint (default: the bundled profile_xR.pt)")
+    t.add_argument("--add", nargs="+", help="more training scans under ../shared/data (a file or a DICOM folder)")
     e = sub.add_parser("eval")
     e.add_argument("--scale", type=int, required=True)
     e.add_argument("--model", nargs="+", default=["bundled"], help="bundled, or LABEL=PATH")
