@@ -81,7 +81,11 @@ def evaluate(args: argparse.Namespace) -> None:
             for label, path in [("lanczos", None), *models.items()]:
                 method = "lanczos" if label == "lanczos" else "model"
                 out = thinslice.upsample(src, args.scale, method=method, model=path, device="cpu")
-                scores[label] = psnr(scale_hu(truth), scale_hu(out.data.astype(np.float32)))
+                # upsample reaches past the end centres as far as the profile covers; the crop's
+                # truth may hold fewer slices there (its profiles' tails must fit inside it)
+                extra = (len(out.data) - len(truth)) // 2
+                made = out.data[extra : len(out.data) - extra].astype(np.float32)
+                scores[label] = psnr(scale_hu(truth), scale_hu(made))
                 if path is None and method == "model":  # the bundled models: which one it picked
                     scores[f"{label}_made_by"] = out.meta["made_by"]
             rows.append({"scan": name, "r": args.scale, "shape": args.shape, "softness": softness, **scores})
