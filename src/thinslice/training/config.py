@@ -38,8 +38,6 @@ class LossWeights:
             (each pair weighted by this).
         consistency_level2: the same one level finer (sz/r^2), networks on their own output.
         smore: in-plane self-supervision of the through-plane network (SMORE-style).
-        views: L1 agreement of the coronal and sagittal views (the two inference fuses) on
-            the crop itself, every row, where their images cross.
         compactness: memory-module compactness loss.
         separateness: memory-module separateness loss.
     """
@@ -49,7 +47,6 @@ class LossWeights:
     consistency: float = 0.15
     consistency_level2: float = 0.15
     smore: float = 1.0
-    views: float = 0.0
     compactness: float = 0.1
     separateness: float = 0.1
 

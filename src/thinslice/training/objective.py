@@ -135,11 +135,6 @@ class DistillationModel(nn.Module):
         gaps = slice(batch.gap0, min(n - 1, batch.gap0 + cfg.consistency_gaps))
         ax1, _ = self._axial_new(vol, gaps)
         cor1, sag1 = self._sr_views(vol, lh, lw)
-        if wts.views > 0:  # the fused views on the lines where coronal and sagittal images cross
-            cross_cor = cor1[:, :, :, lw]  # (B, Lh, N, Lw)
-            cross_sag = sag1[:, :, :, lh].permute(0, 3, 2, 1)  # (B, Lw, N, Lh) -> (B, Lh, N, Lw)
-            losses["views"] = (cross_cor.float() - cross_sag.float()).abs().mean()
-            total = total + wts.views * losses["views"]
         rows = slice(gaps.start * r, gaps.stop * r + 1)  # the block on the sz/r grid
         cor1, sag1 = cor1[:, :, rows], sag1[:, :, rows]
         losses["cons1"] = self._consistency(ax1, cor1, sag1, lh, lw)
