@@ -312,3 +312,69 @@ def test_profile_bell_makes_bell_shaped_thick_training_input(volume: Volume) -> 
     assert float((taps * k**2).sum()) == pytest.approx(sigma**2 + 1 / 12, rel=0.01)  # cell-integrated
     with pytest.raises(ConfigError, match="profile_bell"):
         TrainConfig(profile_bell=1.5)
+
+
+def test_recipe_follows_the_slice_thickness(volume: Volume) -> None:
+    """Thick slices (or unknown thickness, or plain arrays) train the thick-slice recipe; only
+    scans whose slices are all thinner than the output's train the paper's objective."""
+    from thinslice.training.config import THICK_SLICE_RECIPE, recipe_for
+
+    thin = volume.with_data(volume.data, slice_thickness=1.0)  # 1 mm every 6.54 mm
+    assert recipe_for([volume], 2) is THICK_SLICE_RECIPE
+    assert recipe_for([volume.data], 2) is THICK_SLICE_RECIPE
+    assert recipe_for([thin], 2) == {}
+    assert recipe_for([thin, volume], 2) is THICK_SLICE_RECIPE
+    assert recipe_for([volume.with_data(volume.data, slice_thickness=4.0)], 2) is THICK_SLICE_RECIPE  # > 6.54 / 2
+    model, config = load_config(base=THICK_SLICE_RECIPE)
+    assert model.sharpen and config.profile and not config.second_level and config.profile_softness == 1.0
+
+
+def test_cli_train_makes_a_model_for_the_scans_slices(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """`thinslice train` on thick slices (the limb crop: 3.27 mm, contiguous) makes a model that
+    re-estimates the acquired slices, as the bundled ones do; told the slices are 1 mm thick,
+    one that keeps them (and upsample says so when it meets thick slices); --config's tables
+    apply over the recipe; the thickness reaches the training."""
+    from tests.conftest import LIMB_CROP
+    from thinslice.cli import main
+    from thinslice.io import load
+    from thinslice.pipeline.upsample import upsample
+
+    tiny = tmp_path / "tiny.toml"
+    tiny.write_text(
+        "[model]\naxial_width = 4\naxial_blocks = 1\nsr_width = 4\nsr_groups = 1\nsr_blocks = 1\n"
+        "[train]\nbatch_size = 1\ncrop_sizes = [[2, 16, 9]]\nconsistency_lines = 2\nval_every = 100\n"
+    )
+
+    def trained(name: str, *extra: str) -> Path:
+        ckpt = tmp_path / name
+        args = ["train", "-i", str(LIMB_CROP), "-o", str(ckpt), "--steps", "3", "--device", "cpu", "--seed", "1"]
+        assert main([*args, "--config", str(tiny), *extra]) == 0
+        return ckpt
+
+    thick, thin = trained("thick.pt"), trained("thin.pt", "--slice-thickness", "1")
+    assert "a model that re-estimates every output slice" in capfd.readouterr().err
+    stored = load_checkpoint(thick)
+    assert stored["model_config"]["sharpen"] and stored["train_config"]["profile"]
+    stored = load_checkpoint(thin)
+    assert not stored["model_config"]["sharpen"] and not stored["train_config"]["profile"]
+    wider = load_checkpoint(trained("wide.pt", "--slice-thickness", "6"))["weights"]["sr"]
+    assert any(not torch.equal(v, load_checkpoint(thick)["weights"]["sr"][k]) for k, v in wider.items())
+
+    scan = load(LIMB_CROP)
+    acquired = scan.data.astype(np.float32)
+    assert not np.array_equal(upsample(scan, 2, model=str(thick), device="cpu").data[::2], acquired)
+    capfd.readouterr()
+    kept = upsample(scan, 2, model=str(thin), device="cpu")
+    assert np.array_equal(kept.data[::2], scan.data.astype(kept.data.dtype)) and kept.meta["acquired_kept"]
+    assert "was trained for thin slices: it keeps the acquired 3.27 mm slices" in capfd.readouterr().err
+    assert main(["info", "-i", str(LIMB_CROP), "--model", str(thin)]) == 0
+    assert "the acquired slices kept unchanged" in capfd.readouterr().out
+    assert main(["info", "-i", str(LIMB_CROP), "--model", str(thick)]) == 0
+    assert "every slice synthesized, the acquired positions too" in capfd.readouterr().out
+
+    args = ["-q", "train", "-i", str(LIMB_CROP), "-o", str(thin), "--steps", "5", "--device", "cpu", "--resume"]
+    assert main([*args, "--config", str(tiny)]) == 0  # continues as it began: no --slice-thickness needed
+    assert load_checkpoint(thin)["step"] == 5 and not load_checkpoint(thin)["model_config"]["sharpen"]
+    tiny.write_text(tiny.read_text() + "profile = false\n")  # the [train] table is the last one
+    stored = load_checkpoint(trained("own.pt"))
+    assert stored["model_config"]["sharpen"] and not stored["train_config"]["profile"]

@@ -42,8 +42,8 @@ def train(
     """
     from dataclasses import replace
 
-    from thinslice.model.config import ModelConfig
-    from thinslice.training.config import TrainConfig, load_config
+    from thinslice.distributed import DistEnv
+    from thinslice.training.config import load_config, recipe_for
     from thinslice.training.loop import train as run
 
     options.configure(verbose, quiet)
@@ -63,14 +63,29 @@ def train(
     from thinslice.io.atomic import check_destination
 
     check_destination(output, overwrite=True, what="-o", inputs=tuple(inputs))  # a folder, unwritable: now, not after
-    model_cfg, train_cfg = load_config(config) if config else (ModelConfig(), TrainConfig())
-    model_cfg = replace(model_cfg, scale=r)
-    if crop is not None:
-        train_cfg = replace(train_cfg, crop_sizes=((r, crop[0], crop[1]),))
+    load_config(config)  # its mistakes show before the scans are read
     volumes = _training_volumes(inputs)
     if slice_thickness is not None:  # the width of the thick profile in the training pairs
         volumes = [v.with_data(v.data, slice_thickness=slice_thickness) for v in volumes]
-    log.info("training x%d on %d scan(s) -> %s", r, len(volumes), output)
+    recipe = recipe_for(volumes, r)  # --config's tables apply over it
+    if resume and output.exists():  # a run continues as it began (--config applies over that)
+        from thinslice.model.checkpoint import load_checkpoint
+
+        stored = load_checkpoint(output)
+        recipe = {"model": stored["model_config"], "train": stored.get("train_config") or {}}
+    model_cfg, train_cfg = load_config(config, base=recipe)
+    model_cfg = replace(model_cfg, scale=r)
+    if crop is not None:
+        train_cfg = replace(train_cfg, crop_sizes=((r, crop[0], crop[1]),))
+    log.info(
+        "training x%d on %d scan(s) -> %s: %s",
+        r,
+        len(volumes),
+        output,
+        "a model that re-estimates every output slice, the acquired positions too (for thick slices)"
+        if model_cfg.sharpen
+        else "a model that keeps the acquired slices (for slices no thicker than the output's)",
+    )
     run(
         volumes,
         output,
@@ -84,7 +99,8 @@ def train(
         progress=options.show_progress(),
         overwrite=overwrite,
     )
-    log.info("wrote %s", output)
+    if DistEnv.from_env().is_main:  # one line, not one per process
+        log.info("wrote %s", output)
 
 
 def _training_volumes(inputs: list[str]) -> list[Any]:

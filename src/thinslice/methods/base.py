@@ -98,6 +98,12 @@ class Method(ABC):
             return False
         return True
 
+    def reestimates_acquired(self) -> bool:
+        """Whether, given slices thicker than the output's, this method makes its own
+        output at the acquired positions (:func:`thinslice.grid.keeps_acquired` says when
+        it is asked to); False: it copies the acquired slices there whatever it is asked."""
+        return True
+
     def provenance(self, r: int) -> str:
         """What makes a result at factor ``r``, in a few words for a derived series or a
         report (the name, and for a learned method its model file)."""

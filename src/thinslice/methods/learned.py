@@ -239,6 +239,11 @@ class ModelMethod(Method):
         tuned.origin = f"{self.origin}, adapted to the scan"
         return tuned
 
+    def reestimates_acquired(self) -> bool:
+        """The bundled thick-slice families do; a checkpoint of one's own when it was trained
+        to (``ModelConfig.sharpen``, as ``thinslice train`` does on thick slices)."""
+        return self.path is None or bool(self._synthesizer(self.path).config.sharpen)
+
     def checkpoints(self) -> list[Path]:
         """``--model``, or every bundled checkpoint (a scan's acquisition picks among them)."""
         if self.path is not None:

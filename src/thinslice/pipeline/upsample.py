@@ -121,7 +121,7 @@ def describe(
         said += ", with gaps between them"
     problem = ct_value_problem(volume.data)
     values = "look like CT" if problem is None else f"do not look like CT: {problem} (--accept-non-ct to upsample)"
-    kept = grid.keeps_acquired(volume.thickness, plan.spacing)
+    kept = acquired_kept(volume, fn, plan)
     made_by = fn.made_by(volume.data, plan.r, thickness=volume.thickness / volume.slice_spacing,
                          spacing=volume.voxel_spacing)  # fmt: skip
     return [
@@ -133,6 +133,23 @@ def describe(
         + ("the acquired slices kept unchanged" if kept else "every slice synthesized, the acquired positions too"),
         f"made by: {made_by}",
     ]
+
+
+def acquired_kept(volume: Volume, method: Method, plan: grid.Plan, keep_acquired: bool = False) -> bool:
+    """Whether the output keeps the acquired slices bit-identical: asked to, or no thicker
+    than the output's (:func:`thinslice.grid.keeps_acquired`), or a method that copies them
+    anyway (a checkpoint not trained to re-estimate them)."""
+    if keep_acquired or grid.keeps_acquired(volume.thickness, plan.spacing):
+        return True
+    if method.reestimates_acquired():
+        return False
+    log.warning(
+        "%s was trained for thin slices: it keeps the acquired %.4g mm slices as they are (bands in coronal "
+        "views); the bundled models, or one trained by `thinslice train` on thick scans, re-estimate them",
+        method.provenance(plan.r),
+        volume.thickness,
+    )
+    return True
 
 
 def upsample_volume(
@@ -155,7 +172,7 @@ def upsample_volume(
     Returns:
         the result and, when the method gives one, its uncertainty (float32 HU).
     """
-    kept = keep_acquired or grid.keeps_acquired(volume.thickness, plan.spacing)
+    kept = acquired_kept(volume, method, plan, keep_acquired)
     width = grid.output_thickness_width(output_thickness, volume.thickness, plan.spacing)
     try:
         result = run_on_grid(  # methods take any real dtype: no float copy of the input here

@@ -26,8 +26,8 @@ from thinslice.distributed import DistEnv, all_gather_tensor, any_rank, broadcas
 from thinslice.errors import ConfigError, Interrupted, OutputError
 from thinslice.model.checkpoint import load_checkpoint, model_config_of, save_checkpoint
 from thinslice.model.config import ModelConfig
-from thinslice.model.inference import autocast_for
-from thinslice.training.config import TrainConfig
+from thinslice.model.inference import WEIGHT_LIMIT, autocast_for
+from thinslice.training.config import TrainConfig, load_config, recipe_for
 from thinslice.training.data import CropSampler, prepare_volumes
 from thinslice.training.objective import DistillationModel
 from thinslice.training.validation import Validator
@@ -58,8 +58,10 @@ def train(
             arrays carry no spacing, so SMORE is skipped for them). Only these are used.
         output: checkpoint path (rewritten every ``config.checkpoint_minutes`` and at the
             end, atomically).
-        config: training settings.
-        model_config: network settings (scale, widths, base interpolation, ...).
+        config: training settings; None: as :func:`~thinslice.training.config.recipe_for`
+            the volumes says (a thick-slice model unless every slice is thin).
+        model_config: network settings (scale, widths, base interpolation, ...); None: as
+            for ``config``, at scale 2.
         steps: total optimisation steps (counting those of a resumed checkpoint).
         minutes: wall-clock budget of this call; with ``steps`` whichever ends first.
         resume: continue from ``output`` if it exists (same step, optimizer, RNG, configs).
@@ -81,8 +83,11 @@ def train(
         InputError: a volume is too small for the scale.
         OutputError: ``output`` exists (without ``overwrite`` or ``resume``) or cannot be written.
     """
-    config = config or TrainConfig()
-    model_config = model_config or ModelConfig()
+    if config is None or model_config is None:
+        scale = model_config.scale if model_config is not None else ModelConfig().scale
+        recipe_model, recipe_train = load_config(base=recipe_for(volumes, scale))
+        config = config or recipe_train
+        model_config = model_config or recipe_model
     output = Path(output)
     if steps is None and minutes is None:
         raise ConfigError("give a training length: steps or minutes")
@@ -151,6 +156,8 @@ def _train(
             optimizer.load_state_dict(ckpt["optimizer"])
         step = int(ckpt.get("step", 0))
         elapsed_before = float(ckpt.get("elapsed_s", 0.0))
+        if env.is_main:
+            log.info("resuming %s from step %d", output, step)
         metrics = dict(ckpt.get("metrics") or {})
         rng = ckpt.get("rng")
         if rng and len(rng.get("sampler", [])) == env.world_size:
@@ -180,6 +187,9 @@ def _train(
         for net in (model, averaged):
             if not all(bool(torch.isfinite(p).all()) for p in net.parameters()):
                 raise _diverged(step, "the weights hold NaN/Inf", config.lr, output)
+            largest = max(float(p.detach().abs().max()) for p in net.parameters())
+            if largest > WEIGHT_LIMIT:  # finite, but no model would load it (a loss that saturates)
+                raise _diverged(step, f"the weights reach {largest:.3g}", config.lr, output)
         states = all_gather_tensor(env, generator.get_state(), dev)
         torch_states = all_gather_tensor(env, torch.get_rng_state(), dev)
         failed: OutputError | None = None
