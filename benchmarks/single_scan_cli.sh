@@ -12,7 +12,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 .venv/bin/python -c "
 import thinslice
-from thinslice.degrade import decimate
+from thinslice.evaluation.degrade import decimate
 thinslice.save(decimate(thinslice.load('$scan'), 2), '$work/observed.nii.gz')"
 .venv/bin/thinslice train -i "$work/observed.nii.gz" -o "$work/m.pt" --scale 2 --minutes "$minutes" --seed 0 --device cpu
 .venv/bin/thinslice upsample -i "$work/observed.nii.gz" -o "$work/thin.nii.gz" --model "$work/m.pt"

@@ -53,6 +53,10 @@ def info(
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         devices.append("mps")
     typer.echo(f"devices: {', '.join(devices)} (torch threads: {torch.get_num_threads()})")
+    from thinslice.device import resolve_precision
+
+    auto = "bf16" if resolve_precision("auto", torch.device("cpu")) == torch.bfloat16 else "float32"
+    typer.echo(f"--precision auto on the CPU: {auto} convolutions")
     typer.echo("methods:")
     for name, text in available().items():
         typer.echo(f"  {name:8s} {text}")

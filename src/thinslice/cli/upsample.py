@@ -133,7 +133,8 @@ def upsample(
     batch_only[f"--output-format {fmt}"] = fmt not in (None, "dicom")
     given = [name for name, value in batch_only.items() if value]
     if given:
-        raise ConfigError(f"{', '.join(given)} only apply to batch runs (-i FOLDER or CSV, -o FOLDER)")
+        verb = "applies" if len(given) == 1 else "apply"
+        raise ConfigError(f"{', '.join(given)} only {verb} to batch runs (-i FOLDER or CSV, -o FOLDER)")
     from_template = Path(source).is_dir() or dicom_template is not None  # where patient and study come from
     dicom = fmt == "dicom" or (fmt is None and from_template and _names_folder(output))
     if dicom and suffix_of(output):

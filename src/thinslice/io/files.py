@@ -410,7 +410,10 @@ def check_output_path(
         suffixes: the endings allowed (e.g. ``(".png",)``); default: the image formats.
     """
     if suffixes is None and not suffix_of(out):
-        raise OutputError(f"unsupported output type: {out.name}; end the name with .nii.gz, .nii, .nrrd or .mha")
+        folder = "" if "." in out.name else " (or, for a DICOM series in that folder, give --output-format dicom)"
+        raise OutputError(
+            f"unsupported output type: {out.name}; end the name with .nii.gz, .nii, .nrrd or .mha{folder}"
+        )
     if suffixes is not None and not out.name.lower().endswith(suffixes):
         raise OutputError(f"unsupported output type: {out.name}; end the name with {' or '.join(suffixes)}")
     parent = out.parent if str(out.parent) else Path(".")

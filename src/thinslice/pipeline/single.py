@@ -137,13 +137,14 @@ def upsample_path(
     else:
         save(thin, output, overwrite=overwrite)
     log.info(
-        "wrote %s: %d slices at %.4g mm (was %d at %.4g mm)%s",
+        "wrote %s: %d slices at %.4g mm (was %d at %.4g mm)%s; made by %s",
         output,
         thin.num_slices,
         thin.slice_spacing,
         volume.num_slices,
         volume.slice_spacing,
         " as a derived DICOM series" if template is not None else "",
+        thin.meta.get("made_by", fn.name),
     )
     if preview is not None:
         write_preview(volume, thin, preview, fn=fn, spread=spread)
