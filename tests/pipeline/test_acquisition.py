@@ -309,6 +309,31 @@ def test_slices_with_gaps_blend_the_thin_and_thick_slice_models(chest_field, one
     assert psnr(truth, scale_hu(out.data)) > psnr(truth, scale_hu(plain.data.astype(np.float32))) + 0.5
 
 
+def test_slices_a_hair_thinner_than_their_spacing_run_one_model(caplog, chest_field, one_thread) -> None:
+    """4 mm slices 4.002 mm apart (as scanners store them) are contiguous: the thin-slice
+    models' share (0.07 %) is under MIN_SHARE, so only the thick-slice model runs."""
+    _, _, thick = thick_copy(chest_field, 2, 2.0)
+    thick = thick.with_data(thick.data, slice_thickness=thick.slice_spacing * 0.9995)
+    with caplog.at_level("INFO", logger="thinslice"):
+        out = thinslice.upsample(thick, scale=2, device="cpu")
+    assert out.meta["made_by"] == "model profile_x2.pt (bundled)"
+    assert "blending" not in caplog.text
+
+
+def test_the_last_line_names_the_checkpoint_and_other_factors_are_explained(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "o.nii.gz"
+    assert main(["upsample", "-i", str(LIMB_CROP), "-o", str(out), "-r", "2"]) == 0
+    last = capfd.readouterr().err.strip().splitlines()[-1]
+    assert last.endswith("; made by model profile_x2.pt (bundled)"), last
+    assert main(["upsample", "-i", str(LIMB_CROP), "-o", str(tmp_path / "p.nii.gz"), "-r", "7"]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "they make x2, x3, x4, x5, x6 and powers of them); give --target-spacing" in err[0]
+    assert main(["upsample", "-i", str(LIMB_CROP), "-o", str(tmp_path / "thin")]) == 2
+    assert "for a DICOM series in that folder, give --output-format dicom" in capfd.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
