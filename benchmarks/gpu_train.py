@@ -82,7 +82,8 @@ def train_one(
         config = replace(base, lr=lr, batch_size=batch, warmup_steps=50 if k == 1 else 0)
         target = out / f"{family}_x{scale}_phase{k}.pt"
         t0 = time.monotonic()
-        train(volumes, target, config, model_config, minutes=minutes, seed=k, device=device, progress=False, init=start)
+        train(volumes, target, config, model_config, minutes=minutes, seed=k, device=device, progress=False, init=start,
+              overwrite=True)  # fmt: skip
         ckpt = load_checkpoint(target)
         seconds, val = time.monotonic() - t0, ckpt["metrics"].get("val_psnr", float("nan"))
         print(f"{family} x{scale} phase {k} lr {lr:g} batch {batch}: {ckpt['step']} steps in {seconds:.0f} s, "

@@ -69,7 +69,7 @@ def decimate(vol: Volume, r: int) -> tuple[Volume, Volume, np.ndarray]:
 def fit(observed: list[Volume], ckpt: Path, train_cfg: TrainConfig, model_cfg: ModelConfig, kwargs: dict) -> float:
     """Train on the observed volumes; returns seconds."""
     t0 = time.monotonic()
-    train(observed, ckpt, train_cfg, model_cfg, progress=sys.stderr.isatty(), **kwargs)
+    train(observed, ckpt, train_cfg, model_cfg, progress=sys.stderr.isatty(), overwrite=True, **kwargs)
     return time.monotonic() - t0
 
 

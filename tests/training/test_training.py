@@ -180,7 +180,7 @@ def test_two_runs_on_one_name_do_not_overwrite_each_other(volume: Volume, tmp_pa
     assert path.read_bytes() == other and [p.name for p in tmp_path.iterdir()] == ["model.pt"]
     monkeypatch.setattr(loop, "prepare_volumes", real_prepare)
     with pytest.raises(OutputError, match="exists; pass --resume to continue it or --overwrite"):
-        train([volume], path, TRAIN, MODEL, steps=2, progress=False, overwrite=False)
+        train([volume], path, TRAIN, MODEL, steps=2, progress=False)  # refused by default, as on the CLI
     assert path.read_bytes() == other
     path.unlink()
     steps_written = []

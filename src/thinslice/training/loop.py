@@ -49,7 +49,7 @@ def train(
     device: str = "auto",
     progress: bool = True,
     init: str | Path | None = None,
-    overwrite: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """Train a model self-supervised on the observed volumes; write a checkpoint.
 
@@ -70,9 +70,10 @@ def train(
         progress: tqdm bar on rank 0 with losses and validation PSNR.
         init: start from this checkpoint's weights (fine-tuning; a fresh optimizer and
             ``config``'s rate), unless ``resume`` finds a checkpoint at ``output``.
-        overwrite: start over on a checkpoint at ``output`` (without ``resume``). When
-            False, a file at ``output``, even one another run writes as this one starts,
-            stops the run instead.
+        overwrite: start over on a checkpoint at ``output`` (without ``resume``). By
+            default, as on the command line, a file at ``output``, even one another run
+            writes as this one starts, stops the run instead: hours of training are the
+            costliest thing to lose.
 
     Returns:
         the checkpoint path.
@@ -115,7 +116,7 @@ def _train(
     dev: torch.device,
     progress: bool,
     init: str | Path | None = None,
-    overwrite: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """:func:`train` once the process group is joined."""
     # a new name is claimed by the run's first checkpoint, which replaces nothing: of two runs
