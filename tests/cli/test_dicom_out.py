@@ -173,6 +173,31 @@ def test_nifti_to_dicom_needs_a_template(ct: Path, tmp_path: Path, capfd: pytest
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
+def test_a_file_without_a_thickness_takes_the_templates(
+    ct: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str], one_thread: None
+) -> None:
+    """A NIfTI made elsewhere from the series says nothing of its slice thickness (3 mm
+    slices every 2 mm here); with the series as --dicom-template, the bundled model is run
+    for the template's SliceThickness, as on the series itself, not for contiguous slices."""
+    image = nib.load(thinslice.save(thinslice.load(ct), tmp_path / "noted.nii.gz"))
+    image.header["descrip"] = b""  # as dcm2niix or another converter leaves it: no thinslice note
+    plain = tmp_path / "ct.nii.gz"
+    nib.save(image, plain)
+    assert thinslice.load(plain).slice_thickness is None and thinslice.load(ct).slice_thickness == 3.0
+    capfd.readouterr()
+    assert main(["upsample", "-i", str(plain), "-o", f"{tmp_path / 'thin'}/", "--dicom-template", str(ct)]) == 0
+    assert "slice thickness 3 mm, from the DICOM template's SliceThickness" in capfd.readouterr().err
+    assert main(["-q", "upsample", "-i", str(ct), "-o", str(tmp_path / "series.nii.gz")]) == 0
+    assert main(["-q", "upsample", "-i", str(plain), "-o", str(tmp_path / "assumed.nii.gz")]) == 0
+    from_template, from_series = thinslice.load(tmp_path / "thin"), thinslice.load(tmp_path / "series.nii.gz")
+    np.testing.assert_allclose(from_template.data, from_series.data, atol=1.0)  # DICOM keeps whole HU
+    # read as contiguous 2 mm slices, the output neither reaches into the 3 mm end slices
+    # (one slice fewer at each end) nor holds the same voxels where the two grids meet
+    assumed = thinslice.load(tmp_path / "assumed.nii.gz").data
+    assert assumed.shape[0] == from_series.data.shape[0] - 2
+    assert np.abs(assumed - from_series.data[1:-1]).max() > 20
+
+
 def test_refusals_leave_no_series(ct: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch) -> None:
     out = tmp_path / "thin"
     out.mkdir()

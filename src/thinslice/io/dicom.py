@@ -152,11 +152,11 @@ def read_series(folder: str | Path, series_uid: str | None = None, *, series_opt
     geometry = Geometry(spacing, (ox, oy, oz), tuple(direction.ravel().tolist()), slice_axis=2)
     meta: dict[str, object] = {"source": str(folder), "series_uid": uid, "modality": _text(first, "Modality")}
     name = _text(first, "SeriesDescription") or folder.resolve().name
-    thickness = _thickness(first, spacing[2], folder)
+    thickness = slice_thickness_of(first, spacing[2], folder)
     return Volume.from_itk_array(_to_hu(array), geometry, name, meta, thickness)
 
 
-def _thickness(ds: Dataset, spacing: float, folder: Path) -> float | None:
+def slice_thickness_of(ds: Dataset, spacing: float, folder: Path) -> float | None:
     """SliceThickness (mm), checked against the spacing from the positions.
 
     Thicker than the spacing is an overlapping reconstruction, thinner leaves gaps; both

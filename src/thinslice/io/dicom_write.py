@@ -33,7 +33,7 @@ from pydicom.uid import generate_uid
 
 from thinslice.errors import ConfigError, InputError, OutputError
 from thinslice.io.atomic import atomic_folder
-from thinslice.io.dicom import headers_by_series
+from thinslice.io.dicom import headers_by_series, slice_thickness_of
 from thinslice.io.dicom_attrs import UidMaker, ds_text, series_dataset, slice_dataset
 from thinslice.io.files import probe_write
 from thinslice.volume import Geometry, Volume, check_mm
@@ -72,6 +72,11 @@ class Template:
     @property
     def study_uid(self) -> str:
         return str(self.headers[0].get("StudyInstanceUID") or "").strip()
+
+    @property
+    def slice_thickness(self) -> float | None:
+        """Its SliceThickness (mm), as reading the series would give it; None when unusable."""
+        return slice_thickness_of(self.headers[0], self.spacing, self.folder)
 
 
 @dataclass(frozen=True)

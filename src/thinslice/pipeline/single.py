@@ -113,6 +113,10 @@ def upsample_path(
         folder = source if dicom_template is None else Path(dicom_template)
         uid = None if from_dicom else series_uid  # a DICOM input picks its own series
         template = read_template(folder, series_uid=uid, volume=volume, new_study=new_study)
+        if slice_thickness is None and volume.slice_thickness is None and template.slice_thickness is not None:
+            # the file came from this series, whose headers say what the file format cannot
+            slice_thickness = template.slice_thickness
+            log.info("slice thickness %.4g mm, from the DICOM template's SliceThickness", slice_thickness)
     thin, spread = upsample_checked(
         volume,
         fn,
