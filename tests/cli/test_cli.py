@@ -106,6 +106,14 @@ def test_info_says_what_upsample_would_read_and_do_without_doing_it(capsys):
         ([str(LIMB_CROP)], {"scale": 2}),
         ([str(LIMB_CROP), "--slice-thickness", "1.5"], {"scale": 2, "slice_thickness": 1.5}),
         ([str(DICOM_CROP), "--target-spacing", "1"], {"target_spacing": 1.0}),
+        (
+            [str(LIMB_CROP), "--keep-acquired", "-m", "lanczos"],
+            {"scale": 2, "keep_acquired": True, "method": "lanczos"},
+        ),
+        (
+            [str(DICOM_CROP), "--target-spacing", "1", "--output-thickness", "2"],
+            {"target_spacing": 1.0, "output_thickness": 2.0},
+        ),
     ]
     said = []
     for args, kwargs in cases:
@@ -121,9 +129,17 @@ def test_info_says_what_upsample_would_read_and_do_without_doing_it(capsys):
     assert "the acquired slices kept unchanged" in said[1] and "default_x2.pt" in said[1]
     assert "2 mm apart, 3 mm thick (as read, overlapping)" in said[2] and " + profile_soft_x2.pt " in said[2]
     assert "1 mm apart (1 past each end slice's centre)" in said[2] and "past each end" not in said[0]
+    assert "the acquired slices kept unchanged" in said[3] and "made by: lanczos" in said[3]
+    # 2 mm output slices fit wholly inside no 3 mm end slice: nothing past the ends
+    assert "1 mm apart, each averaged over 2 mm, every slice synthesized" in said[4]
     capsys.readouterr()
     assert main(["info", "-i", str(LIMB_CROP), "-r", "2", "--target-spacing", "1"]) == 2
     assert capsys.readouterr().err.strip() == "error: give either --scale or --target-spacing, not both"
+    assert (
+        main(["info", "-i", str(DICOM_CROP), "--target-spacing", "1", "--output-thickness", "2", "--keep-acquired"])
+        == 2
+    )
+    assert "--keep-acquired keeps the acquired slices unchanged, but --output-thickness 2" in capsys.readouterr().err
 
 
 def test_evaluate_cli_writes_json(tmp_path):

@@ -21,16 +21,22 @@ def info(
     target_spacing: options.TargetSpacing = None,
     slice_thickness: options.SliceThickness = None,
     series_uid: Annotated[str | None, typer.Option("--series-uid", help="Series to read from a DICOM folder.")] = None,
+    method: options.Method = "model",
     model: options.Model = None,
+    output_thickness: options.OutputThickness = None,
+    keep_acquired: options.KeepAcquired = False,
 ) -> None:
     """Versions, compute devices and available methods; with -i, what upsample would make of a scan."""
     if scan is not None:
         from thinslice.io import load
         from thinslice.pipeline.upsample import build_method, describe
 
-        fn = build_method("model", model=model, device="cpu")
-        for line in describe(load(scan, series_uid), fn, scale=scale, target_spacing=target_spacing,
-                             slice_thickness=slice_thickness):  # fmt: skip
+        fn = build_method(method, model=model, device="cpu")
+        lines = describe(
+            load(scan, series_uid), fn, scale=scale, target_spacing=target_spacing, slice_thickness=slice_thickness,
+            output_thickness=output_thickness, keep_acquired=keep_acquired,
+        )  # fmt: skip
+        for line in lines:
             typer.echo(line)
         return
     import platform

@@ -54,6 +54,21 @@ SliceThickness = Annotated[
         "default: the slice spacing.",
     ),
 ]
+Method = Annotated[str, typer.Option("--method", "-m", help="Synthesis method (see `thinslice info`).")]
+OutputThickness = Annotated[
+    float | None,
+    typer.Option(
+        "--output-thickness",
+        help="Thickness (mm) of the output slices; default their spacing. Thicker averages them over it.",
+    ),
+]
+KeepAcquired = Annotated[
+    bool,
+    typer.Option(
+        "--keep-acquired",
+        help="Keep thick acquired slices unchanged (else re-estimated); the output spans first to last slice.",
+    ),
+]
 Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="Only warnings and errors; no progress bars.")]
 Verbose = Annotated[int, typer.Option("-v", "--verbose", count=True, help="More detail; -v shows tracebacks.")]
 

@@ -28,7 +28,7 @@ def upsample(
     ],
     scale: options.Scale = None,
     target_spacing: options.TargetSpacing = None,
-    method: Annotated[str, typer.Option("--method", "-m", help="Synthesis method (see `thinslice info`).")] = "model",
+    method: options.Method = "model",
     model: options.Model = None,
     all_views: options.AllViews = False,
     precision: options.Precision = "auto",
@@ -70,20 +70,8 @@ def upsample(
         str | None, typer.Option("--csv-column", help="Batch: CSV column of the paths (default: path, else the first).")
     ] = None,
     slice_thickness: options.SliceThickness = None,
-    output_thickness: Annotated[
-        float | None,
-        typer.Option(
-            "--output-thickness",
-            help="Thickness (mm) of the output slices; default their spacing. Thicker averages them over it.",
-        ),
-    ] = None,
-    keep_acquired: Annotated[
-        bool,
-        typer.Option(
-            "--keep-acquired",
-            help="Keep thick acquired slices unchanged (else re-estimated); the output spans first to last slice.",
-        ),
-    ] = False,
+    output_thickness: options.OutputThickness = None,
+    keep_acquired: options.KeepAcquired = False,
     adapt: Annotated[
         float | None,
         typer.Option("--adapt", metavar="MINUTES", help="Model: first fine-tune it on this scan for MINUTES."),

@@ -79,6 +79,21 @@ def resolve_plan(
     return plan.with_reach(grid.reach(volume.thickness, max(plan.spacing, output_thickness or 0.0)))
 
 
+def check_output_thickness(
+    volume: Volume, plan: grid.Plan, output_thickness: float | None, keep_acquired: bool
+) -> None:
+    """Refuse keeping the acquired slices unchanged while averaging every output slice.
+
+    Raises:
+        ConfigError: both asked for.
+    """
+    if grid.output_thickness_width(output_thickness, volume.thickness, plan.spacing) > 1 and keep_acquired:
+        raise ConfigError(
+            f"--keep-acquired keeps the acquired slices unchanged, but --output-thickness {output_thickness:g} mm "
+            f"averages every output slice over more than its {plan.spacing:.4g} mm spacing; give one of them"
+        )
+
+
 def reach_note(plan: grid.Plan, num_slices: int) -> str:
     """`` (2 past each end slice's centre)``: the output slices a plan makes past the end
     slices' centres, for the log and ``info -i``; empty when none."""
@@ -97,6 +112,8 @@ def describe(
     scale: int | None = None,
     target_spacing: float | None = None,
     slice_thickness: float | None = None,
+    output_thickness: float | None = None,
+    keep_acquired: bool = False,
 ) -> list[str]:
     """What :func:`upsample` would read from ``volume`` and make of it with ``fn``, without
     doing it (``thinslice info -i``): the acquisition, whether the values look like CT, the
@@ -107,10 +124,16 @@ def describe(
             except values that do not look like CT, which are a line of the answer.
     """
     require_usable(volume)
-    check_request(fn, scale=scale, target_spacing=target_spacing, slice_thickness=slice_thickness)
+    check_request(
+        fn, scale=scale, target_spacing=target_spacing, slice_thickness=slice_thickness,
+        output_thickness=output_thickness,
+    )  # fmt: skip
     if slice_thickness is not None:
         volume = volume.with_data(volume.data, slice_thickness=slice_thickness)
-    plan = resolve_plan(volume, fn, scale, target_spacing)
+    plan = resolve_plan(
+        volume, fn, scale, target_spacing, output_thickness=output_thickness, keep_acquired=keep_acquired
+    )
+    check_output_thickness(volume, plan, output_thickness, keep_acquired)
     reach = reach_note(plan, volume.num_slices)
     h, w = volume.data.shape[1:]
     sw, sh = volume.geometry.inplane_spacing
@@ -121,7 +144,9 @@ def describe(
         said += ", with gaps between them"
     problem = ct_value_problem(volume.data)
     values = "look like CT" if problem is None else f"do not look like CT: {problem} (--accept-non-ct to upsample)"
-    kept = acquired_kept(volume, fn, plan)
+    kept = acquired_kept(volume, fn, plan, keep_acquired)
+    width = grid.output_thickness_width(output_thickness, volume.thickness, plan.spacing)
+    thick = f", each averaged over {output_thickness:.4g} mm" if width > 1 and output_thickness else ""
     made_by = fn.made_by(volume.data, plan.r, thickness=volume.thickness / volume.slice_spacing,
                          spacing=volume.voxel_spacing)  # fmt: skip
     return [
@@ -129,7 +154,7 @@ def describe(
         f"thick ({said}); {h} x {w} pixels of {sh:.4g} x {sw:.4g} mm",
         f"values {float(volume.data.min()):.0f} to {float(volume.data.max()):.0f}: they {values}",
         f"upsample: x{plan.r}{' then resampled linearly' if plan.positions is not None else ''} to "
-        f"{plan.output_slices(volume.num_slices)} slices {plan.spacing:.4g} mm apart{reach}, "
+        f"{plan.output_slices(volume.num_slices)} slices {plan.spacing:.4g} mm apart{reach}{thick}, "
         + ("the acquired slices kept unchanged" if kept else "every slice synthesized, the acquired positions too"),
         f"made by: {made_by}",
     ]
@@ -408,11 +433,7 @@ def upsample_checked(
     plan = resolve_plan(
         volume, fn, scale, target_spacing, output_thickness=output_thickness, keep_acquired=keep_acquired
     )
-    if grid.output_thickness_width(output_thickness, volume.thickness, plan.spacing) > 1 and keep_acquired:
-        raise ConfigError(
-            f"--keep-acquired keeps the acquired slices unchanged, but --output-thickness {output_thickness:g} mm "
-            f"averages every output slice over more than its {plan.spacing:.4g} mm spacing; give one of them"
-        )
+    check_output_thickness(volume, plan, output_thickness, keep_acquired)
     check_resources(volume, plan, fn)
     log.info(
         "%s: %d slices at %.4g mm, %.4g mm thick%s -> %d at %.4g mm%s with %s (x%d%s)",
