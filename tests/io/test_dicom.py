@@ -103,6 +103,27 @@ def test_non_dicom_files_are_skipped(tmp_path: Path) -> None:
     assert len(list_series(tmp_path / "series")) == 1
 
 
+def test_a_study_of_linked_folders_reads_like_the_series(tmp_path: Path) -> None:
+    """A study folder assembled from symlinks (as PACS exports and study trees often are)
+    is one scan wherever thinslice looks, each folder read once even through a link back
+    up the tree; hidden files (a macOS ``._`` fork) are not read."""
+    from thinslice.cli import main
+    from thinslice.pipeline.cases import is_one_series
+
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "series").symlink_to(DICOM_CROP.resolve(), target_is_directory=True)
+    (study / "back").symlink_to(study, target_is_directory=True)  # a loop
+    (study / "._IM0001").write_bytes(b"\x00\x05\x16\x07 not DICOM")
+    direct = read_series(DICOM_CROP)
+    linked = read_series(study)
+    assert linked.num_slices == direct.num_slices and np.array_equal(linked.data, direct.data)
+    assert is_one_series(study)
+    for source, name in ((study, "linked.nii.gz"), (DICOM_CROP, "direct.nii.gz")):
+        assert main(["-q", "upsample", "-i", str(source), "-o", str(tmp_path / name), "-r", "2", "-m", "linear"]) == 0
+    assert np.array_equal(nib.load(tmp_path / "linked.nii.gz").dataobj, nib.load(tmp_path / "direct.nii.gz").dataobj)
+
+
 def test_empty_or_junk_folder(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no DICOM files found in"):
         read_series(tmp_path)

@@ -31,6 +31,7 @@ from pydicom.errors import InvalidDicomError
 
 from thinslice.errors import InputError
 from thinslice.io.tilt import deshear, find_shear
+from thinslice.io.walk import files_below
 from thinslice.memory import require_memory
 from thinslice.volume import Geometry, Volume
 
@@ -193,7 +194,7 @@ def _scan(folder: Path) -> tuple[dict[str, _Slices], int, list[str], dict[str, i
         raise InputError(f"DICOM folder not found (or not a folder): {folder}")
     groups: dict[str, _Slices] = {}
     skipped, damaged, scouts = 0, [], dict[str, int]()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for path in files_below(folder):
         ds = _read_header(path)
         if ds is None:
             skipped += 1

@@ -32,6 +32,7 @@ from pathlib import Path
 from thinslice.errors import ConfigError, InputError, ThinsliceError
 from thinslice.io import stem_of, suffix_of
 from thinslice.io.dicom import list_series, series_uid_of
+from thinslice.io.walk import walk
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +93,9 @@ def is_one_series(folder: str | os.PathLike[str]) -> bool:
     images of exactly one series and no NIfTI/NRRD/MHA file: then it is one scan, not a
     batch. Stops reading at the second series found."""
     uids: set[str] = set()
-    for here, dirs, files in os.walk(folder, onerror=_unreadable):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(f for f in files if not f.startswith(".")):
-            path = Path(here) / name
+    for here, files in walk(folder):
+        for name in files:
+            path = here / name
             if suffix_of(path):
                 return False
             if Path(name).suffix.lower() not in _NOT_DICOM and (uid := series_uid_of(path)) is not None:
@@ -109,17 +109,9 @@ def _walk(root: Path, exclude: Path | None, ext: str) -> list[Case]:
     """Every image file and every DICOM series under ``root`` (hidden names and ``exclude`` left out)."""
     cases: list[Case] = []
     dicom: dict[str, list[Path]] = defaultdict(list)  # series UID -> folders holding its files
-    seen: set[tuple[int, int]] = set()
-    for folder, dirs, files in os.walk(root, onerror=_unreadable, followlinks=True):
-        here = Path(folder)
-        stat = here.stat()
-        if (stat.st_dev, stat.st_ino) in seen:  # a symlink loop
-            dirs[:] = []
-            continue
-        seen.add((stat.st_dev, stat.st_ino))
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (here / d).resolve() != exclude)
+    for here, files in walk(root, exclude=exclude):
         uids: set[str] = set()
-        for name in sorted(f for f in files if not f.startswith(".")):
+        for name in files:
             path = here / name
             if suffix_of(path):
                 cases.append(Case(_rename(path.relative_to(root), ext), path))
@@ -153,10 +145,6 @@ def safe_component(text: str, empty: str = "nouid") -> str:
     """
     cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", text).lstrip(".")[:64]
     return cleaned or empty
-
-
-def _unreadable(err: OSError) -> None:
-    log.warning("cannot list %s (%s); its scans are left out", err.filename, err.strerror)
 
 
 def _cases_of_path(path: Path, base: Path, ext: str) -> list[Case]:

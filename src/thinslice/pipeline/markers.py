@@ -23,6 +23,7 @@ from typing import Any
 from thinslice import __version__
 from thinslice.io.atomic import write_json
 from thinslice.io.headers import detached_data_file, require_regular_file
+from thinslice.io.walk import files_below
 from thinslice.methods import Method
 
 MARKER_SUFFIX = ".done.json"
@@ -58,8 +59,8 @@ def code_fingerprint() -> str:
 
 def fingerprint(source: Path, exclude: Path | None = None) -> str:
     """SHA-256 of an input's bytes: a file (with the data file a ``.mhd`` or ``.nhdr`` names),
-    or every file (names and bytes) under a DICOM folder (hidden files and those under
-    ``exclude``, the output folder, left out).
+    or every file (names and bytes) under a DICOM folder, as reading it finds them
+    (:func:`thinslice.io.walk.files_below`; those under ``exclude``, the output folder, left out).
 
     Raises:
         InputError: a file is not a regular file (a FIFO would block the read) or its header
@@ -72,11 +73,8 @@ def fingerprint(source: Path, exclude: Path | None = None) -> str:
             require_regular_file(data, f"{data} (the data file named in {source.name})")
             parts[data.name] = data
         return _sha256(parts)
-    files = sorted(
-        p for p in source.rglob("*")
-        if p.is_file() and not p.name.startswith(".") and (exclude is None or exclude not in p.resolve().parents)
-    )  # fmt: skip
-    return _sha256({str(p.relative_to(source)): p for p in files})
+    resolved = None if exclude is None else exclude.resolve()
+    return _sha256({str(p.relative_to(source)): p for p in sorted(files_below(source, exclude=resolved))})
 
 
 def write_marker(out: Path, made: dict[str, Any], input_sha256: str, **facts: Any) -> None:
