@@ -234,10 +234,13 @@ def test_torchrun_ddp_on_cpu(volume: Volume, tmp_path: Path) -> None:
         sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2",
         "--standalone", "-m", "thinslice.cli", "train",
         "-i", str(source), "-o", str(output), "--steps", "3", "--config", str(config),
-        "--device", "cpu", "--quiet",
+        "--device", "cpu",
     ]  # fmt: skip
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-2000:]
+    # one line per run, not per process, and no spurious DDP warning on every rank
+    assert result.stderr.count("training x2 on 1 scan(s)") == 1 and result.stderr.count("wrote ") == 1
+    assert "Warning" not in result.stderr, result.stderr[-2000:]
     ckpt = load_checkpoint(output)
     assert ckpt["step"] == 3 and ckpt["world_size"] == 2
     assert len(ckpt["rng"]["sampler"]) == 2

@@ -77,15 +77,17 @@ def train(
     model_cfg = replace(model_cfg, scale=r)
     if crop is not None:
         train_cfg = replace(train_cfg, crop_sizes=((r, crop[0], crop[1]),))
-    log.info(
-        "training x%d on %d scan(s) -> %s: %s",
-        r,
-        len(volumes),
-        output,
-        "a model that re-estimates every output slice, the acquired positions too (for thick slices)"
-        if model_cfg.sharpen
-        else "a model that keeps the acquired slices (for slices no thicker than the output's)",
-    )
+    main_process = DistEnv.from_env().is_main  # under torchrun: one line, not one per process
+    if main_process:
+        log.info(
+            "training x%d on %d scan(s) -> %s: %s",
+            r,
+            len(volumes),
+            output,
+            "a model that re-estimates every output slice, the acquired positions too (for thick slices)"
+            if model_cfg.sharpen
+            else "a model that keeps the acquired slices (for slices no thicker than the output's)",
+        )
     run(
         volumes,
         output,
@@ -99,7 +101,7 @@ def train(
         progress=options.show_progress(),
         overwrite=overwrite,
     )
-    if DistEnv.from_env().is_main:  # one line, not one per process
+    if main_process:
         log.info("wrote %s", output)
 
 

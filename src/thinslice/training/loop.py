@@ -13,6 +13,7 @@ import copy
 import logging
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -179,6 +180,9 @@ def _train(
         model.load_weights(ckpt.get("train_weights") or ckpt["weights"])
     runner: nn.Module = model
     if env.enabled:
+        # a 1 x 1 kernel's gradient comes back with other strides on its size-1 axes: the same
+        # memory layout, which DDP still warns about on every rank
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         runner = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     sampler = CropSampler(observed, model_config, config, generator)
     validator = Validator(observed, model_config, config.profile) if env.is_main else None
