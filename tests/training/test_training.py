@@ -190,6 +190,21 @@ def test_two_runs_on_one_name_do_not_overwrite_each_other(volume: Volume, tmp_pa
     train([volume], path, every_step, MODEL, steps=2, progress=False, overwrite=False)
     assert steps_written == [1, 2, 2] and load_checkpoint(path)["step"] == 2
 
+    # two resumes of one checkpoint: the one that finds the file rewritten by the other
+    # since it last read or wrote it stops, and the other's file stays
+    real_sample = CropSampler.sample
+
+    def other_resume_saves_meanwhile(self):  # noqa: ANN001, ANN202
+        if load_checkpoint(path)["step"] == 3:  # between this run's saves of steps 3 and 4
+            path.write_bytes(other)
+        return real_sample(self)
+
+    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    monkeypatch.setattr(CropSampler, "sample", other_resume_saves_meanwhile)
+    with pytest.raises(OutputError, match="rewritten by another run while this one trained; stopping at step 4"):
+        train([volume], path, every_step, MODEL, steps=5, resume=True, progress=False)
+    assert path.read_bytes() == other
+
 
 def test_scale_three_and_plain_arrays(small_ct: np.ndarray, tmp_path: Path) -> None:
     model = replace(MODEL, scale=3)

@@ -125,6 +125,9 @@ def _train(
     claimed = output.exists() and (overwrite or resume)
     if output.exists() and not claimed:
         raise OutputError(f"{output} exists; pass --resume to continue it or --overwrite to start over")
+    # and a file this run read or wrote that has changed since is another run's progress:
+    # this run stops rather than overwrite it (two resumes of one checkpoint, say)
+    known = _file_id(output)
     ckpt = None
     if resume and output.exists():
         ckpt = load_checkpoint(output)
@@ -188,7 +191,7 @@ def _train(
     validator = Validator(observed, model_config, config.profile) if env.is_main else None
 
     def checkpoint() -> None:
-        nonlocal claimed
+        nonlocal claimed, known
         for net in (model, averaged):
             if not all(bool(torch.isfinite(p).all()) for p in net.parameters()):
                 raise _diverged(step, "the weights hold NaN/Inf", config.lr, output)
@@ -198,7 +201,13 @@ def _train(
         states = all_gather_tensor(env, generator.get_state(), dev)
         torch_states = all_gather_tensor(env, torch.get_rng_state(), dev)
         failed: OutputError | None = None
-        if env.is_main:
+        now = _file_id(output) if env.is_main else None
+        if now is not None and claimed and now != known:
+            failed = OutputError(
+                f"{output} was rewritten by another run while this one trained; stopping at step {step} "
+                "rather than overwrite it (train one run per checkpoint)"
+            )
+        elif env.is_main:
             try:
                 save_checkpoint(
                     output,
@@ -214,8 +223,9 @@ def _train(
                     rng={"sampler": states, "torch": torch_states},
                     metrics=metrics,
                     elapsed_s=elapsed_before + time.monotonic() - start,
-                    overwrite=claimed,
+                    overwrite=claimed and now is not None,
                 )
+                known = _file_id(output)
             except OutputError as err:
                 failed = err
         if any_rank(env, failed is not None, dev):  # every rank stops, or the others wait forever
@@ -288,6 +298,16 @@ def _train(
             metrics.get("val_base", float("nan")),
         )
     return output
+
+
+def _file_id(path: Path) -> tuple[int, int, int, int] | None:
+    """What tells one version of a file from the next (an atomic write makes a new inode);
+    None when there is none."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def _diverged(step: int, what: str, lr: float, output: Path) -> ConfigError:
