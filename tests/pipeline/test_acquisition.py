@@ -261,7 +261,16 @@ def test_an_overlapping_reconstruction_gets_the_model_for_soft_profiles(caplog, 
     score = lambda v: psnr(truth, scale_hu(v.data.astype(np.float32)))  # noqa: E731
     assert score(out) > score(plain) + 1
     small = thick.with_data(copy.data[:, :96, :96].copy())
-    assert thinslice.upsample(small, scale=2, device="cpu").meta["made_by"] == "model profile_soft_x2.pt (bundled)"
+    caplog.clear()
+    with caplog.at_level("INFO", logger="thinslice"):
+        assert thinslice.upsample(small, scale=2, device="cpu").meta["made_by"] == "model profile_soft_x2.pt (bundled)"
+    # one line says both why no softness was read and what the overlap makes of the box
+    said = [r.getMessage() for r in caplog.records if "slice profile" in r.getMessage()]
+    assert said == [
+        "the slice profile looks softer than a box (the scan is too small to estimate its softness from: taken "
+        "for a box; 2 spacings thick, as soft as contiguous slices softened by 1.2): using the model for soft "
+        "profiles; --adapt 2 (two minutes of fine-tuning on this scan) sharpens such scans further"
+    ], said
 
 
 def test_a_reconstruction_overlapping_by_half_a_slice_blends_the_two_models(caplog, chest_field, one_thread) -> None:

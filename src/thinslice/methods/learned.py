@@ -273,14 +273,17 @@ class ModelMethod(Method):
         from thinslice.profile import equivalent_softness, estimate_softness_of, soft_weight
 
         softness = None if spacing is None else estimate_softness_of(data, spacing, thickness * spacing[0])
-        if softness is None:
-            log.info("the scan is too small to estimate its slice profile from; taking it for a box")
         weight = soft_weight(thickness, softness)
-        notes = [] if softness is None else [f"softness about {softness:.1f} of the thickness"]
+        # one line: what was read, and what the overlap alone makes of a box when nothing could be
+        notes = [
+            "the scan is too small to estimate its softness from: taken for a box"
+            if softness is None
+            else f"softness about {softness:.1f} of the thickness"
+        ]
         if thickness > 1 + grid.RATIO_TOLERANCE:
             equivalent = equivalent_softness(thickness, softness or 0.0)
             notes.append(f"{thickness:.2g} spacings thick, as soft as contiguous slices softened by {equivalent:.1f}")
-        facts = f" ({'; '.join(notes)})" if notes else ""
+        facts = f" ({'; '.join(notes)})"
         if weight >= 1:
             looks, action = "softer than a box", ": using the model for soft profiles"
             action += "; --adapt 2 (two minutes of fine-tuning on this scan) sharpens such scans further"
