@@ -114,6 +114,7 @@ def test_info_says_what_upsample_would_read_and_do_without_doing_it(capsys):
             [str(DICOM_CROP), "--target-spacing", "1", "--output-thickness", "2"],
             {"target_spacing": 1.0, "output_thickness": 2.0},
         ),
+        ([str(DICOM_CROP), "--target-spacing", "1.2"], {"target_spacing": 1.2}),
     ]
     said = []
     for args, kwargs in cases:
@@ -132,6 +133,8 @@ def test_info_says_what_upsample_would_read_and_do_without_doing_it(capsys):
     assert "the acquired slices kept unchanged" in said[3] and "made by: lanczos" in said[3]
     # 2 mm output slices fit wholly inside no 3 mm end slice: nothing past the ends
     assert "1 mm apart, each averaged over 2 mm, every slice synthesized" in said[4]
+    # a grid from the first centre whose spacing does not divide the 14 mm span: one end reaches
+    assert "13 slices 1.2 mm apart (1 past the last slice's centre)," in said[5]
     capsys.readouterr()
     assert main(["info", "-i", str(LIMB_CROP), "-r", "2", "--target-spacing", "1"]) == 2
     assert capsys.readouterr().err.strip() == "error: give either --scale or --target-spacing, not both"

@@ -102,6 +102,10 @@ def reach_note(plan: grid.Plan, num_slices: int) -> str:
         return ""
     if before == after:
         return f" ({before} past each end slice's centre)"
+    if before == 0:  # a grid anchored at the first centre whose spacing does not divide the span
+        return f" ({after} past the last slice's centre)"
+    if after == 0:
+        return f" ({before} before the first slice's centre)"
     return f" ({before} before the first slice's centre, {after} past the last)"
 
 
