@@ -65,14 +65,17 @@ def slice_profile_kernel(thickness_mm: float, spacing_mm: float, softness: float
         sub = (np.arange(_SUBSAMPLES) + 0.5) / _SUBSAMPLES - 0.5
         x = k[:, None] + sub[None, :]
         # box convolved with a Gaussian, in closed form
-        # torch's normal CDF, not scipy's: scipy.special costs 0.2 s of every upsample's start-up
-        cdf = lambda v: torch.special.ndtr(torch.from_numpy(v)).numpy()  # noqa: E731
-        taps = (cdf((x + half) / sigma) - cdf((x - half) / sigma)).mean(axis=1)
+        taps = (_normal_cdf((x + half) / sigma) - _normal_cdf((x - half) / sigma)).mean(axis=1)
     taps = taps / taps.sum()
     # trim zero end taps (e.g. an integer half-width), keeping the kernel centred
     while len(taps) > 1 and taps[0] < 1e-12 and taps[-1] < 1e-12:
         taps = taps[1:-1]
     return taps
+
+
+def _normal_cdf(x: np.ndarray) -> np.ndarray:
+    # torch's, not scipy's: importing scipy.special costs 0.2 s of every upsample's start-up
+    return torch.special.ndtr(torch.from_numpy(x)).numpy()
 
 
 @functools.lru_cache(maxsize=256)
