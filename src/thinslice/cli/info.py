@@ -29,7 +29,8 @@ def info(
     """Versions, compute devices and available methods; with -i, what upsample would make of a scan."""
     if scan is not None:
         from thinslice.io import load
-        from thinslice.pipeline.upsample import build_method, describe
+        from thinslice.pipeline.plan import describe
+        from thinslice.pipeline.upsample import build_method
 
         fn = build_method(method, model=model, device="cpu")
         lines = describe(

@@ -51,7 +51,8 @@ from thinslice.pipeline.cases import Case, find_cases
 from thinslice.pipeline.export import DICOM, OUTPUT_FORMATS, not_dicom_input, write_preview, write_series
 from thinslice.pipeline.gallery import write_gallery
 from thinslice.pipeline.markers import fingerprint, is_complete, made_otherwise, marker_path, recipe, write_marker
-from thinslice.pipeline.upsample import check_request, upsample_checked
+from thinslice.pipeline.plan import check_request
+from thinslice.pipeline.upsample import upsample_checked
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,182 @@
+"""What an upsample will make, decided before any work: the options' checks, the output
+grid (:class:`thinslice.grid.Plan`), whether the acquired slices are kept, and the
+account of all of it that ``thinslice info -i`` gives (:func:`describe`).
+
+:mod:`.upsample` does the work along what this module decides.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from thinslice import grid
+from thinslice.ct import ct_value_problem, require_usable
+from thinslice.errors import ConfigError
+from thinslice.methods import Method
+from thinslice.volume import Volume, check_mm
+
+log = logging.getLogger(__name__)
+#: What the log and ``info -i`` say of slices whose thickness no file or option gives.
+ASSUMED_CONTIGUOUS = "assumed: contiguous; --slice-thickness to say otherwise"
+
+
+def check_request(
+    fn: Method,
+    *,
+    scale: int | None = None,
+    target_spacing: float | None = None,
+    slice_thickness: float | None = None,
+    output_thickness: float | None = None,
+    adapt: float | None = None,
+) -> None:
+    """The checks of an upsample's options that need no scan: a batch makes them once,
+    before any folder or case, so that a bad option is one error, not one per case.
+
+    Raises:
+        ConfigError, ModelError: both ``scale`` and ``target_spacing``, a factor ``fn``
+            does not make, a length that is not a positive number of mm, or ``adapt`` for
+            a method without weights or not a positive number of minutes.
+    """
+    if scale is not None and target_spacing is not None:
+        raise ConfigError("give either --scale or --target-spacing, not both")
+    if scale is not None:
+        fn.check_scale(scale)
+    check_mm(target_spacing, "--target-spacing")
+    check_mm(slice_thickness, "--slice-thickness")
+    check_mm(output_thickness, "--output-thickness")
+    if adapt is not None and not fn.adaptable:
+        raise ConfigError(f"--adapt fine-tunes trained weights; method {fn.name} has none (use --method model)")
+    if adapt is not None and not (np.isfinite(adapt) and adapt > 0):
+        raise ConfigError(f"--adapt takes a positive number of minutes, got {adapt}")
+
+
+def resolve_plan(
+    volume: Volume,
+    fn: Method,
+    scale: int | None,
+    target_spacing: float | None,
+    *,
+    output_thickness: float | None = None,
+    keep_acquired: bool = False,
+) -> grid.Plan:
+    """The factor (and any resampling) that gives the wanted output grid with method ``fn``,
+    reaching past the end slices' centres as far as their thickness covers
+    (:func:`thinslice.grid.reach`), unless the acquired slices are kept.
+
+    The options themselves are checked by :func:`check_request` first.
+
+    Raises:
+        ConfigError, ModelError: a target spacing or factor the method does not make.
+    """
+    if target_spacing is not None:
+        plan = grid.plan_for_spacing(volume.num_slices, volume.slice_spacing, target_spacing, fn.makes)
+    else:
+        r = fn.check_scale(fn.default_scale if scale is None else scale)
+        plan = grid.Plan(r, volume.slice_spacing / r)
+    if keep_acquired:  # today's grid: first to last acquired slice
+        return plan
+    return plan.with_reach(grid.reach(volume.thickness, max(plan.spacing, output_thickness or 0.0)))
+
+
+def check_output_thickness(
+    volume: Volume, plan: grid.Plan, output_thickness: float | None, keep_acquired: bool
+) -> None:
+    """Refuse keeping the acquired slices unchanged while averaging every output slice.
+
+    Raises:
+        ConfigError: both asked for.
+    """
+    if grid.output_thickness_width(output_thickness, volume.thickness, plan.spacing) > 1 and keep_acquired:
+        raise ConfigError(
+            f"--keep-acquired keeps the acquired slices unchanged, but --output-thickness {output_thickness:g} mm "
+            f"averages every output slice over more than its {plan.spacing:.4g} mm spacing; give one of them"
+        )
+
+
+def acquired_kept(volume: Volume, method: Method, plan: grid.Plan, keep_acquired: bool = False) -> bool:
+    """Whether the output keeps the acquired slices bit-identical: asked to, or no thicker
+    than the output's (:func:`thinslice.grid.keeps_acquired`), or a method that copies them
+    anyway (a checkpoint not trained to re-estimate them)."""
+    if keep_acquired or grid.keeps_acquired(volume.thickness, plan.spacing):
+        return True
+    if method.reestimates_acquired():
+        return False
+    log.warning(
+        "%s was trained for thin slices: it keeps the acquired %.4g mm slices as they are (bands in coronal "
+        "views); the bundled models, or one trained by `thinslice train` on thick scans, re-estimate them",
+        method.provenance(plan.r),
+        volume.thickness,
+    )
+    return True
+
+
+def reach_note(plan: grid.Plan, num_slices: int) -> str:
+    """`` (2 past each end slice's centre)``: the output slices a plan makes past the end
+    slices' centres, for the log and ``info -i``; empty when none."""
+    before, after = plan.margins(num_slices)
+    if before == after == 0:
+        return ""
+    if before == after:
+        return f" ({before} past each end slice's centre)"
+    if before == 0:  # a grid anchored at the first centre whose spacing does not divide the span
+        return f" ({after} past the last slice's centre)"
+    if after == 0:
+        return f" ({before} before the first slice's centre)"
+    return f" ({before} before the first slice's centre, {after} past the last)"
+
+
+def describe(
+    volume: Volume,
+    fn: Method,
+    *,
+    scale: int | None = None,
+    target_spacing: float | None = None,
+    slice_thickness: float | None = None,
+    output_thickness: float | None = None,
+    keep_acquired: bool = False,
+) -> list[str]:
+    """What :func:`upsample` would read from ``volume`` and make of it with ``fn``, without
+    doing it (``thinslice info -i``): the acquisition, whether the values look like CT, the
+    output grid, and what makes it (for the model, the checkpoints the acquisition picks).
+
+    Raises:
+        InputError, ConfigError, ModelError: what :func:`upsample` would refuse before any work,
+            except values that do not look like CT, which are a line of the answer.
+    """
+    require_usable(volume)
+    check_request(
+        fn, scale=scale, target_spacing=target_spacing, slice_thickness=slice_thickness,
+        output_thickness=output_thickness,
+    )  # fmt: skip
+    if slice_thickness is not None:
+        volume = volume.with_data(volume.data, slice_thickness=slice_thickness)
+    plan = resolve_plan(
+        volume, fn, scale, target_spacing, output_thickness=output_thickness, keep_acquired=keep_acquired
+    )
+    check_output_thickness(volume, plan, output_thickness, keep_acquired)
+    reach = reach_note(plan, volume.num_slices)
+    h, w = volume.data.shape[1:]
+    sw, sh = volume.geometry.inplane_spacing
+    said = ASSUMED_CONTIGUOUS if volume.slice_thickness is None else "as read"
+    if grid.overlapping(volume.thickness, volume.slice_spacing):
+        said += ", overlapping"
+    elif volume.thickness < volume.slice_spacing * (1 - grid.RATIO_TOLERANCE):
+        said += ", with gaps between them"
+    problem = ct_value_problem(volume.data)
+    values = "look like CT" if problem is None else f"do not look like CT: {problem} (--accept-non-ct to upsample)"
+    kept = acquired_kept(volume, fn, plan, keep_acquired)
+    width = grid.output_thickness_width(output_thickness, volume.thickness, plan.spacing)
+    thick = f", each averaged over {output_thickness:.4g} mm" if width > 1 and output_thickness else ""
+    made_by = fn.made_by(volume.data, plan.r, thickness=volume.thickness / volume.slice_spacing,
+                         spacing=volume.voxel_spacing)  # fmt: skip
+    return [
+        f"{volume.name}: {volume.num_slices} slices {volume.slice_spacing:.4g} mm apart, {volume.thickness:.4g} mm "
+        f"thick ({said}); {h} x {w} pixels of {sh:.4g} x {sw:.4g} mm",
+        f"values {float(volume.data.min()):.0f} to {float(volume.data.max()):.0f}: they {values}",
+        f"upsample: x{plan.r}{' then resampled linearly' if plan.positions is not None else ''} to "
+        f"{plan.output_slices(volume.num_slices)} slices {plan.spacing:.4g} mm apart{reach}{thick}, "
+        + ("the acquired slices kept unchanged" if kept else "every slice synthesized, the acquired positions too"),
+        f"made by: {made_by}",
+    ]
