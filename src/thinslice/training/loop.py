@@ -98,7 +98,10 @@ def train(
     env = DistEnv.from_env()
     dev = env.device(device)
     keep_freed_memory()  # activations reused batch to batch, not faulted in again
-    with process_group(env, dev):
+    with process_group(env, dev), warnings.catch_warnings():
+        # a 1 x 1 kernel's gradient comes back with other strides on its size-1 axes: the same
+        # memory layout, which DDP still warns about on every rank (ignored for this run only)
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         return _train(
             volumes, output, config, model_config, steps, minutes, resume, seed, env, dev, progress, init, overwrite
         )
@@ -183,9 +186,6 @@ def _train(
         model.load_weights(ckpt.get("train_weights") or ckpt["weights"])
     runner: nn.Module = model
     if env.enabled:
-        # a 1 x 1 kernel's gradient comes back with other strides on its size-1 axes: the same
-        # memory layout, which DDP still warns about on every rank
-        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         runner = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     sampler = CropSampler(observed, model_config, config, generator)
     validator = Validator(observed, model_config, config.profile) if env.is_main else None
