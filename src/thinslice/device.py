@@ -109,7 +109,7 @@ def resolve_precision(spec: str, device: torch.device) -> torch.dtype:
 
     ``auto`` is bfloat16 where the hardware computes it natively (a CUDA GPU with bf16,
     a CPU with AVX-512 BF16 or AMX; measured in BENCHMARKS.md: same quality within
-    0.01 dB, a third less time) and float32 everywhere else; ``float32`` and
+    0.01 dB, about a quarter less time) and float32 everywhere else; ``float32`` and
     ``bfloat16`` force one (bfloat16 is then emulated where the hardware lacks it).
 
     Raises:

@@ -256,8 +256,8 @@ SOFT_PROFILE = 0.6
 #: (:func:`soft_weight`): their outputs are blended with a weight rising linearly over this
 #: range of equivalent softness (:func:`equivalent_softness`). The profile family was trained
 #: up to 1.0, the soft one from 1.0. Overlapping reconstructions 1.5 spacings thick (0.76)
-#: are made better by the half-and-half blend than by either family alone, by 0.1-0.8 dB,
-#: and from 1.75 spacings (0.98) the soft family wins everywhere (BENCHMARKS.md,
+#: are made 0.1-0.8 dB better by the blend than by the profile family alone, and within 0.2 dB
+#: of the better family; from 1.75 spacings (0.98) the soft family wins everywhere (BENCHMARKS.md,
 #: "Overlapping reconstructions").
 BLEND_SOFTNESS = (0.5, 1.0)
 _FWHM = 2.0 * math.sqrt(2.0 * math.log(2.0))  # a Gaussian's FWHM over its sigma
@@ -293,7 +293,7 @@ def thin_weight(thickness: float, r: int) -> float:
     the thick-slice ones as thick as ``r`` of them, so the share falls with the logarithm of
     the thickness from 1 at one output spacing to 0 at ``r`` (BENCHMARKS.md, "Overlapping
     reconstructions": slices 0.6 of their spacing thick at x2, 1.2 output spacings, were
-    made 1.0-1.3 dB better by either blend than by the thick-slice model alone)."""
+    made 1.4-1.7 dB better by the blend than by the thick-slice model alone)."""
     slices = thickness * r  # in output spacings
     if slices <= 1.0:
         return 1.0

@@ -317,7 +317,7 @@ class ModelMethod(Method):
         if len(shares) == 1:
             (path,) = shares
             return MethodResult(*self._synthesize(path, data, r, thick, dtype), self._made_by(shares))
-        # between what the families were trained on, a blend beat each alone (BENCHMARKS.md)
+        # between what the families were trained on, a blend is at or near the better one (BENCHMARKS.md)
         out: np.ndarray | None = None
         unc: np.ndarray | None = None
         for path, share in shares.items():

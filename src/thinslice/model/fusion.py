@@ -4,7 +4,7 @@ The views' running mean lives in a single buffer: float32 normalised values, or,
 output is int16 (CT as read), the output array itself holding the mean in steps of 1/8 HU.
 The last view turns each finished slab into output values through ``finish`` (clip,
 HU, rounding), so besides the input no other volume-sized array exists: the peak memory of
-a synthesis is about the output's own size (measured in BENCHMARKS.md). The spread (the
+a synthesis stays under 2.5 times the output's size in float32 (measured in BENCHMARKS.md). The spread (the
 uncertainty map) and median fusion keep what they need besides, and only when asked.
 
 Views run in a fixed order, the axial one first: it estimates only the rows between
