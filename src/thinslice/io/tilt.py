@@ -57,7 +57,7 @@ def deshear(
     """Slices ``(D, H, W)`` moved by their in-plane offsets onto one grid large enough to
     hold every acquired pixel; the rest is filled with the series' lowest value (the
     scanner's own padding, or air). Whole pixels are copied, the fractional rest is a
-    cubic B-spline shift.
+    cubic B-spline shift, clipped to the slice's own range of values.
 
     Returns:
         The new slices (float32) and the new grid's origin (the first slice's ``origin``
@@ -76,7 +76,9 @@ def deshear(
         whole = np.floor(shift + 1e-6).astype(int)  # an offset a hair below a whole pixel is whole
         plane = np.pad(array[k].astype(np.float32), ((0, 1), (0, 1)), constant_values=fill)
         if np.any(np.abs(shift - whole) > 1e-6):
+            lo, hi = float(plane.min()), float(plane.max())
             plane = ndimage.shift(plane, shift - whole, order=3, mode="nearest")
+            np.clip(plane, lo, hi, out=plane)  # the spline overshoots at edges: no value the slice lacks
         r, c = whole
         height, width = min(rows + 1, shape[1] - r), min(cols + 1, shape[2] - c)
         out[k, r : r + height, c : c + width] = plane[:height, :width]
