@@ -345,3 +345,34 @@ def test_a_folder_set_aside_by_a_killed_overwrite_comes_back(template: Path, thi
     (aside / "IM00001.dcm").write_bytes(b"older")
     atomic.remove_stale_parts(tmp_path / "thin")
     assert not aside.exists() and (tmp_path / "thin" / "IM00001.dcm").read_bytes() == b"the previous series"
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.3], ids=["int16 HU", "rescaled"])
+def test_the_sources_padding_value_is_kept_for_the_same_hu(tmp_path: Path, shift: float) -> None:
+    """A scanner marks pixels outside its field of view with PixelPaddingValue; the derived
+    series marks the same HU, in its own stored values, and holds nothing below it."""
+    source = filled_dicom(tmp_path / "padded")
+    for f in source.iterdir():  # unsigned, intercept -1024: stored 0 is -1024 HU
+        ds = pydicom.dcmread(f)
+        pixels = ds.pixel_array.copy()
+        pixels[:10] = 0  # rows outside the field of view
+        ds.PixelData = pixels.tobytes()
+        ds.add_new((0x0028, 0x0120), "US", 0)  # PixelPaddingValue, as the pixels are unsigned
+        ds.save_as(f, enforce_file_format=True)
+    thick = load(source)
+    thin = _upsample_x2(thick)
+    thin = thin.with_data(np.rint(thin.data) + np.float32(shift))  # shifted: not integral, a slope below 1
+    thin.data[:, :10] = -1024.0
+    thin.data[1, 0, 0] = -1030.0  # an interpolation's undershoot below the padding
+    headers = _headers(_write(thin, tmp_path / "out", source))
+    slope, intercept = float(headers[0].RescaleSlope), float(headers[0].RescaleIntercept)
+    assert (slope < 1) == (shift != 0)
+    for ds in headers:
+        pad = int(ds.PixelPaddingValue)
+        assert pad * slope + intercept == -1024.0
+        stored = ds.pixel_array
+        assert stored.min() == pad and np.all(stored[:10] == pad)
+    # a source without one gives none
+    plain_source = filled_dicom(tmp_path / "plain")
+    plain = _headers(_write(_upsample_x2(load(plain_source)), tmp_path / "out2", plain_source))
+    assert "PixelPaddingValue" not in plain[0]

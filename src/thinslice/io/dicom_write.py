@@ -184,6 +184,8 @@ def write_dicom_series(
     RescaleSlope the smallest power of two (at least 2**-12 HU) that fits the range
     into int16: every voxel reads back within half a slope of its value, exactly when
     it is a multiple of the slope (the halves and quarters of linear interpolation).
+    The source's PixelPaddingValue (pixels outside the field of view) is kept for the
+    same HU in the new stored values, and no pixel is stored below it.
 
     Slice ``k`` of ``volume.data`` (shape ``(D, H, W)``, HU) becomes the file with
     InstanceNumber ``k + 1``; rows are ``H`` and columns ``W``. Readers (SimpleITK,
@@ -238,6 +240,7 @@ def write_dicom_series(
         src = read_template(folder, series_uid=series_uid, volume=volume, new_study=new_study)
     positions = np.asarray([volume.geometry.slice_position(k) for k in range(volume.num_slices)])
     slope, intercept = _rescale(volume.data)
+    padding = _stored_padding(src.headers[0], slope, intercept)
     if plane.normal @ volume.geometry.slice_direction < 0:
         log.info("left-handed grid: readers will list the %d slices in reverse order", volume.num_slices)
 
@@ -268,7 +271,9 @@ def write_dicom_series(
                 ds.SliceThickness = ds_text(thickness)
                 ds.SpacingBetweenSlices = ds_text(volume.slice_spacing)
                 ds.RescaleSlope, ds.RescaleIntercept = ds_text(slope), ds_text(intercept)
-                ds.PixelData = _encode(volume.data[k], slope, intercept).tobytes()
+                ds.PixelData = _encode(volume.data[k], slope, intercept, padding).tobytes()
+                if padding is not None:
+                    ds.add_new((0x0028, 0x0120), "SS", padding)  # PixelPaddingValue, signed as the pixels
                 _write_file(ds, part / f"IM{k + 1:0{width}d}.dcm")
     except OSError as err:
         raise OutputError(f"cannot write the DICOM series to {out}: {err.strerror or err}") from err
@@ -362,10 +367,26 @@ def _rescale(data: np.ndarray) -> tuple[float, float]:
     return 2.0**exponent, intercept
 
 
-def _encode(plane: np.ndarray, slope: float, intercept: float) -> np.ndarray:
-    """One slice ``(H, W)`` in HU as little-endian int16 stored values."""
+def _stored_padding(source: Dataset, slope: float, intercept: float) -> int | None:
+    """The source's PixelPaddingValue (the scanner's mark for pixels outside the field of
+    view) as a stored value of the new series, for the same HU; None when the source has
+    none, gives a range (PixelPaddingRangeLimit), or the new encoding cannot hold it."""
+    value = source.get("PixelPaddingValue")
+    if value is None or "PixelPaddingRangeLimit" in source:
+        return None
+    value = int(value)
+    if source.get("PixelRepresentation") == 1 and value > 32767:  # read as US, stored signed
+        value -= 65536
+    hu = value * float(source.get("RescaleSlope", 1) or 1) + float(source.get("RescaleIntercept", 0) or 0)
+    stored = int(np.rint((hu - intercept) / slope))
+    return stored if -32768 <= stored <= 32767 else None
+
+
+def _encode(plane: np.ndarray, slope: float, intercept: float, padding: int | None = None) -> np.ndarray:
+    """One slice ``(H, W)`` in HU as little-endian int16 stored values; nothing below
+    ``padding`` (the stored padding value: an interpolation's undershoot is padding too)."""
     stored = np.rint((plane.astype(np.float64) - intercept) / slope)
-    return np.clip(stored, -32768, 32767).astype("<i2")
+    return np.clip(stored, -32768 if padding is None else padding, 32767).astype("<i2")
 
 
 def _uid_maker(src: Template, description: str, derivation: str, volume: Volume, deterministic: bool) -> UidMaker:
