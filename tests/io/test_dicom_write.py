@@ -376,3 +376,19 @@ def test_the_sources_padding_value_is_kept_for_the_same_hu(tmp_path: Path, shift
     plain_source = filled_dicom(tmp_path / "plain")
     plain = _headers(_write(_upsample_x2(load(plain_source)), tmp_path / "out2", plain_source))
     assert "PixelPaddingValue" not in plain[0]
+
+
+def test_type_2_attributes_the_source_lacks_are_written_empty(tmp_path: Path) -> None:
+    """A CT image must carry its Type 2 attributes (an archive may refuse it otherwise):
+    copied when the source has them, present and empty when it does not."""
+    source = filled_dicom(tmp_path / "src")
+    for f in source.iterdir():
+        ds = pydicom.dcmread(f)
+        for keyword in ("PatientBirthDate", "PatientSex", "AccessionNumber"):
+            if keyword in ds:
+                delattr(ds, keyword)
+        ds.save_as(f, enforce_file_format=True)
+    (ds, *_) = _headers(_write(_upsample_x2(load(source)), tmp_path / "out", source))
+    for keyword in ("PatientBirthDate", "PatientSex", "AccessionNumber"):
+        assert keyword in ds and ds[keyword].is_empty, keyword
+    assert ds.PatientID == PATIENT_ID and ds.KVP == 120  # what the source has is still copied

@@ -67,6 +67,15 @@ COPIED_KEYWORDS: tuple[str, ...] = (
 )  # fmt: skip
 
 
+#: Type 2 attributes of the CT Image IOD among the copied ones: a derived series must have
+#: them, empty when the source lacks them (an archive may refuse a series without them).
+TYPE2_KEYWORDS: tuple[str, ...] = (
+    "PatientName", "PatientID", "PatientBirthDate", "PatientSex",  # patient
+    "StudyDate", "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber",  # general study
+    "Manufacturer", "KVP",  # general equipment, CT image
+)  # fmt: skip
+
+
 def ds_text(value: float) -> str:
     """A decimal string of at most 16 characters (DICOM DS), ``0`` for rounding noise."""
     value = float(value)
@@ -160,6 +169,9 @@ def slice_dataset(
     for keyword in COPIED_KEYWORDS:
         if keyword in nearest:
             ds[keyword] = copy.deepcopy(nearest[keyword])
+    for keyword in TYPE2_KEYWORDS:
+        if keyword not in ds:
+            setattr(ds, keyword, None)  # present and empty: unknown
     ds.update(series)
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
