@@ -248,6 +248,15 @@ def test_template_without_study_uid_is_refused_unless_new_study(tmp_path: Path) 
     assert len({ds.StudyInstanceUID for ds in headers}) == 1 and headers[0].StudyInstanceUID
     assert (headers[0].SpecificCharacterSet, headers[0].SeriesDescription) == ("ISO_IR 192", description)
     assert headers[0].PatientWeight == pydicom.dcmread(next(DICOM_CROP.iterdir())).PatientWeight
+    # another series derived from the same source joins that new study, in the same patient space
+    other = write_dicom_series(
+        thin.with_data(thin.data + 1), tmp_path / "other", template=DICOM_CROP, description="x3", derivation="y",
+        new_study=True,
+    )  # fmt: skip
+    again = _headers(other)[0]
+    assert again.StudyInstanceUID == headers[0].StudyInstanceUID
+    assert again.FrameOfReferenceUID == headers[0].FrameOfReferenceUID
+    assert again.SeriesInstanceUID != headers[0].SeriesInstanceUID
 
 
 def test_failure_part_way_leaves_no_folder_and_keeps_the_old_series(

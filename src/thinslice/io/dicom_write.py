@@ -211,7 +211,8 @@ def write_dicom_series(
             description, the derivation, the output grid and the voxels themselves, so
             rerunning the same job gives the same UIDs (and a PACS replaces rather than
             duplicates), while different pixels (say, new weights under the same model
-            file name) never reuse a UID. False: random UIDs.
+            file name) never reuse a UID; a new study or frame of reference is one per
+            source, shared by every series derived from it. False: random UIDs.
         new_study: file the series in a new study (new StudyInstanceUID) instead of
             the template's; needed when the template has no StudyInstanceUID.
 
@@ -389,16 +390,26 @@ def _encode(plane: np.ndarray, slope: float, intercept: float, padding: int | No
     return np.clip(stored, -32768 if padding is None else padding, 32767).astype("<i2")
 
 
+#: UIDs of what a derived series shares with its source: one per source, not per job.
+SOURCE_ROLES = ("study", "frame of reference")
+
+
 def _uid_maker(src: Template, description: str, derivation: str, volume: Volume, deterministic: bool) -> UidMaker:
-    """A function ``role -> UID``: stable per role and job, or random."""
+    """A function ``role -> UID``: stable per role and job, or random.
+
+    The roles the source's own series stands for (a new study, a new frame of reference,
+    made when the source has none) depend on the source alone, so that every series
+    derived from one source lands in one study and one patient space; the others on the
+    job too (texts, grid, voxels)."""
     if not deterministic:
         return lambda role: generate_uid()
     source_sops = [str(ds.get("SOPInstanceUID") or "") for ds in src.headers]
+    source = ["thinslice derived series", src.uid, *source_sops]
     first = volume.geometry.slice_position(0).round(4).tolist()
     grid = f"{volume.data.shape} {volume.data.dtype.str} {volume.slice_spacing:.6f} {first}"
     voxels = hashlib.sha256(np.ascontiguousarray(volume.data).data.cast("B")).hexdigest()
-    key = ["thinslice derived series", src.uid, *source_sops, description, derivation, grid, voxels]
-    return lambda role: generate_uid(entropy_srcs=[*key, role])
+    job = [*source, description, derivation, grid, voxels]
+    return lambda role: generate_uid(entropy_srcs=[*(source if role in SOURCE_ROLES else job), role])
 
 
 def _write_file(ds: Dataset, path: Path) -> None:
