@@ -103,10 +103,6 @@ class TrainConfig:
         profile_bell: with ``profile``, the share of steps whose thick slices in the SMORE
             pairs are a bell instead: a Gaussian whose FWHM is the slice thickness, as a
             helical scan's slice sensitivity profile is (:data:`thinslice.profile.BELL_BOX`).
-        match_noise: add white noise to the through-plane network's training inputs (the
-            coarser copy and the SMORE input, both averaged over more voxels than the scan's
-            slices) until their in-plane noise is the scan's own, which its thick slices
-            carry at inference (:func:`thinslice.training.data.inplane_noise`).
         networks: which networks to train and use: ``both``, ``axial`` or ``sr`` (ablations).
         checkpoint_minutes: write a checkpoint at least this often.
         val_fraction: fraction of each volume's last in-plane columns held back for validation.
@@ -132,7 +128,6 @@ class TrainConfig:
     profile_softness: float = 0.0
     profile_softness_min: float = 0.0
     profile_bell: float = 0.0
-    match_noise: bool = False
     networks: str = "both"
     checkpoint_minutes: float = 5.0
     val_fraction: float = 0.15

@@ -86,8 +86,6 @@ class Batch:
         gap0: first gap of the block used for the consistency terms.
         smore_in: ``(S, 1, m, x)`` degraded axial images or None.
         smore_target: ``(S, 1, r*(m-1)+1, x)`` or None.
-        low: the crop's coarser copy when the sampler makes it (``match_noise``), else None:
-            the objective makes it.
     """
 
     crop: Tensor
@@ -96,7 +94,6 @@ class Batch:
     gap0: int
     smore_in: Tensor | None = None
     smore_target: Tensor | None = None
-    low: Tensor | None = None
 
     def to(self, device: torch.device) -> Batch:
         def move(t: Tensor | None) -> Tensor | None:
@@ -109,7 +106,6 @@ class Batch:
             self.gap0,
             move(self.smore_in),
             move(self.smore_target),
-            move(self.low),
         )
 
 
@@ -175,32 +171,13 @@ class CropSampler:
         self.generator = generator
         voxels = torch.tensor([float(v.data[:, :, : v.train_w].numel()) for v in volumes])
         self.weights = voxels / voxels.sum()
-        span = model_config.hu_max - model_config.hu_min
-        self.soft_tissue = (
-            (SOFT_TISSUE_HU[0] - model_config.hu_min) / span,
-            (SOFT_TISSUE_HU[1] - model_config.hu_min) / span,
-        )
-        # the noise the through-plane network meets at inference: the scan's own, in-plane
-        self.noise = [
-            inplane_noise(v.data[:: max(1, v.data.shape[0] // 16)], *self.soft_tissue) if config.match_noise else 0.0
-            for v in volumes
-        ]
 
     def _randint(self, high: int) -> int:
         return int(torch.randint(0, max(1, high), (1,), generator=self.generator))
 
-    def _noisier(self, images: Tensor, wanted: float) -> Tensor:
-        """``images`` with white noise added to bring their in-plane noise up to ``wanted``."""
-        have = inplane_noise(images, *self.soft_tissue)
-        if wanted <= have or have == 0.0:
-            return images
-        extra = math.sqrt(wanted**2 - have**2)
-        return images + extra * torch.randn(images.shape, generator=self.generator, dtype=images.dtype)
-
     def sample(self) -> Batch:
         g, r = self.generator, self.r
-        index = int(torch.multinomial(self.weights, 1, generator=g))
-        vol = self.volumes[index]
+        vol = self.volumes[int(torch.multinomial(self.weights, 1, generator=g))]
         d, h, _ = vol.data.shape
         n = fit_slices(self.slices, d, r)
         ch, cw = min(self.size, h), min(self.size, vol.train_w)
@@ -251,8 +228,6 @@ class CropSampler:
                 pair = smore_pair(images, step, r, offset, thickness=thickness, thick_softness=soft)
                 if pair is not None:
                     batch.smore_in, batch.smore_target = pair
-                    if self.config.match_noise:
-                        batch.smore_in = self._noisier(pair[0], self.noise[index])
             elif ratio >= 1.0:
                 count = self.config.smore_images
                 which = torch.randint(0, crop.shape[0], (count,), generator=g)
@@ -264,25 +239,7 @@ class CropSampler:
                 pair = degrade_inplane(images, ratio, r, offset)
                 if pair is not None:
                     batch.smore_in, batch.smore_target = pair
-        if self.config.match_noise:
-            batch.low = self._noisier(coarser_copy(crop, r, self.config.profile), self.noise[index])
         return batch
-
-
-#: The HU range whose in-plane noise :func:`inplane_noise` measures: soft tissue, where CT
-#: noise shows and structure is faint.
-SOFT_TISSUE_HU = (-200.0, 200.0)
-
-
-def inplane_noise(images: Tensor, lo: float, hi: float) -> float:
-    """A robust estimate of the noise along the last axis of ``images`` where both
-    neighbours lie in ``[lo, hi]``: the scaled MAD of their differences over sqrt(2);
-    0 when fewer than 256 pairs qualify."""
-    a, b = images[..., :-1], images[..., 1:]
-    diff = (b - a)[(a > lo) & (a < hi) & (b > lo) & (b < hi)]
-    if diff.numel() < 256:
-        return 0.0
-    return float(1.4826 * (diff - diff.median()).abs().median() / math.sqrt(2.0))
 
 
 def coarser_copy(vol: Tensor, r: int, profile: bool, dim: int = 1) -> Tensor:

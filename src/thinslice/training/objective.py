@@ -101,7 +101,7 @@ class DistillationModel(nn.Module):
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         cfg, wts, r = self.config, self.config.weights, self.r
         vol = batch.crop
-        low = coarser_copy(vol, r, cfg.profile) if batch.low is None else batch.low
+        low = coarser_copy(vol, r, cfg.profile)
         losses: dict[str, Tensor] = {}
         total = vol.new_zeros(())
         recon = lambda p, t: reconstruction_loss(  # noqa: E731
