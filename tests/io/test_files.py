@@ -75,6 +75,19 @@ def test_slice_axis_is_largest_spacing_in_any_position(tmp_path):
     assert io.choose_slice_axis((1.5, 1.5, 1.5)) == 2  # tie: third axis
 
 
+@pytest.mark.parametrize("pixels", [0.78, 0.98])
+def test_thin_slices_finer_than_their_pixels_stay_along_the_third_axis(tmp_path, pixels):
+    """Thin CT (0.5-0.625 mm slices) often has larger pixels than slice spacing; its slices
+    are still the third axis, not an in-plane axis that happens to be wider."""
+    image = sitk.GetImageFromArray(np.zeros((9, 6, 7), np.int16) - 1000)
+    image.SetSpacing((pixels, pixels, 0.5))
+    path = tmp_path / "thin.nii.gz"
+    sitk.WriteImage(image, str(path))
+    volume = io.load(path)
+    assert volume.geometry.slice_axis == 2 and volume.slice_spacing == pytest.approx(0.5)
+    assert volume.data.shape == (9, 6, 7)
+
+
 def test_save_refuses_existing_output_without_overwrite(tmp_path):
     volume = io.load(LIMB_CROP)
     out = io.save(volume, tmp_path / "a.nii.gz")

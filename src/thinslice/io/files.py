@@ -63,12 +63,17 @@ def stem_of(path: str | os.PathLike[str]) -> str:
     return p.name[: len(p.name) - len(suffix)] if suffix else p.name
 
 
+#: How much wider than the third axis's spacing another axis's must be to be the slice axis
+#: of a file: thin CT often has slices finer than its pixels (0.5 mm slices, 0.98 mm pixels).
+SLICE_AXIS_MARGIN = 2.0
+
+
 def choose_slice_axis(spacing: tuple[float, float, float]) -> int:
-    """The ITK axis with the largest spacing; the third axis on a tie."""
-    largest = max(spacing)
-    if spacing[2] >= largest * (1 - 1e-6):
-        return 2
-    return int(np.argmax(spacing))
+    """The ITK axis slices are stacked along in a file: the third, as converters write CT,
+    unless another axis's spacing is at least :data:`SLICE_AXIS_MARGIN` times as wide (a
+    thick axis stored first), then the widest."""
+    widest = int(np.argmax(spacing))
+    return widest if spacing[widest] >= SLICE_AXIS_MARGIN * spacing[2] else 2
 
 
 def load(path: str | os.PathLike[str], series_uid: str | None = None, *, series_option: str = "--series-uid") -> Volume:
@@ -80,8 +85,9 @@ def load(path: str | os.PathLike[str], series_uid: str | None = None, *, series_
         series_option: the option that chooses the series, named when a folder holds several.
 
     Returns:
-        The volume, slice axis first. For files the slice axis is the axis with the
-        largest spacing (the third on a tie); for DICOM it is the acquisition axis.
+        The volume, slice axis first. For files the slice axis is the third axis unless
+        another is at least twice as wide (:func:`choose_slice_axis`); for DICOM it is
+        the acquisition axis.
 
     Raises:
         InputError: the path is missing, unreadable, not 3-D, or not usable CT.
@@ -462,7 +468,7 @@ def to_sitk(volume: Volume) -> sitk.Image:
 
 
 def from_sitk(image: sitk.Image, name: str = "image") -> Volume:
-    """A :class:`Volume` from a 3-D ``SimpleITK.Image`` (slice axis: largest spacing)."""
+    """A :class:`Volume` from a 3-D ``SimpleITK.Image`` (slice axis: :func:`choose_slice_axis`)."""
     if image.GetDimension() != 3:
         raise InputError(f"expected a 3-D image, got {image.GetDimension()}-D")
     sp = tuple(float(s) for s in image.GetSpacing())
