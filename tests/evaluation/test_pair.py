@@ -203,12 +203,14 @@ def test_evaluate_reference_on_the_command_line(
     assert plt.imread(picture).shape[1] == width
     report = json.loads(out.read_text())
     assert [row["method"] for row in report["rows"]] == ["linear", "cubic", "lanczos", "model"]
+    assert (report["thick_source"]["source"], report["reference_source"]["source"]) == (str(thick), str(ref))
+    assert report["alignment"]["best_offset_mm"] == 0
     best = max(row["psnr_paper"] for row in report["rows"][:3])
     assert report["rows"][3]["psnr_paper"] > best + 2
     assert (thick.read_bytes(), ref.read_bytes()) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pair.json", "pair.png", "thick.nii.gz", "thin.nii.gz"]
     for extra, message in (
-        (["--degrade", "profile"], "--degrade simulate thick slices"),
+        (["--degrade", "profile"], "--degrade simulates thick slices"),
         (["-i", str(ref)], "scores one thick series against it; got 2 inputs"),
     ):
         assert main(["evaluate", "-i", str(thick), "--reference", str(ref), *extra]) == 2
@@ -324,3 +326,48 @@ def test_a_method_of_ones_own_is_scored_beside_the_bundled_ones(chest_field) -> 
     past = {row["method"]: row for row in evaluate([chest_field], 5, methods=["linear", Mine()])["rows"]}
     assert past["mine"]["slices_used"] == past["linear"]["slices_used"] == 5 * 11 + 1 + 4  # 2 past each end
     assert past["mine"]["psnr_paper"] == past["linear"]["psnr_paper"]
+
+
+def test_a_pair_whose_headers_misplace_the_thick_slices_is_flagged(chest_field, caplog) -> None:
+    """The reference averaged over the thick slices' thickness lines up with them where the
+    headers put them; a thick series labelled 2 mm off (a mislabelled pair) is flagged with
+    the offset that fits, in the log and the report, and a true pair is not."""
+    thick = thick_series(chest_field, 5, 2)
+    with caplog.at_level("WARNING", logger="thinslice"):
+        true = evaluate_pair(thick, chest_field, methods=["linear"])["alignment"]
+    assert true["best_offset_mm"] == 0 and not caplog.records
+    moved = thick.geometry.slice_position(0) + 2.0 * np.asarray(thick.geometry.slice_direction)
+    mislabelled = replace(thick, geometry=replace(thick.geometry, origin=tuple(float(v) for v in moved)))
+    with caplog.at_level("WARNING", logger="thinslice"):
+        report = evaluate_pair(mislabelled, chest_field, methods=["linear"])
+    assert report["alignment"]["best_offset_mm"] == pytest.approx(-2.0)
+    assert report["alignment"]["best_consistency_psnr"] > report["alignment"]["consistency_psnr"] + 5
+    assert "matches them best -2 mm along the slices" in caplog.text
+
+
+def test_series_of_other_patients_or_frames_of_reference_are_flagged(chest_field, caplog) -> None:
+    thick = thick_series(chest_field, 2, 1)
+    thick.meta.update(frame_of_reference_uid="1.2.3", patient_id="A")
+    reference = replace(chest_field, meta={**chest_field.meta, "frame_of_reference_uid": "1.2.4", "patient_id": "A"})
+    with caplog.at_level("WARNING", logger="thinslice"):
+        evaluate_pair(thick, reference, methods=["linear"])
+    assert "different FrameOfReferenceUIDs (1.2.3, 1.2.4)" in caplog.text
+    assert "PatientID" not in caplog.text  # the same patient
+
+
+def test_the_preview_shows_the_thick_slices_in_the_references_order_and_extent(chest_field, monkeypatch) -> None:
+    """The thick column is drawn with the reference's geometry: its slices in the reference's
+    order (a feet-first reference turns them round) over the reference's extent only."""
+    shown = {}
+    monkeypatch.setattr(figures, "compare_views", lambda panels, path, **kw: shown.update(panels=panels))
+    thick = thick_series(chest_field, 2, 1)
+    direction = np.asarray(chest_field.geometry.direction, float).reshape(3, 3)
+    direction[:, chest_field.geometry.slice_axis] *= -1
+    last = tuple(chest_field.geometry.slice_position(62))
+    reversed_geometry = replace(chest_field.geometry, origin=last, direction=tuple(direction.ravel()))
+    feet_first = Volume(chest_field.data[::-1].copy(), reversed_geometry, "feet_first")
+    evaluate_pair(thick, feet_first, methods=["linear"], preview="unused.png")
+    np.testing.assert_array_equal(shown["panels"][0][1].data, thick.data[::-1])
+    part = chest_field.with_data(chest_field.data[20:31].copy(), first=20)  # 10 mm: thick slices 9.5 to 14.5
+    evaluate_pair(thick, part, methods=["linear"], preview="unused.png")
+    np.testing.assert_array_equal(shown["panels"][0][1].data, thick.data[9:16])

@@ -211,3 +211,19 @@ def test_full_shared_scans_load_with_expected_slice_axis():
     assert volume.data.shape == (41, 512, 512)
     assert volume.slice_spacing == pytest.approx(5.0)
     assert isinstance(volume, Volume)
+
+
+def test_json_reports_hold_null_for_what_could_not_be_scored(tmp_path):
+    """A metric with nothing to score (NaN) or of identical images (inf) is null: standard
+    JSON has neither, and strict readers refuse Python's NaN."""
+    import json
+
+    from thinslice.io.atomic import write_json
+
+    path = write_json(tmp_path / "r.json", {"rows": [{"psnr": float("inf"), "ssim": float("nan"), "n": 3}], "x": 1.5})
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in the JSON")) == {
+        "rows": [{"psnr": None, "ssim": None, "n": 3}],
+        "x": 1.5,
+    }

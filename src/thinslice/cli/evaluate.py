@@ -116,7 +116,8 @@ def evaluate(
         unused = [flag for flag, value in given.items() if value is not None]
         if unused:
             flags = ", ".join(unused)
-            raise ConfigError(f"{flags} simulate thick slices; with --reference the pair is real: drop them")
+            verb = "simulates" if len(unused) == 1 else "simulate"
+            raise ConfigError(f"{flags} {verb} thick slices; with --reference the pair is real: drop them")
         if len(inputs) != 1:
             raise ConfigError(f"--reference scores one thick series against it; got {len(inputs)} inputs")
         common["preview"] = preview

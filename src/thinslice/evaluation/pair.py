@@ -135,20 +135,17 @@ def reference_positions(thick: Volume, reference: Volume) -> tuple[np.ndarray, n
     """
     a, b = thick.geometry, reference.geometry
     da, db = (np.asarray(g.direction, float).reshape(3, 3) for g in (a, b))
-    normal = a.slice_direction
     if not np.isclose(abs(float(da[:, a.slice_axis] @ db[:, b.slice_axis])), 1.0, atol=1e-3):
         raise InputError(
             f"the reference {reference.name} is not stacked along the same axis as {thick.name}; "
             "give two reconstructions of one acquisition"
         )
-    offset = np.asarray(b.origin, float) - np.asarray(a.origin, float)
     if reference.slice_spacing >= thick.slice_spacing * (1 - grid.RATIO_TOLERANCE):
         raise InputError(
             f"the reference {reference.name} ({reference.slice_spacing:.4g} mm apart) is not finer than "
             f"{thick.name} ({thick.slice_spacing:.4g} mm); give the thin reconstruction as --reference"
         )
-    start = float(offset @ normal) / a.slice_spacing
-    step = b.slice_spacing * float(db[:, b.slice_axis] @ normal) / a.slice_spacing
+    start, step = _reference_axis(thick, reference)
     positions = start + step * np.arange(reference.num_slices)
     eps = 1e-3
     past = grid.reach(thick.thickness, max(reference.thickness, reference.slice_spacing)) / a.slice_spacing
@@ -161,9 +158,96 @@ def reference_positions(thick: Volume, reference: Volume) -> tuple[np.ndarray, n
     return inside, np.clip(positions[inside], -past, thick.num_slices - 1 + past)
 
 
+def _reference_axis(thick: Volume, reference: Volume) -> tuple[float, float]:
+    """``(start, step)``: reference slice ``j`` lies at ``start + step * j`` in thick-slice
+    units along the thick series' normal (``step`` negative when stacked the other way)."""
+    a, b = thick.geometry, reference.geometry
+    normal = a.slice_direction
+    offset = np.asarray(b.origin, float) - np.asarray(a.origin, float)
+    return float(offset @ normal) / a.slice_spacing, b.slice_spacing * float(
+        b.slice_direction @ normal
+    ) / a.slice_spacing
+
+
+def check_same_scan(thick: Volume, reference: Volume) -> None:
+    """Warn when the two series' headers name different patients, studies or frames of
+    reference (DICOM): then their patient coordinates need not line up, and a pair is two
+    reconstructions of one acquisition."""
+    from thinslice.io.dicom import ACQUISITION_KEYWORDS
+
+    for key, keyword in ACQUISITION_KEYWORDS.items():
+        ours, theirs = thick.meta.get(key), reference.meta.get(key)
+        if ours and theirs and ours != theirs:
+            log.warning(
+                "%s and the reference %s have different %ss (%s, %s): they may not be reconstructions of one "
+                "acquisition, and the scores assume they are",
+                thick.name, reference.name, keyword, ours, theirs,
+            )  # fmt: skip
+
+
+#: Fewer scored reference slices than this get a warning (the SSIM window along the slices).
+FEW_SLICES = 7
+#: How much better (dB) another offset must fit than the headers' for the pair to be called misaligned.
+MISALIGNED_DB = 1.0
+
+
+def alignment(thick: Volume, reference: Volume, fields: InplaneMap | None) -> dict[str, float] | None:
+    """Whether the thick slices are where the headers put them on the reference: the
+    reference averaged over each thick slice's thickness, at the headers' positions and
+    shifted by whole reference slices up to one thick spacing either way, against the
+    thick slices (PSNR over the pixels both cover).
+
+    Returns:
+        ``{"consistency_psnr": at the headers' positions, "best_offset_mm": the shift that
+        fits best (0 when the headers' does), "best_consistency_psnr"}``, or None when too
+        few thick slices lie inside the reference to tell.
+    """
+    from thinslice.evaluation.metrics import psnr, scale_hu
+    from thinslice.profile import profile_matrix
+
+    start, step = _reference_axis(thick, reference)
+    ref = reference.data if step > 0 else reference.data[::-1]
+    if step < 0:  # the reference reversed: slice j at start' + |step| * j
+        start, step = start + step * (reference.num_slices - 1), -step
+    if fields is not None:
+        ref = ref[:, fields.rows, fields.cols]
+    per_thick = 1.0 / step  # reference slices per thick spacing
+    width = thick.thickness / reference.slice_spacing  # the thick profile, in reference slices
+    reach = int(np.ceil(per_thick))
+    centres = (np.arange(thick.num_slices) - start) * per_thick  # thick slices, in reference slices
+    margin = width / 2 + reach
+    ks = np.flatnonzero((centres >= margin) & (centres <= reference.num_slices - 1 - margin))
+    if len(ks) < 2:
+        return None
+    seen = thick.data[ks[0] : ks[-1] + 1].astype(np.float32)
+    seen = seen if fields is None else fields.resample(seen)
+    flat = ref.reshape(len(ref), -1).astype(np.float32)
+    scores = {}
+    for shift in range(-reach, reach + 1):
+        weights, _ = profile_matrix(
+            len(ref), 1.0, per_thick, width, offset=float(centres[ks[0]] + shift), count=len(ks)
+        )
+        simulated = (weights.astype(np.float32) @ flat).reshape(seen.shape)
+        scores[shift] = psnr(scale_hu(seen), scale_hu(simulated))
+    best = max(scores, key=lambda k: scores[k])
+    if scores[best] - scores[0] < MISALIGNED_DB:
+        best = 0
+    return {
+        "consistency_psnr": scores[0],
+        "best_offset_mm": best * reference.slice_spacing,  # along the thick series' normal
+        "best_consistency_psnr": scores[best],
+    }
+
+
 def factor_for(fn: Method, thick: Volume, reference: Volume) -> int:
     """The factor ``fn`` runs at to reach the reference's spacing from the thick series'."""
     return grid.plan_for_spacing(thick.num_slices, thick.slice_spacing, reference.slice_spacing, fn.makes).r
+
+
+def _source(volume: Volume) -> dict[str, Any]:
+    """Where a series was read from, for the report: its path and, for DICOM, its UIDs."""
+    keys = ("source", "series_uid", "study_uid", "frame_of_reference_uid")
+    return {key: volume.meta[key] for key in keys if volume.meta.get(key)}
 
 
 def _grid(volume: Volume) -> str:
@@ -206,13 +290,17 @@ def evaluate_pair(
             method's slices and the reference, side by side over the same extent.
 
     Returns:
-        ``{"reference", "thick_spacing", "thick_thickness", "reference_spacing",
+        ``{"reference", "thick_source", "reference_source", "thick_spacing", "thick_thickness", "reference_spacing",
         "reference_thickness", "reference_pixels", "rows": [{"volume", "method", <metrics>,
         "seconds", "slices_used", "slices_total", "made_by"}], "mean"}``. ``psnr_paper``
         and the SSIMs score every reference slice within the thick stack; ``psnr_synth`` and
         ``psnr_body`` those farther than half a reference spacing from an acquired one.
-        ``reference_pixels`` is None when the in-plane grids are the same, else the
+        ``thick_source`` and ``reference_source`` say where each was read from (path,
+        DICOM UIDs). ``reference_pixels`` is None when the in-plane grids are the same, else the
         ``[rows, cols]`` of reference pixels scored (those both fields of view cover).
+        ``alignment`` (:func:`alignment`) says whether the thick slices lie on the
+        reference where the headers put them (a warning is logged when another offset
+        fits better); None when too few thick slices lie inside the reference to tell.
     """
     if not methods and adapter is None:
         raise ConfigError("give at least one method")
@@ -226,12 +314,24 @@ def evaluate_pair(
         thick = replace(thick, slice_thickness=float(told))
     inside, positions = reference_positions(thick, reference)  # refused before any work
     fields = inplane_map(thick, reference)
+    check_same_scan(thick, reference)
+    aligned = alignment(thick, reference, fields)
+    if aligned is not None and aligned["best_offset_mm"] != 0:
+        log.warning(
+            "%s does not lie on the reference %s where the headers put it: the reference averaged over its "
+            "slices matches them best %+.3g mm along the slices from there (%.1f dB against %.1f); check that "
+            "the two are reconstructions of one acquisition: the scores below assume the headers' positions",
+            thick.name, reference.name, aligned["best_offset_mm"], aligned["best_consistency_psnr"],
+            aligned["consistency_psnr"],
+        )  # fmt: skip
     with contextlib.ExitStack() as stack:
         if adapter is not None:
             label, adapt = adapter
             fn = get_method("model", **options)
             scored[label] = stack.enter_context(adapt(fn, thick, factor_for(fn, thick, reference)))
-        return _score(thick, reference, scored, inside, positions, fields, preview)
+        report = _score(thick, reference, scored, inside, positions, fields, preview)
+    report["alignment"] = aligned
+    return report
 
 
 def _score(
@@ -249,12 +349,24 @@ def _score(
     if fields is not None:
         truth = truth[:, fields.rows, fields.cols]
         h, w = truth.shape[1:]
+        theirs, ours = _grid(reference), _grid(thick)
+        differs = (
+            f"({theirs}) is not {thick.name}'s ({ours})"
+            if theirs != ours
+            else f"lies elsewhere or runs the other way against {thick.name}'s ({ours})"
+        )
         log.info(
-            "%s's in-plane grid (%s) is not %s's (%s): scoring the %d x %d reference pixels both fields cover, "
+            "%s's in-plane grid %s: scoring the %d x %d reference pixels both fields cover, "
             "each method's slices resampled onto them (cubic spline)",
-            reference.name, _grid(reference), thick.name, _grid(thick), h, w,
+            reference.name, differs, h, w,
         )  # fmt: skip
     truth = truth.astype(np.float32)
+    if len(inside) < FEW_SLICES:
+        log.warning(
+            "only %d reference slices lie within %s's stack: coronal and sagittal SSIM need %d, and so few "
+            "slices say little about a method; give a reference that covers more of the thick series",
+            len(inside), thick.name, FEW_SLICES,
+        )  # fmt: skip
     ratio = thick.slice_spacing / reference.slice_spacing
     # reference slices within half a reference spacing of a thick slice's centre are "acquired"
     between = np.abs(positions - np.round(positions)) * ratio > 0.5
@@ -298,16 +410,20 @@ def _score(
     if preview is not None:
         from thinslice.evaluation.figures import compare_views
 
-        given = thick
-        if fields is not None:  # the thick series over the same pixels, at its own slices
-            own_slices = at_reference.with_slice_spacing(thick.slice_spacing)
-            given = Volume(fields.resample(thick.data), own_slices, thick.name)
+        # the thick slices over the reference's extent, in its order and on its pixels
+        first, last = int(np.floor(positions.min() + 1e-6)), int(np.ceil(positions.max() - 1e-6))
+        seen = thick.data[max(0, first) : min(thick.num_slices - 1, last) + 1]
+        seen = seen if positions[-1] >= positions[0] else seen[::-1]
+        seen = seen if fields is None else fields.resample(seen)
+        given = Volume(np.ascontiguousarray(seen), at_reference.with_slice_spacing(thick.slice_spacing), thick.name)
         panels = [(f"{thick.name}, {thick.slice_spacing:.3g} mm", given), *shown]
         panels.append((f"reference, {reference.slice_spacing:.3g} mm", Volume(truth, at_reference, reference.name)))
         compare_views(panels, preview, title=f"{thick.name} against {reference.name}: PSNR over every reference slice")
         log.info("wrote %s", preview)
     return {
         "reference": reference.name,
+        "thick_source": _source(thick),
+        "reference_source": _source(reference),
         "thick_spacing": thick.slice_spacing,
         "thick_thickness": thick.thickness,
         "reference_spacing": reference.slice_spacing,

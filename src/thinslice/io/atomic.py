@@ -18,6 +18,7 @@ import contextlib
 import errno
 import json
 import logging
+import math
 import os
 import re
 import secrets
@@ -202,8 +203,23 @@ def write_text(out: str | os.PathLike[str], text: str, *, overwrite: bool = True
 
 
 def write_json(out: str | os.PathLike[str], data: object, *, overwrite: bool = True) -> Path:
-    """Write ``data`` as indented JSON to ``out`` atomically (see :func:`write_text`)."""
-    return write_text(out, json.dumps(data, indent=2, allow_nan=True) + "\n", overwrite=overwrite)
+    """Write ``data`` as indented JSON to ``out`` atomically (see :func:`write_text`).
+
+    NaN and infinite numbers (a metric with nothing to score, the PSNR of identical
+    images) are written as ``null``: standard JSON has neither, and strict readers refuse
+    the file that Python's ``NaN`` makes."""
+    return write_text(out, json.dumps(_finite(data), indent=2, allow_nan=False) + "\n", overwrite=overwrite)
+
+
+def _finite(data: object) -> object:
+    """``data`` with every non-finite float replaced by None (dicts, lists and tuples walked)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: _finite(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite(value) for value in data]
+    return data
 
 
 def remove_stale_parts(out: Path) -> None:

@@ -36,6 +36,12 @@ from thinslice.memory import require_memory
 from thinslice.volume import Geometry, Volume
 
 log = logging.getLogger(__name__)
+#: Volume.meta keys (and their DICOM keywords) that say which scan a series belongs to.
+ACQUISITION_KEYWORDS = {
+    "patient_id": "PatientID",
+    "study_uid": "StudyInstanceUID",
+    "frame_of_reference_uid": "FrameOfReferenceUID",
+}
 
 _Slices = list[tuple[Path, Dataset]]
 _COS_TOL = 1e-4  # direction cosines
@@ -152,6 +158,9 @@ def read_series(folder: str | Path, series_uid: str | None = None, *, series_opt
     spacing = (float(col_sp), float(row_sp), float(np.median(np.diff(pos))))
     geometry = Geometry(spacing, (ox, oy, oz), tuple(direction.ravel().tolist()), slice_axis=2)
     meta: dict[str, object] = {"source": str(folder), "series_uid": uid, "modality": _text(first, "Modality")}
+    for key, keyword in ACQUISITION_KEYWORDS.items():  # what tells whether two series are of one scan
+        if _text(first, keyword):
+            meta[key] = _text(first, keyword)
     name = _text(first, "SeriesDescription") or folder.resolve().name
     thickness = slice_thickness_of(first, spacing[2], folder)
     return Volume.from_itk_array(_to_hu(array), geometry, name, meta, thickness)
