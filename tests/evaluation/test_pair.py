@@ -371,3 +371,34 @@ def test_the_preview_shows_the_thick_slices_in_the_references_order_and_extent(c
     part = chest_field.with_data(chest_field.data[20:31].copy(), first=20)  # 10 mm: thick slices 9.5 to 14.5
     evaluate_pair(thick, part, methods=["linear"], preview="unused.png")
     np.testing.assert_array_equal(shown["panels"][0][1].data, thick.data[9:16])
+
+
+def test_the_python_api_checks_the_preview_before_any_work(tmp_path: Path, chest_field) -> None:
+    """evaluate_pair(preview=...) refuses what the command line refuses: an input as the
+    picture (it used to be overwritten with PNG bytes), another format, an existing file."""
+    from thinslice.errors import ConfigError, OutputError
+
+    thick = tmp_path / "thick.nii.gz"
+    thinslice.save(thick_series(chest_field, 2, 1), thick)
+    before = thick.read_bytes()
+    with pytest.raises(ConfigError, match="writes a PNG; give a name ending in .png, not thick.nii.gz"):
+        evaluate_pair(thick, chest_field, methods=["linear"], preview=thick)
+    with pytest.raises(ConfigError, match="writes a PNG"):
+        evaluate_pair(thick, chest_field, methods=["linear"], preview=tmp_path / "p.jpg")
+    (tmp_path / "p.png").write_bytes(b"mine")
+    with pytest.raises(OutputError, match="exists"):
+        evaluate_pair(thick, chest_field, methods="linear", preview=tmp_path / "p.png")
+    assert thick.read_bytes() == before and (tmp_path / "p.png").read_bytes() == b"mine"
+    report = evaluate_pair(thick, chest_field, methods="linear", preview=tmp_path / "p.png", overwrite=True)
+    assert [row["method"] for row in report["rows"]] == ["linear"]  # one name, not its letters
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_takes_one_scan_or_a_list(chest_field) -> None:
+    """A path (or Volume) on its own is one scan, not the letters of its name."""
+    one = evaluate(chest_field, 2, methods="linear")
+    listed = evaluate([chest_field], 2, methods=["linear"])
+    assert len(one["rows"]) == len(listed["rows"]) == 1
+    assert one["rows"][0]["psnr_paper"] == listed["rows"][0]["psnr_paper"]
+    with pytest.raises(thinslice.errors.ConfigError, match="at least one scan"):
+        evaluate([], 2, methods=["linear"])

@@ -101,9 +101,9 @@ def evaluate(
     if preview is not None:
         if reference is None:
             raise ConfigError("--preview applies to --reference (a real pair)")
-        if preview.suffix.lower() != ".png":
-            raise ConfigError(f"--preview writes a PNG; give a name ending in .png, not {preview.name}")
-        check_destination(preview, overwrite=overwrite, what="--preview", inputs=_read(inputs, reference))
+        from thinslice.evaluation.pair import check_preview
+
+        check_preview(preview, overwrite=overwrite, inputs=_read(inputs, reference))
     common: dict[str, Any] = {"model": model, "device": device, "progress": options.show_progress()}
     if methods is not None:  # else the API's default, for a pair as for a degraded copy
         common["methods"] = _names(methods)
@@ -120,7 +120,7 @@ def evaluate(
             raise ConfigError(f"{flags} {verb} thick slices; with --reference the pair is real: drop them")
         if len(inputs) != 1:
             raise ConfigError(f"--reference scores one thick series against it; got {len(inputs)} inputs")
-        common["preview"] = preview
+        common.update(preview=preview, overwrite=overwrite)
         uids["reference_series_uid"] = reference_series_uid
         adapter = None
         if adapt is not None:

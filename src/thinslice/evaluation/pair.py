@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -244,6 +245,25 @@ def factor_for(fn: Method, thick: Volume, reference: Volume) -> int:
     return grid.plan_for_spacing(thick.num_slices, thick.slice_spacing, reference.slice_spacing, fn.makes).r
 
 
+def check_preview(
+    preview: str | os.PathLike[str], *, overwrite: bool, inputs: Sequence[str | os.PathLike[str] | Volume] = ()
+) -> Path:
+    """Refuse, before any work, a preview that is not a ``.png`` or that cannot or must not
+    be written (:func:`thinslice.io.atomic.check_destination`: an input, an existing file
+    without ``overwrite``, a missing folder).
+
+    Raises:
+        ConfigError, OutputError: naming ``--preview`` and the fix.
+    """
+    from thinslice.io.atomic import check_destination
+
+    preview = Path(preview)
+    if preview.suffix.lower() != ".png":
+        raise ConfigError(f"--preview writes a PNG; give a name ending in .png, not {preview.name}")
+    paths = tuple(str(item.meta.get("source", "")) if isinstance(item, Volume) else str(item) for item in inputs)
+    return check_destination(preview, overwrite=overwrite, what="--preview", inputs=tuple(p for p in paths if p))
+
+
 def _source(volume: Volume) -> dict[str, Any]:
     """Where a series was read from, for the report: its path and, for DICOM, its UIDs."""
     keys = ("source", "series_uid", "study_uid", "frame_of_reference_uid")
@@ -271,6 +291,7 @@ def evaluate_pair(
     reference_series_uid: str | None = None,
     adapter: tuple[str, Adapter] | None = None,
     preview: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Score each method on a real thick/thin pair.
 
@@ -287,7 +308,9 @@ def evaluate_pair(
             ``adapt(method, thick, r)``, a context manager giving the adapted method (the
             pipeline's ``--adapt``; this layer does not train), under ``label``.
         preview: a PNG to write: coronal and sagittal views of the thick series, each
-            method's slices and the reference, side by side over the same extent.
+            method's slices and the reference, side by side over the same extent
+            (checked before any work: :func:`check_preview`).
+        overwrite: replace an existing ``preview``.
 
     Returns:
         ``{"reference", "thick_source", "reference_source", "thick_spacing", "thick_thickness", "reference_spacing",
@@ -304,6 +327,8 @@ def evaluate_pair(
     """
     if not methods and adapter is None:
         raise ConfigError("give at least one method")
+    if preview is not None:
+        check_preview(preview, overwrite=overwrite, inputs=(thick, reference))
     options = {"model": model, "device": device, "progress": progress, "all_views": all_views, "precision": precision}
     scored = build_methods(methods, options)
     thick = thick if isinstance(thick, Volume) else load(thick, series_uid)

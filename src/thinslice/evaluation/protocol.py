@@ -38,7 +38,7 @@ COMPARED = ("linear", "cubic", "lanczos", "model")
 
 
 def evaluate(
-    inputs: Sequence[str | os.PathLike[str] | Volume],
+    inputs: str | os.PathLike[str] | Volume | Sequence[str | os.PathLike[str] | Volume],
     scale: int = 2,
     *,
     degrade: str = "profile",
@@ -65,7 +65,8 @@ def evaluate(
     are the method's estimate, and ``psnr`` (all slices) scores them too.
 
     Args:
-        methods: registry names or Method instances (:func:`build_methods`).
+        inputs: thin scans taken as the truth: paths or Volumes, or one of them.
+        methods: registry names or Method instances, or one of them (:func:`build_methods`).
         thickness: the profile width in mm for ``degrade="profile"`` (default ``r``
             times the input spacing: contiguous thick slices).
         softness: for ``degrade="profile"``, the FWHM of a Gaussian that softens the box
@@ -89,6 +90,10 @@ def evaluate(
     options = {"model": model, "device": device, "progress": progress, "all_views": all_views}
     options["precision"] = precision
     built = build_methods(methods, options)
+    if isinstance(inputs, str | os.PathLike | Volume):  # one scan, not the letters of its path
+        inputs = [inputs]
+    if not inputs:
+        raise ConfigError("give at least one scan to evaluate")
     rows: list[dict[str, Any]] = []
     for item in inputs:
         volume = item if isinstance(item, Volume) else load(item, series_uid)
@@ -139,12 +144,12 @@ def evaluate(
     return report
 
 
-def build_methods(methods: Sequence[str | Method], options: dict[str, Any]) -> dict[str, Method]:
+def build_methods(methods: str | Method | Sequence[str | Method], options: dict[str, Any]) -> dict[str, Method]:
     """The methods to score, by name: a registry name is built with ``options``; a
     :class:`~thinslice.methods.Method` instance (a method of one's own, or a peer's result
     wrapped as one) is scored as it is, under its ``name``."""
     built: dict[str, Method] = {}
-    for given in methods:
+    for given in [methods] if isinstance(methods, str | Method) else methods:  # one name is not its letters
         fn = get_method(given, **options) if isinstance(given, str) else given
         built[fn.name] = fn
     return built
