@@ -401,3 +401,19 @@ def test_type_2_attributes_the_source_lacks_are_written_empty(tmp_path: Path) ->
     for keyword in ("PatientBirthDate", "PatientSex", "AccessionNumber"):
         assert keyword in ds and ds[keyword].is_empty, keyword
     assert ds.PatientID == PATIENT_ID and ds.KVP == 120  # what the source has is still copied
+
+
+def test_a_series_inside_the_input_folder_and_a_checked_template_without_study_are_refused(tmp_path: Path) -> None:
+    """A series written inside the input folder would become part of the input (a second
+    series there); a template read for a new study still needs new_study when writing."""
+    source = filled_dicom(tmp_path / "src")
+    thin = _upsample_x2(load(source))
+    with pytest.raises(OutputError, match="lies inside the input folder"):
+        _write(thin, source / "thin", source)
+    assert sorted(p.name for p in source.iterdir()) == sorted(p.name for p in DICOM_CROP.iterdir())
+    bare = read_template(DICOM_CROP, new_study=True)  # the fixture as shipped: no StudyInstanceUID
+    with pytest.raises(InputError, match="no StudyInstanceUID"):
+        write_dicom_series(
+            _upsample_x2(load(DICOM_CROP)), tmp_path / "t", template=bare, description="x", derivation="y"
+        )
+    assert not (tmp_path / "t").exists()

@@ -132,21 +132,25 @@ def read_template(
         )
     template = _sorted_template(folder, uid, groups[uid])
     if not new_study and not template.study_uid:
-        raise InputError(
-            f"the DICOM series in {folder} has no StudyInstanceUID, so a derived series cannot join its "
-            "study; pass --new-study to file it in a new study (patient attributes are still copied)"
-        )
+        raise InputError(_no_study(folder))
     if volume is not None:
         _check_coverage(template, volume)
     return template
+
+
+def _no_study(folder: Path) -> str:
+    return (
+        f"the DICOM series in {folder} has no StudyInstanceUID, so a derived series cannot join its "
+        "study; pass --new-study to file it in a new study (patient attributes are still copied)"
+    )
 
 
 def check_series_output(out: str | os.PathLike[str], *, overwrite: bool, sources: Iterable[object] = ()) -> None:
     """Refuse an output folder that cannot or must not be written, before any work.
 
     Raises:
-        OutputError: the parent folder is missing or not writable, ``out`` is a file, is
-            or holds an input, or holds files and ``overwrite`` is False.
+        OutputError: the parent folder is missing or not writable, ``out`` is a file, is,
+            holds or lies inside an input, or holds files and ``overwrite`` is False.
     """
     out = Path(out)
     parent = out.parent if str(out.parent) else Path(".")
@@ -156,8 +160,16 @@ def check_series_output(out: str | os.PathLike[str], *, overwrite: bool, sources
         raise OutputError(f"output {out} is a file; give a folder for the DICOM series")
     resolved = out.resolve()
     for item in sources:
-        if item and (resolved == Path(str(item)).resolve() or resolved in Path(str(item)).resolve().parents):
+        if not item:
+            continue
+        source = Path(str(item)).resolve()
+        if resolved == source or resolved in source.parents:
             raise OutputError(f"output {out} is or holds the input {item}; choose another folder (inputs are kept)")
+        if source.is_dir() and source in resolved.parents:  # its files would join the input's series
+            raise OutputError(
+                f"output {out} lies inside the input folder {item}, where the new series would become part of "
+                "the input; choose a folder outside it (inputs are kept)"
+            )
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise OutputError(f"output folder {out} already holds files; pass --overwrite to replace them")
     probe_write(parent)
@@ -237,6 +249,8 @@ def write_dicom_series(
     if isinstance(template, Template):
         _check_coverage(template, volume)
         src = template
+        if not new_study and not src.study_uid:  # as read_template refuses it
+            raise InputError(_no_study(folder))
     else:
         src = read_template(folder, series_uid=series_uid, volume=volume, new_study=new_study)
     positions = np.asarray([volume.geometry.slice_position(k) for k in range(volume.num_slices)])
