@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from thinslice.errors import ConfigError, InputError
+from thinslice.errors import ConfigError, InputError, OutputError
 from thinslice.model.checkpoint import load_checkpoint
 from thinslice.model.config import ModelConfig
 from thinslice.model.inference import load_model
@@ -396,3 +396,34 @@ def test_cli_train_makes_a_model_for_the_scans_slices(tmp_path: Path, capfd: pyt
     tiny.write_text(tiny.read_text() + "profile = false\n")  # the [train] table is the last one
     stored = load_checkpoint(trained("own.pt"))
     assert stored["model_config"]["sharpen"] and not stored["train_config"]["profile"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"minutes": float("nan")}, ConfigError, "minutes must be a positive number"),
+        ({"minutes": 0}, ConfigError, "minutes must be a positive number"),
+        ({"steps": 1.5}, ConfigError, "steps must be a whole number"),
+        ({"steps": -1}, ConfigError, "steps must be a whole number"),
+        ({"steps": 3, "output": "missing/m.pt"}, OutputError, "does not exist; create it first"),
+        ({"steps": 3, "output": "."}, OutputError, "is a folder"),
+    ],
+    ids=["nan minutes", "0 minutes", "1.5 steps", "-1 steps", "missing folder", "a folder"],
+)
+def test_bad_training_arguments_are_refused_before_any_step(volume, tmp_path, monkeypatch, kwargs, error, message):
+    """A NaN budget used to train forever, and an unwritable checkpoint surfaced only at
+    the first save, after minutes of training."""
+    monkeypatch.chdir(tmp_path)
+    output = kwargs.pop("output", "m.pt")
+    started = []
+    monkeypatch.setattr("thinslice.training.loop.prepare_volumes", lambda *a, **k: started.append(1))
+    with pytest.raises(error, match=message):
+        train([volume], output, TRAIN, MODEL, device="cpu", progress=False, **kwargs)
+    assert not started and sorted(os.listdir(tmp_path)) == []
+
+
+def test_training_takes_paths_to_read(tmp_path) -> None:
+    from tests.conftest import LIMB_CROP
+
+    out = train([str(LIMB_CROP)], tmp_path / "p.pt", TRAIN, MODEL, steps=2, device="cpu", progress=False)
+    assert load_checkpoint(out)["step"] == 2

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
 import time
 import warnings
 from collections.abc import Sequence
@@ -25,6 +26,8 @@ from tqdm.auto import tqdm
 from thinslice.device import keep_freed_memory
 from thinslice.distributed import DistEnv, all_gather_tensor, any_rank, broadcast_flags, process_group
 from thinslice.errors import ConfigError, Interrupted, OutputError
+from thinslice.io import load
+from thinslice.io.atomic import check_destination
 from thinslice.model.checkpoint import load_checkpoint, model_config_of, save_checkpoint
 from thinslice.model.config import ModelConfig
 from thinslice.model.inference import WEIGHT_LIMIT, autocast_for
@@ -38,7 +41,7 @@ log = logging.getLogger(__name__)
 
 
 def train(
-    volumes: Sequence[Volume | np.ndarray],
+    volumes: Sequence[Volume | str | os.PathLike[str] | np.ndarray],
     output: str | Path,
     config: TrainConfig | None = None,
     model_config: ModelConfig | None = None,
@@ -55,8 +58,9 @@ def train(
     """Train a model self-supervised on the observed volumes; write a checkpoint.
 
     Args:
-        volumes: the observed thick-slice volumes (``Volume`` or ``(D, H, W)`` HU arrays;
-            arrays carry no spacing, so SMORE is skipped for them). Only these are used.
+        volumes: the observed thick-slice volumes (``Volume``, a path to read, or a
+            ``(D, H, W)`` HU array; arrays carry no spacing, so SMORE is skipped for them).
+            Only these are used.
         output: checkpoint path (rewritten every ``config.checkpoint_minutes`` and at the
             end, atomically).
         config: training settings; None: as :func:`~thinslice.training.config.recipe_for`
@@ -80,21 +84,26 @@ def train(
         the checkpoint path.
 
     Raises:
-        ConfigError: neither steps nor minutes; a resumed checkpoint with another model
-            config.
+        ConfigError: neither steps nor minutes, or not a whole number of steps or a
+            positive number of minutes; a resumed checkpoint with another model config.
         InputError: a volume is too small for the scale.
-        OutputError: ``output`` exists (without ``overwrite`` or ``resume``) or cannot be written.
+        OutputError: ``output`` exists (without ``overwrite`` or ``resume``) or cannot be
+            written (a folder, a missing or read-only folder: checked before training).
     """
+    if steps is None and minutes is None:
+        raise ConfigError("give a training length: steps or minutes")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 0):
+        raise ConfigError(f"steps must be a whole number >= 0, got {steps!r}")
+    if minutes is not None and not (math.isfinite(minutes) and minutes > 0):
+        raise ConfigError(f"minutes must be a positive number, got {minutes!r}")
+    check_destination(output, overwrite=True, what="the checkpoint")  # a folder, unwritable: now, not after training
+    scans: list[Volume | np.ndarray] = [load(v) if isinstance(v, str | os.PathLike) else v for v in volumes]
     if config is None or model_config is None:
         scale = model_config.scale if model_config is not None else ModelConfig().scale
-        recipe_model, recipe_train = load_config(base=recipe_for(volumes, scale))
+        recipe_model, recipe_train = load_config(base=recipe_for(scans, scale))
         config = config or recipe_train
         model_config = model_config or recipe_model
     output = Path(output)
-    if steps is None and minutes is None:
-        raise ConfigError("give a training length: steps or minutes")
-    if steps is not None and steps < 0 or minutes is not None and minutes <= 0:
-        raise ConfigError(f"steps must be >= 0 and minutes > 0, got {steps} and {minutes}")
     env = DistEnv.from_env()
     dev = env.device(device)
     keep_freed_memory()  # activations reused batch to batch, not faulted in again
@@ -103,7 +112,7 @@ def train(
         # memory layout, which DDP still warns about on every rank (ignored for this run only)
         warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         return _train(
-            volumes, output, config, model_config, steps, minutes, resume, seed, env, dev, progress, init, overwrite
+            scans, output, config, model_config, steps, minutes, resume, seed, env, dev, progress, init, overwrite
         )
 
 
