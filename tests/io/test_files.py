@@ -227,3 +227,9 @@ def test_json_reports_hold_null_for_what_could_not_be_scored(tmp_path):
         "rows": [{"psnr": None, "ssim": None, "n": 3}],
         "x": 1.5,
     }
+
+
+def test_load_names_what_it_takes_when_given_something_else():
+    for given, kind in ((np.zeros((3, 4, 4)), "ndarray"), (None, "NoneType"), (b"ct.nii", "bytes")):
+        with pytest.raises(InputError, match=f"expected a path to a NIfTI/NRRD/MHA file or a DICOM folder, got {kind}"):
+            io.load(given)

@@ -90,8 +90,18 @@ def load(path: str | os.PathLike[str], series_uid: str | None = None, *, series_
         the acquisition axis.
 
     Raises:
-        InputError: the path is missing, unreadable, not 3-D, or not usable CT.
+        InputError: not a path, or the path is missing, unreadable, not 3-D, or not usable CT.
     """
+    if not isinstance(path, str | os.PathLike):
+        kind = type(path).__name__
+        raise InputError(
+            f"expected a path to a NIfTI/NRRD/MHA file or a DICOM folder, got {kind}"
+            + (
+                "; an array has no geometry: build a thinslice.Volume(data, Geometry(...)) from it"
+                if kind == "ndarray"
+                else ""
+            )
+        )
     p = Path(path)
     if not p.exists():
         raise InputError(f"input not found: {p}; check the path")

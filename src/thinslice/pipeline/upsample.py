@@ -155,7 +155,8 @@ def upsample(
         precision: with the model, ``auto`` (bfloat16 where the CPU or GPU has it natively),
             ``float32`` or ``bfloat16``: what the convolutions compute in.
         uncertainty: also return the per-voxel disagreement between the model's views
-            (HU, same grid as the result; 0 at acquired slices). Model only.
+            (HU, same grid as the result; 0 at acquired slices kept unchanged, as thin
+            ones are: thick ones are re-estimated, and disagreed on). Model only.
         slice_thickness: the input's slice thickness in mm, overriding what the file says
             (DICOM SliceThickness); without either, the slices are taken as contiguous
             (thickness = spacing), and that is logged.
