@@ -38,6 +38,10 @@ class Geometry:
             raise ConfigError(f"slice_axis must be 0, 1 or 2, got {self.slice_axis}")
         if len(self.spacing) != 3 or len(self.origin) != 3 or len(self.direction) != 9:
             raise ConfigError("geometry needs 3 spacings, 3 origin values and 9 direction values")
+        if not all(np.isfinite(s) and s > 0 for s in self.spacing):
+            raise ConfigError(f"geometry spacings must be positive numbers of mm, got {tuple(self.spacing)}")
+        if not all(np.isfinite(v) for v in (*self.origin, *self.direction)):
+            raise ConfigError("geometry origin and direction must be finite numbers")
 
     @property
     def slice_spacing(self) -> float:

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+import thinslice
 from tests.conftest import CHEST_CROP, LIMB_CROP, shared
 from thinslice import io
-from thinslice.errors import InputError, OutputError
+from thinslice.errors import ConfigError, InputError, OutputError
 from thinslice.volume import Geometry, Volume
 
 
@@ -53,7 +54,7 @@ def test_the_inputs_own_header_notes_are_kept_after_the_thickness(tmp_path, suff
     assert second.slice_thickness == pytest.approx(1.25) and second.meta["notes"] == volume.meta["notes"]
     written = sitk.ReadImage(str(tmp_path / f"b{suffix}")).GetMetaData("ITK_FileNotes")
     assert written == "thinslice slice_thickness=1.25; TE=0;Time=101501.000;kernel=B30f"  # not nested
-    long = volume.with_data(volume.data)
+    long = volume.with_data(volume.data, slice_thickness=volume.thickness)
     long.meta["notes"] = "x" * 200
     kept = io.load(io.save(long, tmp_path / f"long{suffix}"))
     note = f"thinslice slice_thickness={volume.thickness:.6g}; "
@@ -233,3 +234,24 @@ def test_load_names_what_it_takes_when_given_something_else():
     for given, kind in ((np.zeros((3, 4, 4)), "ndarray"), (None, "NoneType"), (b"ct.nii", "bytes")):
         with pytest.raises(InputError, match=f"expected a path to a NIfTI/NRRD/MHA file or a DICOM folder, got {kind}"):
             io.load(given)
+
+
+@pytest.mark.parametrize(
+    "spacing", [(1.0, 1.0, 0.0), (1.0, 1.0, -3.0), (1.0, float("nan"), 1.0)], ids=["0", "-3", "nan"]
+)
+def test_a_geometry_needs_positive_spacings(spacing):
+    """0, negative or NaN spacing used to pass and fail later: ZeroDivisionError in
+    upsample, a negative output spacing, or a file that load then refused."""
+    with pytest.raises(ConfigError, match="geometry spacings must be positive numbers of mm"):
+        Geometry(spacing, (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
+
+
+def test_an_unknown_slice_thickness_stays_unknown_through_save_and_load(tmp_path):
+    """A file that did not say how thick its slices are, saved again, still does not: its
+    thickness is assumed (and logged as such) on the next read, not taken as read."""
+    volume = io.load(LIMB_CROP)
+    assert volume.slice_thickness is None
+    again = io.load(io.save(volume, tmp_path / "again.nii.gz"))
+    assert again.slice_thickness is None and again.thickness == pytest.approx(volume.thickness)
+    thin = io.load(io.save(thinslice.upsample(volume, scale=2, method="linear"), tmp_path / "thin.nii.gz"))
+    assert thin.slice_thickness == pytest.approx(volume.slice_spacing / 2)  # synthesized: as thick as apart

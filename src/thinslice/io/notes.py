@@ -33,8 +33,11 @@ def read_notes(image: sitk.Image) -> tuple[float | None, str]:
 
 
 def notes_for(volume: Volume, suffix: str) -> str:
-    """The header notes to write: the thickness, then the input's own notes (cut to fit NIfTI)."""
-    text = f"thinslice slice_thickness={volume.thickness:.6g}"
+    """The header notes to write: the thickness when it is known (an unknown one stays
+    unknown, not read back as if a file had said it), then the input's own notes (cut to
+    fit NIfTI)."""
+    parts = [] if volume.slice_thickness is None else [f"thinslice slice_thickness={volume.slice_thickness:.6g}"]
     if volume.meta.get("notes"):
-        text = f"{text}; {volume.meta['notes']}"
+        parts.append(str(volume.meta["notes"]))
+    text = "; ".join(parts)
     return text[:_NIFTI_DESCRIP] if suffix in (".nii", ".nii.gz") else text

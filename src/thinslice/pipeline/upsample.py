@@ -94,7 +94,8 @@ def upsample_volume(
         raise ResourceError(f"ran out of memory upsampling {volume.name} x{plan.r}; {memory_hint()}") from err
     out, spread = to_dtype(result.data, output_dtype(volume.data)), result.uncertainty
     first = float(plan.fine_positions(volume.num_slices)[0]) / plan.r  # in input slices
-    upsampled = volume.with_data(out, plan.spacing, output_thickness, first=first)
+    # synthesized slices are as thick as their spacing, or as asked: known, and saved so
+    upsampled = volume.with_data(out, plan.spacing, output_thickness or plan.spacing, first=first)
     source = upsampled.meta.pop("source", None)  # the result was not read from there...
     if source is not None:
         upsampled.meta["derived_from"] = source  # ...but save() must never overwrite it
