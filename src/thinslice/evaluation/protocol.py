@@ -26,7 +26,7 @@ from thinslice.errors import ConfigError
 from thinslice.evaluation.degrade import check_degradation, degrade_array
 from thinslice.evaluation.metrics import METRIC_NAMES, compare
 from thinslice.io import load
-from thinslice.methods import Method, get_method, run_on_grid
+from thinslice.methods import Method, get_method, run_on_grid, unused_options
 from thinslice.volume import Volume, check_mm
 
 log = logging.getLogger(__name__)
@@ -148,8 +148,17 @@ def build_methods(methods: str | Method | Sequence[str | Method], options: dict[
     """The methods to score, by name: a registry name is built with ``options``; a
     :class:`~thinslice.methods.Method` instance (a method of one's own, or a peer's result
     wrapped as one) is scored as it is, under its ``name``."""
+    listed = [methods] if isinstance(methods, str | Method) else list(methods)  # one name is not its letters
+    names = [given for given in listed if isinstance(given, str)]
+    if names and len(names) == len(listed):  # an option no method takes is a mistake, as for upsample
+        asked = {"model": options.get("model"), "all_views": options.get("all_views")}
+        asked["precision"] = options.get("precision", "auto") != "auto"
+        unused = [key for key in asked if all(key in unused_options(name, **asked) for name in names)]
+        if unused:
+            flags = ", ".join(f"--{key.replace('_', '-')}" for key in unused)
+            raise ConfigError(f"{flags} applies to --method model, which is not among {', '.join(names)}")
     built: dict[str, Method] = {}
-    for given in [methods] if isinstance(methods, str | Method) else methods:  # one name is not its letters
+    for given in listed:
         fn = get_method(given, **options) if isinstance(given, str) else given
         built[fn.name] = fn
     return built
