@@ -50,10 +50,10 @@ def slice_profile_kernel(thickness_mm: float, spacing_mm: float, softness: float
         float64 taps; tap ``k`` (from the centre) is the mean of the profile over the
         cell ``[k - 1/2, k + 1/2]`` (in samples), normalised to sum to 1.
     """
-    if not thickness_mm > 0 or not spacing_mm > 0 or softness < 0:
-        raise ConfigError(
-            f"thickness and spacing must be > 0 and softness >= 0, got {thickness_mm}, {spacing_mm}, {softness}"
-        )
+    if not (math.isfinite(thickness_mm) and thickness_mm > 0 and math.isfinite(spacing_mm) and spacing_mm > 0):
+        raise ConfigError(f"slice thickness and spacing must be positive numbers, got {thickness_mm} and {spacing_mm}")
+    if not (math.isfinite(softness) and softness >= 0):
+        raise ConfigError(f"softness must be a number >= 0, got {softness}")
     half = 0.5 * thickness_mm / spacing_mm  # box half-width in samples
     sigma = softness / spacing_mm / (2.0 * math.sqrt(2.0 * math.log(2.0)))
     radius = int(math.ceil(half + 4.0 * sigma - 0.5 + 1e-9))

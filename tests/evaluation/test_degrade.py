@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import thinslice
+from tests.conftest import LIMB_CROP
 from thinslice.errors import ConfigError
+from thinslice.evaluation import degrade
 from thinslice.evaluation.degrade import decimate, slab, slab_array, slab_profile
 from thinslice.grid import check_scale, usable_slices
 
@@ -97,3 +100,12 @@ def test_softened_profile_keeps_its_tails_inside_and_blurs_more_than_the_box(che
         degrade_array(truth, 2, "decimate", softness=0.5)
     with pytest.raises(ConfigError, match="--softness must be a number >= 0"):
         degrade_array(truth, 2, "profile", softness=-1.0)
+
+
+@pytest.mark.parametrize("softness", [float("nan"), float("inf"), -0.5])
+def test_profile_refuses_a_softness_that_is_not_a_number_at_least_0(softness) -> None:
+    """NaN gave a ValueError and inf an OverflowError from deep inside; -0.5 a message
+    about converted values."""
+    volume = thinslice.load(LIMB_CROP)
+    with pytest.raises(ConfigError, match=f"--softness must be a number >= 0 .*got {softness}"):
+        degrade.profile(volume, 2, softness=softness)

@@ -57,6 +57,7 @@ def profile_array(data: np.ndarray, r: int, thickness: float | None = None, soft
     FWHM ``softness`` times that width, and keep every ``r``-th slice; float32."""
     r = grid.check_scale(r)
     width = _width(r, thickness)
+    check_degradation("profile", softness=softness)
     count = (data.shape[0] - 1) // r + 1
     thick, _ = profile_degrade(data, 1.0, float(r), width, axis=0, softness=softness * width)
     return thick[:count]
