@@ -188,6 +188,8 @@ def check_same_scan(thick: Volume, reference: Volume) -> None:
 
 #: Fewer scored reference slices than this get a warning (the SSIM window along the slices).
 FEW_SLICES = 7
+#: In-plane pixels per slice the alignment check compares (a regular sample of them).
+ALIGNMENT_PIXELS = 2**16
 #: How much better (dB) another offset must fit than the headers' for the pair to be called misaligned.
 MISALIGNED_DB = 1.0
 
@@ -222,13 +224,15 @@ def alignment(thick: Volume, reference: Volume, fields: InplaneMap | None) -> di
         return None
     seen = thick.data[ks[0] : ks[-1] + 1].astype(np.float32)
     seen = seen if fields is None else fields.resample(seen)
-    flat = ref.reshape(len(ref), -1).astype(np.float32)
+    stride = max(1, seen[0].size // ALIGNMENT_PIXELS)  # a sample of the pixels tells the offset as well
+    seen = seen.reshape(len(seen), -1)[:, ::stride]
+    flat = ref.reshape(len(ref), -1)[:, ::stride].astype(np.float32)
     scores = {}
     for shift in range(-reach, reach + 1):
         weights, _ = profile_matrix(
             len(ref), 1.0, per_thick, width, offset=float(centres[ks[0]] + shift), count=len(ks)
         )
-        simulated = (weights.astype(np.float32) @ flat).reshape(seen.shape)
+        simulated = weights.astype(np.float32) @ flat
         scores[shift] = psnr(scale_hu(seen), scale_hu(simulated))
     best = max(scores, key=lambda k: scores[k])
     if scores[best] - scores[0] < MISALIGNED_DB:
