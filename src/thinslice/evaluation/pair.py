@@ -165,9 +165,9 @@ def _reference_axis(thick: Volume, reference: Volume) -> tuple[float, float]:
     a, b = thick.geometry, reference.geometry
     normal = a.slice_direction
     offset = np.asarray(b.origin, float) - np.asarray(a.origin, float)
-    return float(offset @ normal) / a.slice_spacing, b.slice_spacing * float(
-        b.slice_direction @ normal
-    ) / a.slice_spacing
+    start = float(offset @ normal) / a.slice_spacing
+    step = b.slice_spacing * float(b.slice_direction @ normal) / a.slice_spacing
+    return start, step
 
 
 def check_same_scan(thick: Volume, reference: Volume) -> None:
