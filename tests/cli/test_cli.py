@@ -186,3 +186,21 @@ def test_demo_writes_volume_figure_and_metrics(tmp_path):
     for key in ("psnr_synth", "ssim_axial", "ssim_coronal", "ssim_sagittal"):
         assert metrics["model"][key] > metrics["cubic"][key], key
     assert "PSNR_syn" in res.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["info", "-i", str(LIMB_CROP)],
+        ["upsample", "-i", str(LIMB_CROP), "-o", "out.nii.gz", "-m", "linear"],
+        ["evaluate", "-i", str(LIMB_CROP), "--methods", "linear"],
+    ],
+    ids=["info", "upsample", "evaluate"],
+)
+def test_a_series_uid_for_a_file_is_refused_not_ignored(args, tmp_path, monkeypatch, capfd) -> None:
+    """--series-uid picks a series of a DICOM folder; given with a file it used to be ignored."""
+    monkeypatch.chdir(tmp_path)
+    assert main([*args, "--series-uid", "1.2.3"]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--series-uid picks a series of a DICOM folder" in err[0] and "is a file" in err[0]
+    assert not list(tmp_path.iterdir())

@@ -23,7 +23,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from thinslice.ct import require_usable
-from thinslice.errors import InputError, OutputError
+from thinslice.errors import ConfigError, InputError, OutputError
 from thinslice.io.atomic import atomic_files, atomic_path
 from thinslice.io.compress import gzip_file
 from thinslice.io.headers import (
@@ -91,6 +91,7 @@ def load(path: str | os.PathLike[str], series_uid: str | None = None, *, series_
 
     Raises:
         InputError: not a path, or the path is missing, unreadable, not 3-D, or not usable CT.
+        ConfigError: ``series_uid`` for a file.
     """
     if not isinstance(path, str | os.PathLike):
         kind = type(path).__name__
@@ -105,6 +106,8 @@ def load(path: str | os.PathLike[str], series_uid: str | None = None, *, series_
     p = Path(path)
     if not p.exists():
         raise InputError(f"input not found: {p}; check the path")
+    if series_uid is not None and not p.is_dir():
+        raise ConfigError(f"{series_option} picks a series of a DICOM folder; {p} is a file, and holds one scan")
     if p.is_dir() and not any(_is_dicom_candidate(c) for c in _files_under(p)):
         images = [c for c in _files_under(p) if suffix_of(c)]
         if images:

@@ -87,6 +87,8 @@ def upsample_path(
         raise ConfigError("--dicom-template is for NIfTI/NRRD/MHA input; a DICOM series is its own template")
     if dicom and not from_dicom and dicom_template is None:
         raise not_dicom_input(source)
+    if series_uid is not None and not from_dicom and dicom_template is None:
+        raise ConfigError(f"--series-uid picks a series of a DICOM folder (or of --dicom-template); {source} is a file")
     if dicom:
         check_series_output(output, overwrite=overwrite, sources=[source, dicom_template])
     else:
@@ -107,7 +109,7 @@ def upsample_path(
         # the preview shows the spread too, when the method has one
         uncertainty=uncertainty is not None or (preview is not None and method_class(method).gives_uncertainty),
     )
-    volume = load(source, series_uid=series_uid)
+    volume = load(source, series_uid=series_uid if from_dicom else None)  # for a file: the template's series
     template = None
     if dicom:  # the template's problems (no study, another series) show before the work
         folder = source if dicom_template is None else Path(dicom_template)
