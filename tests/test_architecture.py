@@ -68,3 +68,12 @@ def test_no_method_name_tests_outside_methods() -> None:
         if pattern.search(line)
     ]
     assert not found, found
+
+
+def test_the_public_api_is_listed_and_loads_on_first_use() -> None:
+    """Every name in ``thinslice.__all__`` is in ``dir(thinslice)`` (tab completion, help)
+    and resolves, though the package imports none of them up front."""
+    import thinslice
+
+    for name in thinslice.__all__:
+        assert name in dir(thinslice) and getattr(thinslice, name) is not None

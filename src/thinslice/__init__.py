@@ -45,3 +45,8 @@ def __getattr__(name: str) -> Any:
 
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'thinslice' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The lazy API too, for tab completion and ``help(thinslice)``."""
+    return sorted({*globals(), *_LAZY})
