@@ -203,3 +203,19 @@ def test_softness_estimate_follows_the_profile_of_a_real_scan(chest_field, chest
     # a 37 mm wide crop holds too little anatomy to stand for the slice axis
     small = chest_ct.with_data(degrade_array(chest_ct.data.astype(np.float32), 2, "profile").data, spacing)
     assert estimate_softness(small) is None
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: equivalent_softness(0.0, 0.0),
+        lambda: equivalent_softness(1.0, -0.5),
+        lambda: soft_weight(1.0, float("nan")),
+        lambda: soft_weight(-3.0, 0.0),
+    ],
+    ids=["thickness 0", "softness -0.5", "softness nan", "thickness -3"],
+)
+def test_the_profile_rules_refuse_thicknesses_and_softnesses_they_cannot_mean(call) -> None:
+    """These used to answer (0.0, 0.5, a blend weight) for arguments no scan can have."""
+    with pytest.raises(ConfigError):
+        call()

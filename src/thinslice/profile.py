@@ -267,9 +267,21 @@ def equivalent_softness(thickness: float, softness: float = 0.0) -> float:
     """How soft slices ``thickness`` spacings thick, softened by ``softness`` times their
     thickness, look to a model trained on contiguous slices: the FWHM (in spacings) of the
     Gaussian that widens a box one spacing wide to the same second moment. Contiguous
-    slices (thickness 1) give ``softness``; thinner ones (gaps) 0 when unsoftened."""
+    slices (thickness 1) give ``softness``; thinner ones (gaps) 0 when unsoftened.
+
+    Raises:
+        ConfigError: a thickness that is not positive or a softness below 0 (or not finite).
+    """
+    _check_profile(thickness, softness)
     variance = (thickness**2 - 1.0) / 12.0 + (softness * thickness / _FWHM) ** 2
     return _FWHM * math.sqrt(max(variance, 0.0))
+
+
+def _check_profile(thickness: float, softness: float) -> None:
+    if not (math.isfinite(thickness) and thickness > 0):
+        raise ConfigError(f"the slice thickness must be a positive number (of spacings), got {thickness}")
+    if not (math.isfinite(softness) and softness >= 0):
+        raise ConfigError(f"softness must be a number >= 0, got {softness}")
 
 
 def soft_weight(thickness: float, softness: float | None) -> float:
@@ -280,6 +292,7 @@ def soft_weight(thickness: float, softness: float | None) -> float:
     the equivalent softness of the slices' overlap (``thickness`` in spacings, exact from
     the header) and that estimate."""
     estimate = 0.0 if softness is None else softness
+    _check_profile(thickness, estimate)
     if estimate >= SOFT_PROFILE:
         return 1.0
     lo, hi = BLEND_SOFTNESS
@@ -332,6 +345,8 @@ def estimate_softness_of(
 ) -> float | None:
     """:func:`estimate_softness` of the voxels ``x`` ``(D, H, W)`` (HU) with ``voxel_spacing``
     (slice, row, column; mm, only ratios matter) and slices ``thickness`` mm thick."""
+    if max_lines < 1:
+        raise ConfigError(f"max_lines must be at least 1, got {max_lines}")
     spacing, sp_h, sp_w = voxel_spacing
     d, h, w = x.shape
     every_h, every_w = max(1, math.ceil(d * h / max_lines)), max(1, math.ceil(d * w / max_lines))
