@@ -115,6 +115,7 @@ def test_info_says_what_upsample_would_read_and_do_without_doing_it(capsys):
             {"target_spacing": 1.0, "output_thickness": 2.0},
         ),
         ([str(DICOM_CROP), "--target-spacing", "1.2"], {"target_spacing": 1.2}),
+        ([str(LIMB_CROP), "--target-spacing", "1", "--keep-acquired"], {"target_spacing": 1.0, "keep_acquired": True}),
     ]
     said = []
     for args, kwargs in cases:
@@ -126,7 +127,7 @@ def test_info_says_what_upsample_would_read_and_do_without_doing_it(capsys):
         said.append(text)
     assert "25 slices 3.27 mm apart, 3.27 mm thick (assumed: contiguous;" in said[0]
     assert "every slice synthesized, the acquired positions too" in said[0] and "they look like CT" in said[0]
-    assert "1.5 mm thick (as read, with gaps between them)" in said[1]
+    assert "1.5 mm thick (as given by --slice-thickness, with gaps between them)" in said[1]
     assert "the acquired slices kept unchanged" in said[1] and "default_x2.pt" in said[1]
     assert "2 mm apart, 3 mm thick (as read, overlapping)" in said[2] and " + profile_soft_x2.pt " in said[2]
     assert "1 mm apart (1 past each end slice's centre)" in said[2] and "past each end" not in said[0]
@@ -135,6 +136,8 @@ def test_info_says_what_upsample_would_read_and_do_without_doing_it(capsys):
     assert "1 mm apart, each averaged over 2 mm, every slice synthesized" in said[4]
     # a grid from the first centre whose spacing does not divide the 14 mm span: one end reaches
     assert "13 slices 1.2 mm apart (1 past the last slice's centre)," in said[5]
+    # 3.27 mm to 1 mm: kept at x4, then resampled; no output slice lies on an acquired one
+    assert "the acquired slices kept on that grid, then resampled with the others" in said[6]
     capsys.readouterr()
     assert main(["info", "-i", str(LIMB_CROP), "-r", "2", "--target-spacing", "1"]) == 2
     assert capsys.readouterr().err.strip() == "error: give either --scale or --target-spacing, not both"

@@ -266,6 +266,7 @@ def test_gantry_tilt_by_fractions_of_a_pixel(tmp_path: Path) -> None:
     assert np.median(np.concatenate(shifted)) > 3 * np.median(np.concatenate(errors))  # a shift matters here
     plain = read_series(DICOM_CROP)  # the same pixels unsheared: the spline adds no value beyond their range
     assert plain.data.min() <= vol.data.min() and vol.data.max() <= plain.data.max()
+    assert vol.data.dtype == plain.data.dtype == np.int16  # whole HU in, whole HU out (int16 files)
 
 
 def test_tilt_tag_with_unsheared_positions_reads_the_grid_they_give(tmp_path: Path) -> None:

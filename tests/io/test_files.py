@@ -76,7 +76,7 @@ def test_slice_axis_is_largest_spacing_in_any_position(tmp_path):
     assert io.choose_slice_axis((1.5, 1.5, 1.5)) == 2  # tie: third axis
 
 
-@pytest.mark.parametrize("pixels", [0.78, 0.98])
+@pytest.mark.parametrize("pixels", [0.78, 1.0, 1.25])
 def test_thin_slices_finer_than_their_pixels_stay_along_the_third_axis(tmp_path, pixels):
     """Thin CT (0.5-0.625 mm slices) often has larger pixels than slice spacing; its slices
     are still the third axis, not an in-plane axis that happens to be wider."""

@@ -46,7 +46,7 @@ def evaluate(
     slice_thickness: Annotated[
         float | None,
         typer.Option(
-            "--slice-thickness", help="With --reference: thickness (mm) of the -i slices, if the file does not say."
+            "--slice-thickness", help="With --reference: thickness (mm) of the -i slices, over what the file says."
         ),
     ] = None,
     series_uid: Annotated[

@@ -18,11 +18,15 @@ _state = {"verbose": 0, "quiet": False}
 
 Inputs = Annotated[
     list[str],
-    typer.Option("-i", "--input", help="NIfTI/NRRD/MHA file or DICOM folder (a folder of them or a CSV for batches)."),
+    typer.Option(
+        "-i", "--input", help="NIfTI/NRRD/MHA file or DICOM folder; upsample and train: also a folder of them or a CSV."
+    ),
 ]
 Scale = Annotated[
     int | None,
-    typer.Option("--scale", "-r", help="Factor r (2-8). Default: the model's own for --method model, else 2."),
+    typer.Option(
+        "--scale", "-r", help="Factor r (2-8). Default: the model's own with --method model (upsample, info), else 2."
+    ),
 ]
 TargetSpacing = Annotated[float | None, typer.Option("--target-spacing", help="Wanted slice spacing, mm.")]
 Model = Annotated[
@@ -50,8 +54,8 @@ SliceThickness = Annotated[
     float | None,
     typer.Option(
         "--slice-thickness",
-        help="Thickness (mm) of the input slices, if the file does not say (DICOM SliceThickness); "
-        "default: the slice spacing.",
+        help="Thickness (mm) of the input slices, over what the file says (DICOM SliceThickness); "
+        "default: what it says, else the slice spacing.",
     ),
 ]
 Method = Annotated[str, typer.Option("--method", "-m", help="Synthesis method (see `thinslice info`).")]

@@ -153,7 +153,10 @@ def read_series(folder: str | Path, series_uid: str | None = None, *, series_opt
             "%s: gantry tilt of %.1f°: slices moved in their planes by up to %.1f pixels onto an orthogonal grid",
             folder, shear.degrees, float(np.ptp(shear.offsets, axis=0).max()),
         )  # fmt: skip
+        integral = _is_integral(array)
         array, origin = deshear(array, shear, origin, direction)
+        if integral:  # whole HU in, whole HU out: the shift's fractions are below the scanner's own step
+            array = np.rint(array)
     ox, oy, oz = (float(v) for v in origin)
     spacing = (float(col_sp), float(row_sp), float(np.median(np.diff(pos))))
     geometry = Geometry(spacing, (ox, oy, oz), tuple(direction.ravel().tolist()), slice_axis=2)
@@ -448,5 +451,8 @@ def _read_pixels(folder: Path, files: list[Path]) -> sitk.Image:
 def _to_hu(array: np.ndarray) -> np.ndarray:
     """int16 when every value is an integer that fits, else float32."""
     fits = array.size == 0 or (array.min() >= -32768 and array.max() <= 32767)
-    integral = np.issubdtype(array.dtype, np.integer) or np.array_equal(array, np.round(array))
-    return array.astype(np.int16 if fits and integral else np.float32)
+    return array.astype(np.int16 if fits and _is_integral(array) else np.float32)
+
+
+def _is_integral(array: np.ndarray) -> bool:
+    return bool(np.issubdtype(array.dtype, np.integer) or np.array_equal(array, np.round(array)))

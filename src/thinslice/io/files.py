@@ -64,8 +64,9 @@ def stem_of(path: str | os.PathLike[str]) -> str:
 
 
 #: How much wider than the third axis's spacing another axis's must be to be the slice axis
-#: of a file: thin CT often has slices finer than its pixels (0.5 mm slices, 0.98 mm pixels).
-SLICE_AXIS_MARGIN = 2.0
+#: of a file: thin CT often has slices finer than its pixels (0.5 mm slices with 1 mm pixels,
+#: 0.4 mm with 1 mm), while a thick axis stored first is 3 mm or more against pixels under 1 mm.
+SLICE_AXIS_MARGIN = 3.0
 
 
 def choose_slice_axis(spacing: tuple[float, float, float]) -> int:
@@ -86,8 +87,8 @@ def load(path: str | os.PathLike[str], series_uid: str | None = None, *, series_
 
     Returns:
         The volume, slice axis first. For files the slice axis is the third axis unless
-        another is at least twice as wide (:func:`choose_slice_axis`); for DICOM it is
-        the acquisition axis.
+        another is at least three times as wide (:func:`choose_slice_axis`); for DICOM it
+        is the acquisition axis.
 
     Raises:
         InputError: not a path, or the path is missing, unreadable, not 3-D, or not usable CT.

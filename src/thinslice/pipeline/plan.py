@@ -160,6 +160,8 @@ def describe(
     h, w = volume.data.shape[1:]
     sw, sh = volume.geometry.inplane_spacing
     said = ASSUMED_CONTIGUOUS if volume.slice_thickness is None else "as read"
+    if slice_thickness is not None:
+        said = "as given by --slice-thickness"
     if grid.overlapping(volume.thickness, volume.slice_spacing):
         said += ", overlapping"
     elif volume.thickness < volume.slice_spacing * (1 - grid.RATIO_TOLERANCE):
@@ -177,6 +179,16 @@ def describe(
         f"values {float(volume.data.min()):.0f} to {float(volume.data.max()):.0f}: they {values}",
         f"upsample: x{plan.r}{' then resampled linearly' if plan.positions is not None else ''} to "
         f"{plan.output_slices(volume.num_slices)} slices {plan.spacing:.4g} mm apart{reach}{thick}, "
-        + ("the acquired slices kept unchanged" if kept else "every slice synthesized, the acquired positions too"),
+        + _acquired_words(kept, resampled=plan.positions is not None),
         f"made by: {made_by}",
     ]
+
+
+def _acquired_words(kept: bool, resampled: bool) -> str:
+    """What ``info -i`` says of the acquired slices: kept, synthesized, or kept on the
+    synthesized grid and then resampled with the rest (no output slice lies on them)."""
+    if not kept:
+        return "every slice synthesized, the acquired positions too"
+    if resampled:
+        return "the acquired slices kept on that grid, then resampled with the others (none lies on the output's)"
+    return "the acquired slices kept unchanged"
