@@ -24,7 +24,11 @@ def train(
     config: Annotated[Path | None, typer.Option("--config", help="TOML file with model and train tables.")] = None,
     crop: Annotated[
         tuple[int, int] | None,
-        typer.Option("--crop", help="Training crop: in-plane size and slices (slices = r^2*k+1).", show_default=False),
+        typer.Option(
+            "--crop",
+            help="Training crop: in-plane size and slices (rounded down to r*k+1; r^2*k+1 suits the second level).",
+            show_default=False,
+        ),
     ] = None,
     slice_thickness: options.SliceThickness = None,
     resume: options.Resume = False,

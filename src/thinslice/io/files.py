@@ -430,7 +430,14 @@ def check_output_path(
         suffixes: the endings allowed (e.g. ``(".png",)``); default: the image formats.
     """
     if suffixes is None and not suffix_of(out):
-        folder = "" if "." in out.name else " (or, for a DICOM series in that folder, give --output-format dicom)"
+        folder = (
+            ""
+            if "." in out.name
+            else (
+                " (or, for a DICOM series in that folder, give --output-format dicom;"
+                " from a NIfTI/NRRD/MHA file also --dicom-template SERIES_DIR)"
+            )
+        )
         raise OutputError(
             f"unsupported output type: {out.name}; end the name with .nii.gz, .nii, .nrrd or .mha{folder}"
         )

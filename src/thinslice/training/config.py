@@ -75,8 +75,9 @@ class TrainConfig:
         lr: Adam learning rate (betas 0.9, 0.99).
         warmup_steps: the learning rate ramps up linearly over this many steps.
         batch_size: crops per step and per process.
-        crop_sizes: ``(scale, in-plane size, slices)`` per scale; slices = r^2*k+1. A volume
-            smaller than the crop gets a smaller crop.
+        crop_sizes: ``(scale, in-plane size, slices)`` per scale; the slices are rounded down
+            to ``r*k+1`` (the defaults are ``r^2*k+1``, whole blocks for the second
+            consistency level). A volume smaller than the crop gets a smaller crop.
         weights: the loss weights.
         consistency_fraction: fraction of voxels (the best-agreeing ones) that count in the
             cross-view consistency.
