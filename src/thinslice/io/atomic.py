@@ -24,6 +24,7 @@ import re
 import secrets
 import shutil
 import socket
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -297,3 +298,22 @@ def check_destination(
     if (out.exists() or out.is_symlink()) and not overwrite:
         raise OutputError(f"{what} {out} already exists; pass --overwrite to replace it")
     return out
+
+
+def probe_write(folder: Path) -> None:
+    """Create and delete a file in ``folder``: the honest test of writability (``os.access``
+    says yes to root everywhere, even under ``/proc`` or on a read-only mount)."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".thinslice-probe-", dir=folder)
+    except OSError as err:
+        raise OutputError(f"cannot write in output folder {folder}: {err.strerror or err}; choose another -o") from err
+    os.close(fd)
+    os.unlink(probe)
+
+
+def same_file(a: str | os.PathLike[str], b: Path) -> bool:
+    """Whether ``a`` and ``b`` are one file (False when either is missing)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False

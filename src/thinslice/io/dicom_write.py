@@ -32,10 +32,9 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from thinslice.errors import ConfigError, InputError, OutputError
-from thinslice.io.atomic import atomic_folder
+from thinslice.io.atomic import atomic_folder, probe_write
 from thinslice.io.dicom import headers_by_series, slice_thickness_of
 from thinslice.io.dicom_attrs import UidMaker, ds_text, series_dataset, slice_dataset
-from thinslice.io.files import probe_write
 from thinslice.volume import Geometry, Volume, check_mm
 
 log = logging.getLogger(__name__)

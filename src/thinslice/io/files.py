@@ -24,7 +24,7 @@ import SimpleITK as sitk
 
 from thinslice.ct import require_usable
 from thinslice.errors import ConfigError, InputError, OutputError
-from thinslice.io.atomic import atomic_files, atomic_path
+from thinslice.io.atomic import atomic_files, atomic_path, probe_write, same_file
 from thinslice.io.compress import gzip_file
 from thinslice.io.headers import (
     check_direction,
@@ -430,14 +430,8 @@ def check_output_path(
         suffixes: the endings allowed (e.g. ``(".png",)``); default: the image formats.
     """
     if suffixes is None and not suffix_of(out):
-        folder = (
-            ""
-            if "." in out.name
-            else (
-                " (or, for a DICOM series in that folder, give --output-format dicom;"
-                " from a NIfTI/NRRD/MHA file also --dicom-template SERIES_DIR)"
-            )
-        )
+        hint = " (or, for a DICOM series in that folder, give --output-format dicom; from a file, --dicom-template too)"
+        folder = "" if "." in out.name else hint
         raise OutputError(
             f"unsupported output type: {out.name}; end the name with .nii.gz, .nii, .nrrd or .mha{folder}"
         )
@@ -453,30 +447,12 @@ def check_output_path(
     probe_write(parent)
     resolved = out.resolve()
     for src in sources or []:
-        if src and (Path(src).resolve() == resolved or (out.exists() and _same_file(src, out))):
+        if src and (Path(src).resolve() == resolved or (out.exists() and same_file(src, out))):
             raise OutputError(f"output {out} is the input file; choose another -o (inputs are never overwritten)")
     if out.is_dir():
         raise OutputError(f"output {out} is a folder; give a file name such as {out / 'thin.nii.gz'}")
     if (out.exists() or out.is_symlink()) and not overwrite:  # a dangling link too
         raise OutputError(f"output {out} already exists; pass --overwrite to replace it")
-
-
-def probe_write(folder: Path) -> None:
-    """Create and delete a file in ``folder``: the honest test of writability (``os.access``
-    says yes to root everywhere, even under ``/proc`` or on a read-only mount)."""
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".thinslice-probe-", dir=folder)
-    except OSError as err:
-        raise OutputError(f"cannot write in output folder {folder}: {err.strerror or err}; choose another -o") from err
-    os.close(fd)
-    os.unlink(probe)
-
-
-def _same_file(a: str | os.PathLike[str], b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 def to_sitk(volume: Volume) -> sitk.Image:
