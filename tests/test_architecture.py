@@ -10,7 +10,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "thinslice"
 #: Layer of each top-level part, lowest first; a module may import its own part or lower layers.
 LAYERS = {
-    "errors": 0, "volume": 0.1, "grid": 0.2, "device": 0.2, "ct": 0.3, "memory": 0.3, "profile": 0.4,
+    "errors": 0, "checks": 0.05, "volume": 0.1, "grid": 0.2, "device": 0.2, "ct": 0.3, "memory": 0.3, "profile": 0.4,
     "distributed": 0.4,
     "io": 1, "model": 2, "methods": 3, "training": 4, "evaluation": 4, "pipeline": 5, "cli": 6,
 }  # fmt: skip

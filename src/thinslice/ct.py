@@ -37,6 +37,18 @@ CT_HIGH_FRACTION = 0.001
 MAX_ABS_VALUE = 1e30
 
 
+def fits_int16(data: np.ndarray) -> bool:
+    """True when every value is a whole number within int16: such HU are stored exactly as
+    int16 (DICOM with slope 1, a NIfTI without scaling). One slice at a time: no
+    volume-sized temporary. NaN and Inf are not whole numbers."""
+    for plane in data if data.ndim > 2 else [data]:
+        if plane.size and not (plane.min() >= -32768 and plane.max() <= 32767):
+            return False
+        if not np.issubdtype(plane.dtype, np.integer) and not np.array_equal(plane, np.rint(plane)):
+            return False
+    return True
+
+
 def ct_value_problem(data: np.ndarray) -> str | None:
     """Why ``data`` does not look like CT in Hounsfield units; ``None`` when it does.
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from thinslice.checks import whole
 from thinslice.errors import ConfigError
 from thinslice.volume import check_mm
 
@@ -42,9 +43,7 @@ def check_scale(r: object) -> int:
     Raises:
         ConfigError: ``r`` is not an integer in range.
     """
-    if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or not MIN_SCALE <= int(r) <= MAX_SCALE:
-        raise ConfigError(f"scale must be an integer from {MIN_SCALE} to {MAX_SCALE}, got {r!r}")
-    return int(r)
+    return whole(r, "scale", MIN_SCALE, MAX_SCALE)
 
 
 def output_slices(num_slices: int, r: int) -> int:

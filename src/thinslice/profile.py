@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from thinslice.checks import not_negative, positive
 from thinslice.ct import HU_WINDOW
 from thinslice.errors import ConfigError
 from thinslice.volume import Volume
@@ -50,10 +51,9 @@ def slice_profile_kernel(thickness_mm: float, spacing_mm: float, softness: float
         float64 taps; tap ``k`` (from the centre) is the mean of the profile over the
         cell ``[k - 1/2, k + 1/2]`` (in samples), normalised to sum to 1.
     """
-    if not (math.isfinite(thickness_mm) and thickness_mm > 0 and math.isfinite(spacing_mm) and spacing_mm > 0):
-        raise ConfigError(f"slice thickness and spacing must be positive numbers, got {thickness_mm} and {spacing_mm}")
-    if not (math.isfinite(softness) and softness >= 0):
-        raise ConfigError(f"softness must be a number >= 0, got {softness}")
+    positive(thickness_mm, "the slice thickness", "mm")
+    positive(spacing_mm, "the slice spacing", "mm")
+    not_negative(softness, "softness")
     half = 0.5 * thickness_mm / spacing_mm  # box half-width in samples
     sigma = softness / spacing_mm / (2.0 * math.sqrt(2.0 * math.log(2.0)))
     radius = int(math.ceil(half + 4.0 * sigma - 0.5 + 1e-9))
@@ -278,10 +278,8 @@ def equivalent_softness(thickness: float, softness: float = 0.0) -> float:
 
 
 def _check_profile(thickness: float, softness: float) -> None:
-    if not (math.isfinite(thickness) and thickness > 0):
-        raise ConfigError(f"the slice thickness must be a positive number (of spacings), got {thickness}")
-    if not (math.isfinite(softness) and softness >= 0):
-        raise ConfigError(f"softness must be a number >= 0, got {softness}")
+    positive(thickness, "the slice thickness", "spacings")
+    not_negative(softness, "softness")
 
 
 def soft_weight(thickness: float, softness: float | None) -> float:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from thinslice.checks import positive
 from thinslice.errors import ConfigError
 
 
@@ -74,15 +75,21 @@ class Geometry:
         return np.asarray(self.origin, dtype=float) + k * self.slice_spacing * self.slice_direction
 
 
+#: The :attr:`Volume.meta` keys (and their DICOM keywords) that say which scan a series belongs to.
+ACQUISITION_KEYWORDS = {
+    "patient_id": "PatientID",
+    "study_uid": "StudyInstanceUID",
+    "frame_of_reference_uid": "FrameOfReferenceUID",
+}
+
+
 def check_mm(value: float | None, option: str) -> float | None:
     """``value`` (mm) when it is None or a positive finite number.
 
     Raises:
         ConfigError: naming ``option`` (``--slice-thickness``, say) and the value.
     """
-    if value is not None and not (np.isfinite(value) and value > 0):
-        raise ConfigError(f"{option} must be a positive number of mm, got {value}")
-    return value
+    return None if value is None else positive(value, option, "mm")
 
 
 @dataclass

@@ -346,7 +346,7 @@ def test_the_last_line_names_the_checkpoint_and_other_factors_are_explained(
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--adapt", "0"], "--adapt takes a positive number of minutes"),
+        (["--adapt", "0"], "--adapt must be a positive number of minutes"),
         (["--adapt", "1", "-m", "linear"], "method linear has none"),
         (["--slice-thickness", "nan"], "--slice-thickness must be a positive number"),
         (["--output-thickness", "-1"], "--output-thickness must be a positive number"),

@@ -294,7 +294,7 @@ def test_batch_options_checked(tmp_path):
             ["--scale", "2", "--adapt", "1", "-m", "linear"],
             "error: --adapt fine-tunes trained weights; method linear has",
         ),
-        (["--scale", "2", "--adapt", "-3"], "error: --adapt takes a positive number of minutes, got -3.0"),
+        (["--scale", "2", "--adapt", "-3"], "error: --adapt must be a positive number of minutes, got -3.0"),
         (["--scale", "9", "-m", "cubic"], "error: scale must be an integer from 2 to 8, got 9"),
     ],
 )

@@ -427,3 +427,16 @@ def test_training_takes_paths_to_read(tmp_path) -> None:
 
     out = train([str(LIMB_CROP)], tmp_path / "p.pt", TRAIN, MODEL, steps=2, device="cpu", progress=False)
     assert load_checkpoint(out)["step"] == 2
+
+
+def test_training_refuses_a_checkpoint_named_like_one_of_its_scans(tmp_path) -> None:
+    """The API checks its destination as the CLI does: the checkpoint would replace a scan."""
+    import shutil
+
+    from tests.conftest import LIMB_CROP
+
+    scan = shutil.copy(LIMB_CROP, tmp_path / "scan.pt")
+    before = (tmp_path / "scan.pt").read_bytes()
+    with pytest.raises(OutputError, match=r"checkpoint .*scan.pt is an input; choose another checkpoint \(inputs"):
+        train([scan], scan, TRAIN, MODEL, steps=2, device="cpu", progress=False)
+    assert (tmp_path / "scan.pt").read_bytes() == before

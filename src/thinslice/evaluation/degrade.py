@@ -23,6 +23,7 @@ import numpy as np
 from scipy import ndimage
 
 from thinslice import grid
+from thinslice.checks import not_negative, positive
 from thinslice.errors import ConfigError
 from thinslice.profile import profile_degrade, slice_profile_kernel
 from thinslice.volume import Volume
@@ -64,10 +65,7 @@ def profile_array(data: np.ndarray, r: int, thickness: float | None = None, soft
 
 
 def _width(r: int, thickness: float | None) -> float:
-    width = float(r if thickness is None else thickness)
-    if not np.isfinite(width) or width <= 0:
-        raise ConfigError(f"thickness must be a positive number, got {thickness}")
-    return width
+    return positive(r if thickness is None else thickness, "thickness")
 
 
 def check_degradation(kind: str, thickness: float | None = None, softness: float = 0.0) -> None:
@@ -80,8 +78,7 @@ def check_degradation(kind: str, thickness: float | None = None, softness: float
         raise ConfigError(f"unknown degradation '{kind}'; choose one of {', '.join(DEGRADATIONS)}")
     if thickness is not None and kind != "profile":
         raise ConfigError(f"--thickness applies to --degrade profile, not {kind}")
-    if not (np.isfinite(softness) and softness >= 0):
-        raise ConfigError(f"--softness must be a number >= 0 (the Gaussian's FWHM over the thickness), got {softness}")
+    not_negative(softness, "--softness", "the Gaussian's FWHM over the thickness")
     if softness and kind != "profile":
         raise ConfigError(f"--softness applies to --degrade profile, not {kind}")
 

@@ -36,7 +36,7 @@ from thinslice.evaluation.metrics import compare_where
 from thinslice.evaluation.protocol import COMPARED, build_methods, means
 from thinslice.io import load
 from thinslice.methods import Method, get_method, run_on_grid
-from thinslice.volume import Volume, check_mm
+from thinslice.volume import ACQUISITION_KEYWORDS, Volume, check_mm
 
 log = logging.getLogger(__name__)
 
@@ -174,8 +174,6 @@ def check_same_scan(thick: Volume, reference: Volume) -> None:
     """Warn when the two series' headers name different patients, studies or frames of
     reference (DICOM): then their patient coordinates need not line up, and a pair is two
     reconstructions of one acquisition."""
-    from thinslice.io.dicom import ACQUISITION_KEYWORDS
-
     for key, keyword in ACQUISITION_KEYWORDS.items():
         ours, theirs = thick.meta.get(key), reference.meta.get(key)
         if ours and theirs and ours != theirs:

@@ -267,7 +267,11 @@ def _alive(pid: int) -> bool:
 
 
 def check_destination(
-    out: str | os.PathLike[str], *, overwrite: bool, what: str = "output", inputs: tuple[str, ...] = ()
+    out: str | os.PathLike[str],
+    *,
+    overwrite: bool,
+    what: str = "output",
+    inputs: tuple[str | os.PathLike[str], ...] = (),
 ) -> Path:
     """Refuse, before any work, a file destination that cannot or must not be written:
     its folder is missing, a file, or does not take new files (probed: ``os.access`` says

@@ -29,20 +29,14 @@ import SimpleITK as sitk
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from thinslice.ct import fits_int16
 from thinslice.errors import InputError
 from thinslice.io.tilt import deshear, find_shear
 from thinslice.io.walk import files_below
 from thinslice.memory import require_memory
-from thinslice.volume import Geometry, Volume
+from thinslice.volume import ACQUISITION_KEYWORDS, Geometry, Volume
 
 log = logging.getLogger(__name__)
-#: Volume.meta keys (and their DICOM keywords) that say which scan a series belongs to.
-ACQUISITION_KEYWORDS = {
-    "patient_id": "PatientID",
-    "study_uid": "StudyInstanceUID",
-    "frame_of_reference_uid": "FrameOfReferenceUID",
-}
-
 _Slices = list[tuple[Path, Dataset]]
 _COS_TOL = 1e-4  # direction cosines
 _MM_TOL = 1e-3  # pixel spacing and duplicate positions, mm
@@ -153,7 +147,7 @@ def read_series(folder: str | Path, series_uid: str | None = None, *, series_opt
             "%s: gantry tilt of %.1f°: slices moved in their planes by up to %.1f pixels onto an orthogonal grid",
             folder, shear.degrees, float(np.ptp(shear.offsets, axis=0).max()),
         )  # fmt: skip
-        integral = _is_integral(array)
+        integral = fits_int16(array)
         array, origin = deshear(array, shear, origin, direction)
         if integral:  # whole HU in, whole HU out: the shift's fractions are below the scanner's own step
             array = np.rint(array)
@@ -450,9 +444,4 @@ def _read_pixels(folder: Path, files: list[Path]) -> sitk.Image:
 
 def _to_hu(array: np.ndarray) -> np.ndarray:
     """int16 when every value is an integer that fits, else float32."""
-    fits = array.size == 0 or (array.min() >= -32768 and array.max() <= 32767)
-    return array.astype(np.int16 if fits and _is_integral(array) else np.float32)
-
-
-def _is_integral(array: np.ndarray) -> bool:
-    return bool(np.issubdtype(array.dtype, np.integer) or np.array_equal(array, np.round(array)))
+    return array.astype(np.int16 if fits_int16(array) else np.float32)

@@ -31,6 +31,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
+from thinslice.ct import fits_int16
 from thinslice.errors import ConfigError, InputError, OutputError
 from thinslice.io.atomic import atomic_folder, probe_write
 from thinslice.io.dicom import headers_by_series, slice_thickness_of
@@ -367,13 +368,11 @@ def _check_coverage(src: Template, volume: Volume) -> None:
 def _rescale(data: np.ndarray) -> tuple[float, float]:
     """``(slope, intercept)`` that store ``data`` in int16 (see :func:`write_dicom_series`)."""
     lo = hi = 0.0
-    integral = True
     for plane in data:  # one slice at a time: no full-size temporary
         if not np.all(np.isfinite(plane)):
             raise InputError("the volume holds NaN or infinite values; fix or mask them before writing DICOM")
         lo, hi = min(lo, float(plane.min())), max(hi, float(plane.max()))
-        integral = integral and (np.issubdtype(plane.dtype, np.integer) or np.array_equal(plane, np.rint(plane)))
-    if integral and lo >= -32768 and hi <= 32767:
+    if fits_int16(data):
         return 1.0, 0.0
     intercept = float(round((lo + hi) / 2))
     half = max(hi - intercept, intercept - lo, 1e-12)

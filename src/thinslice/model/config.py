@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from thinslice.checks import is_whole
 from thinslice.ct import HU_WINDOW
 from thinslice.errors import ConfigError
 from thinslice.grid import check_scale
@@ -176,7 +177,7 @@ def _coerce(value: Any, kind: Any, name: str) -> Any:
             raise ConfigError(f"{name} must be true or false, got {value!r}")
         return value
     if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
+        if not is_whole(value):
             raise ConfigError(f"{name} must be an integer, got {value!r}")
         return value
     if kind is float:

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from thinslice.checks import is_whole
 from thinslice.device import keep_freed_memory, release_freed_memory, resolve_device, resolve_precision
 from thinslice.errors import ConfigError, InputError, ModelError
 from thinslice.grid import MAX_SCALE
@@ -172,7 +173,7 @@ def passes_for(scale: int, model_scale: int) -> int:
     """How many times a model of ``model_scale`` must run to reach ``scale`` (a power of
     it that :mod:`thinslice.grid` allows)."""
     valid = [model_scale**k for k in range(1, 5) if model_scale**k <= MAX_SCALE] or [model_scale]
-    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale not in valid:
+    if not is_whole(scale) or scale not in valid:
         raise ModelError(
             f"this model upsamples x{model_scale}; scale {scale!r} is not a power of it "
             f"(valid: {', '.join(str(v) for v in valid)})"

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from thinslice.errors import ConfigError
+from thinslice.checks import positive
 from thinslice.methods import Method
 from thinslice.model.checkpoint import load_checkpoint, model_config_of
 from thinslice.profile import estimate_softness
@@ -52,8 +51,7 @@ def adapted(
     Raises:
         ConfigError: the method has no weights to adapt, or ``minutes`` is not positive.
     """
-    if not (math.isfinite(minutes) and minutes > 0):
-        raise ConfigError(f"--adapt takes a positive number of minutes, got {minutes}")
+    positive(minutes, "--adapt", "minutes")
     estimate = estimate_softness(volume)  # the method judges whether it matters (thick slices only)
     source = fn.checkpoint_for(r, volume.thickness / volume.slice_spacing, estimate)
     stored = load_checkpoint(source)

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
-
 from thinslice import grid
+from thinslice.checks import positive
 from thinslice.ct import ct_value_problem, require_usable
 from thinslice.errors import ConfigError
 from thinslice.methods import Method
@@ -48,8 +47,8 @@ def check_request(
     check_mm(output_thickness, "--output-thickness")
     if adapt is not None and not fn.adaptable:
         raise ConfigError(f"--adapt fine-tunes trained weights; method {fn.name} has none (use --method model)")
-    if adapt is not None and not (np.isfinite(adapt) and adapt > 0):
-        raise ConfigError(f"--adapt takes a positive number of minutes, got {adapt}")
+    if adapt is not None:
+        positive(adapt, "--adapt", "minutes")
 
 
 def resolve_plan(

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from thinslice.checks import positive, whole
 from thinslice.device import keep_freed_memory
 from thinslice.distributed import DistEnv, all_gather_tensor, any_rank, broadcast_flags, process_group
 from thinslice.errors import ConfigError, Interrupted, OutputError
@@ -92,11 +93,12 @@ def train(
     """
     if steps is None and minutes is None:
         raise ConfigError("give a training length: steps or minutes")
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 0):
-        raise ConfigError(f"steps must be a whole number >= 0, got {steps!r}")
-    if minutes is not None and not (math.isfinite(minutes) and minutes > 0):
-        raise ConfigError(f"minutes must be a positive number, got {minutes!r}")
-    check_destination(output, overwrite=True, what="the checkpoint")  # a folder, unwritable: now, not after training
+    if steps is not None:
+        whole(steps, "steps")
+    if minutes is not None:
+        positive(minutes, "minutes")
+    paths = tuple(v for v in volumes if isinstance(v, str | os.PathLike))
+    check_destination(output, overwrite=True, what="checkpoint", inputs=paths)  # now, not after training
     scans: list[Volume | np.ndarray] = [load(v) if isinstance(v, str | os.PathLike) else v for v in volumes]
     if config is None or model_config is None:
         scale = model_config.scale if model_config is not None else ModelConfig().scale
