@@ -406,8 +406,9 @@ def test_evaluate_takes_one_scan_or_a_list(chest_field) -> None:
 
 def test_model_options_without_the_model_are_refused_as_upsample_refuses_them(chest_field) -> None:
     """evaluate(methods=['linear'], model=...) used to ignore the checkpoint silently."""
-    for options in ({"model": "mine.pt"}, {"precision": "float32"}, {"all_views": True}):
+    for options in ({"model": "mine.pt"}, {"precision": "float32"}, {"all_views": True}, {"device": "cuda"}):
         with pytest.raises(thinslice.errors.ConfigError, match="applies to --method model, which is not among linear"):
             evaluate([chest_field], 2, methods=["linear"], **options)
         with pytest.raises(thinslice.errors.ConfigError, match="applies to --method model"):
             evaluate_pair(thick_series(chest_field, 2, 1), chest_field, methods=["linear"], **options)
+    assert evaluate([chest_field], 2, methods=["linear"], device="cpu")["rows"]  # where linear runs anyway

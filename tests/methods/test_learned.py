@@ -82,6 +82,16 @@ def test_two_views_by_default_all_three_on_request():
         thinslice.upsample(src, scale=2, method="cubic", all_views=True)
 
 
+def test_a_device_is_refused_for_a_method_that_runs_on_the_cpu():
+    """--device cuda with lanczos used to run on the CPU without a word (a typo too)."""
+    src = thinslice.load(LIMB_CROP)
+    for device in ("cuda", "cdua"):
+        with pytest.raises(ConfigError, match="--device applies to --method model, not lanczos"):
+            thinslice.upsample(src, scale=2, method="lanczos", device=device)
+    cpu = thinslice.upsample(src, scale=2, method="lanczos", device="cpu")
+    np.testing.assert_array_equal(cpu.data, thinslice.upsample(src, scale=2, method="lanczos").data)
+
+
 def test_values_below_the_window_follow_linear_interpolation():
     """-3024 HU padding outside the field of view stays -3024 in synthesized slices."""
     src = thinslice.load(LIMB_CROP)

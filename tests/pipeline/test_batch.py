@@ -245,18 +245,18 @@ def test_unexpected_errors_are_isolated_and_method_built_once(tmp_path, monkeypa
     src = make_tree(tmp_path / "in")
     (src / "broken.nii.gz").unlink()
     built = []
-    real_get, real_load = batch.get_method, batch.load
+    real_build, real_load = batch.build_method, batch.load
 
-    def counting_get(name, **options):
+    def counting_build(name, **options):
         built.append(name)
-        return real_get(name, **options)
+        return real_build(name, **options)
 
     def flaky_load(path, series_uid=None):
         if "chest_crop" in str(path):
             raise RuntimeError("disk hiccup")
         return real_load(path, series_uid=series_uid)
 
-    monkeypatch.setattr(batch, "get_method", counting_get)
+    monkeypatch.setattr(batch, "build_method", counting_build)
     monkeypatch.setattr(batch, "load", flaky_load)
     report = upsample_batch(src, tmp_path / "out", scale=3, method="cubic")
     assert built == ["cubic"]
@@ -296,6 +296,8 @@ def test_batch_options_checked(tmp_path):
         ),
         (["--scale", "2", "--adapt", "-3"], "error: --adapt must be a positive number of minutes, got -3.0"),
         (["--scale", "9", "-m", "cubic"], "error: scale must be an integer from 2 to 8, got 9"),
+        (["--scale", "2", "-m", "cubic", "--model", "mine.pt"], "error: --model applies to --method model, not"),
+        (["--scale", "2", "-m", "cubic", "--device", "cuda"], "error: --device applies to --method model, not"),
     ],
 )
 def test_a_bad_option_stops_a_batch_in_one_line_before_anything_is_written(tmp_path, capsys, option, message):

@@ -40,7 +40,7 @@ Precision = Annotated[
     typer.Option("--precision", help="Model: auto (bfloat16 where the CPU/GPU has it natively), float32 or bfloat16."),
 ]
 Fast = Annotated[bool, typer.Option("--fast", hidden=True, help="Deprecated: two views are now the default.")]
-Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
+Device = Annotated[str, typer.Option("--device", help="Where the network runs: auto, cpu, cuda, cuda:N or mps.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing output.")]
 AcceptNonCT = Annotated[
     bool, typer.Option("--accept-non-ct", help="Upsample values that do not look like CT in HU (with a warning).")

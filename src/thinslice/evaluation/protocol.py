@@ -152,7 +152,7 @@ def build_methods(methods: str | Method | Sequence[str | Method], options: dict[
     names = [given for given in listed if isinstance(given, str)]
     if names and len(names) == len(listed):  # an option no method takes is a mistake, as for upsample
         asked = {"model": options.get("model"), "all_views": options.get("all_views")}
-        asked["precision"] = options.get("precision", "auto") != "auto"
+        asked |= {"precision": options.get("precision"), "device": options.get("device")}
         unused = [key for key in asked if all(key in unused_options(name, **asked) for name in names)]
         if unused:
             flags = ", ".join(f"--{key.replace('_', '-')}" for key in unused)

@@ -50,7 +50,18 @@ def get_method(name: str, **options: Any) -> Method:
     return cls(**{k: v for k, v in options.items() if k in cls.options})
 
 
+#: Option values that ask nothing of a method, so one that does not take the option may be
+#: given them: the classical methods run on the CPU in their own arithmetic.
+_ASKS_NOTHING = {"precision": ("auto",), "device": ("auto", "cpu")}
+
+
 def unused_options(name: str, **given: Any) -> list[str]:
-    """The names in ``given`` that are set (truthy) but not taken by method ``name``."""
+    """The options in ``given`` that method ``name`` does not take, set to something it
+    would have to do: not unset (None, False) and not a value that asks nothing of it
+    (``precision="auto"``, ``device="cpu"``)."""
     cls = method_class(name)
-    return [key for key, value in given.items() if value and key not in cls.options]
+    return [
+        key
+        for key, value in given.items()
+        if key not in cls.options and value and str(value).strip().lower() not in _ASKS_NOTHING.get(key, ())
+    ]

@@ -46,13 +46,13 @@ from thinslice.errors import ConfigError, InputError, Interrupted, OutputError, 
 from thinslice.io import check_output_path, load, save, stem_of
 from thinslice.io.atomic import write_json
 from thinslice.io.dicom_write import check_series_output, read_template
-from thinslice.methods import Method, get_method
+from thinslice.methods import Method, method_class
 from thinslice.pipeline.cases import Case, find_cases
 from thinslice.pipeline.export import DICOM, OUTPUT_FORMATS, not_dicom_input, write_preview, write_series
 from thinslice.pipeline.gallery import write_gallery
 from thinslice.pipeline.markers import fingerprint, is_complete, made_otherwise, marker_path, recipe, write_marker
 from thinslice.pipeline.plan import check_request
-from thinslice.pipeline.upsample import upsample_checked
+from thinslice.pipeline.upsample import build_method, upsample_checked
 
 log = logging.getLogger(__name__)
 
@@ -215,14 +215,14 @@ def upsample_batch(
     }
     env = DistEnv.from_env()
     with process_group(env):  # gloo: the ranks exchange only the case list and the results
-        fn = get_method(
+        networked = "device" in method_class(method).options  # each rank its own GPU
+        fn = build_method(
             method,
             model=model,
-            device=str(env.device(device)),
-            progress=False,
+            device=str(env.device(device)) if networked else device,
             all_views=all_views,
             precision=precision,
-            uncertainty=preview is not None,  # the previews show the spread
+            uncertainty=preview is not None and method_class(method).gives_uncertainty,  # the previews show it
         )
         # the options once, before any folder or case: a bad one is one error, not one per case
         check_request(

@@ -238,10 +238,10 @@ def build_method(
 
     Raises:
         ConfigError: an unknown method, or an option (``model``, ``all_views``, ``precision``,
-            ``uncertainty``) the method does not take.
+            ``device`` other than auto or cpu, ``uncertainty``) the method does not take.
         ModelError: the checkpoint cannot be used.
     """
-    unused = unused_options(method, model=model, all_views=all_views, precision=precision != "auto")
+    unused = unused_options(method, model=model, all_views=all_views, precision=precision, device=device)
     if uncertainty and not method_class(method).gives_uncertainty:
         unused.append("uncertainty")
     if unused:
