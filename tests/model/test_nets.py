@@ -94,6 +94,8 @@ def test_reconstruction_loss_parts(ct01: torch.Tensor) -> None:
     assert float(wavelet_loss(a, a)) == 0.0
     assert float(wavelet_loss(a, b)) > 0.0
     assert float(wavelet_loss(ct01[:2, :3, :40], ct01[1:3, :3, :40])) >= 0.0  # tiny image
+    squared, parts2 = reconstruction_loss(a, b, l1_weight=0.0, l2_weight=100.0, use_wavelet=False)
+    assert "l1" in parts2 and torch.isclose(squared, 100.0 * ((a - b) ** 2).mean())
 
 
 def test_robust_consistency_ignores_the_worst_voxels() -> None:

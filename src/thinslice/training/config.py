@@ -35,6 +35,7 @@ class LossWeights:
 
     Attributes:
         l1: L1 reconstruction of slices predicted from the coarser copy.
+        l2: squared-error reconstruction of the same predictions (0: METHOD.md's L1 alone).
         wavelet: high-frequency wavelet loss of the same predictions.
         consistency: robust axial-vs-coronal and axial-vs-sagittal agreement at spacing sz/r
             (each pair weighted by this).
@@ -45,6 +46,7 @@ class LossWeights:
     """
 
     l1: float = 1.0
+    l2: float = 0.0
     wavelet: float = 0.1
     consistency: float = 0.15
     consistency_level2: float = 0.15

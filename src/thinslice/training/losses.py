@@ -53,6 +53,7 @@ def reconstruction_loss(
     *,
     l1_weight: float = 1.0,
     wavelet_weight: float = 0.1,
+    l2_weight: float = 0.0,
     use_wavelet: bool = True,
     wavelet_images: int = 8,
 ) -> tuple[Tensor, dict[str, Tensor]]:
@@ -66,9 +67,13 @@ def reconstruction_loss(
     """
     if pred.shape != target.shape:
         raise ConfigError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ")
-    l1 = (pred.float() - target.float()).abs().mean()
+    diff = pred.float() - target.float()
+    l1 = diff.abs().mean()
     parts = {"l1": l1}
     total = l1_weight * l1
+    if l2_weight > 0:
+        parts["l2"] = diff.square().mean()
+        total = total + l2_weight * parts["l2"]
     if use_wavelet and wavelet_weight > 0:
         flat_pred = pred.reshape(-1, *pred.shape[-2:])
         flat_target = target.reshape(-1, *target.shape[-2:])

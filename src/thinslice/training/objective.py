@@ -105,7 +105,7 @@ class DistillationModel(nn.Module):
         losses: dict[str, Tensor] = {}
         total = vol.new_zeros(())
         recon = lambda p, t: reconstruction_loss(  # noqa: E731
-            p, t, l1_weight=wts.l1, wavelet_weight=wts.wavelet, use_wavelet=cfg.wavelet
+            p, t, l1_weight=wts.l1, wavelet_weight=wts.wavelet, l2_weight=wts.l2, use_wavelet=cfg.wavelet
         )[0]
         lh, lw = batch.lines_h, batch.lines_w
         # 1. reconstruction of the observed crop from its coarser copy
