@@ -196,6 +196,19 @@ def test_a_file_without_a_thickness_takes_the_templates(
     assumed = thinslice.load(tmp_path / "assumed.nii.gz").data
     assert assumed.shape[0] == from_series.data.shape[0] - 2
     assert np.abs(assumed - from_series.data[1:-1]).max() > 20
+    # info -i says what upsample does: with the template, the template's thickness and grid
+    capfd.readouterr()
+    assert main(["info", "-i", str(plain), "--dicom-template", str(ct)]) == 0
+    with_template = capfd.readouterr().out
+    assert main(["info", "-i", str(ct)]) == 0
+    on_series = capfd.readouterr().out
+    assert "3 mm thick (as read, overlapping)" in with_template
+    assert with_template.splitlines()[2:] == on_series.splitlines()[2:]  # the same grid, made by the same models
+    assert f"to {len(from_series.data)} slices" in with_template
+    assert main(["info", "-i", str(plain)]) == 0
+    assert "assumed: contiguous" in capfd.readouterr().out
+    assert main(["info", "-i", str(ct), "--dicom-template", str(ct)]) == 2
+    assert "a DICOM series is its own template" in one_error_line(capfd)
 
 
 def test_refusals_leave_no_series(ct: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch) -> None:

@@ -25,16 +25,30 @@ def info(
     model: options.Model = None,
     output_thickness: options.OutputThickness = None,
     keep_acquired: options.KeepAcquired = False,
+    dicom_template: Annotated[
+        Path | None,
+        typer.Option(
+            "--dicom-template", help="The DICOM series a file was made from: its SliceThickness, as upsample takes it."
+        ),
+    ] = None,
 ) -> None:
     """Versions, compute devices and available methods; with -i, what upsample would make of a scan."""
     if scan is not None:
+        from thinslice.errors import ConfigError
         from thinslice.io import load
-        from thinslice.pipeline.plan import describe
+        from thinslice.io.dicom_write import read_template
+        from thinslice.pipeline.plan import describe, with_template_thickness
         from thinslice.pipeline.upsample import build_method
 
+        if dicom_template is not None and scan.is_dir():
+            raise ConfigError("--dicom-template is for NIfTI/NRRD/MHA input; a DICOM series is its own template")
         fn = build_method(method, model=model, device="cpu")
+        volume = load(scan, None if dicom_template is not None else series_uid)
+        if dicom_template is not None:  # the study is checked when upsample writes (--new-study there)
+            template = read_template(dicom_template, series_uid=series_uid, volume=volume, new_study=True)
+            volume = with_template_thickness(volume, template.slice_thickness, slice_thickness)
         lines = describe(
-            load(scan, series_uid), fn, scale=scale, target_spacing=target_spacing, slice_thickness=slice_thickness,
+            volume, fn, scale=scale, target_spacing=target_spacing, slice_thickness=slice_thickness,
             output_thickness=output_thickness, keep_acquired=keep_acquired,
         )  # fmt: skip
         for line in lines:

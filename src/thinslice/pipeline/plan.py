@@ -51,6 +51,16 @@ def check_request(
         positive(adapt, "--adapt", "minutes")
 
 
+def with_template_thickness(volume: Volume, template_thickness: float | None, given: float | None) -> Volume:
+    """``volume`` with its DICOM template's SliceThickness when neither the file nor
+    ``--slice-thickness`` (``given``) says it: the series the file was made from says
+    what the file format cannot."""
+    if given is not None or volume.slice_thickness is not None or template_thickness is None:
+        return volume
+    log.info("slice thickness %.4g mm, from the DICOM template's SliceThickness", template_thickness)
+    return volume.with_data(volume.data, slice_thickness=template_thickness)
+
+
 def resolve_plan(
     volume: Volume,
     fn: Method,

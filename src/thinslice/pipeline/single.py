@@ -21,6 +21,7 @@ from thinslice.io import check_output_path, load, save
 from thinslice.io.dicom_write import check_series_output, read_template
 from thinslice.methods import method_class
 from thinslice.pipeline.export import not_dicom_input, write_preview, write_series
+from thinslice.pipeline.plan import with_template_thickness
 from thinslice.pipeline.upsample import build_method, upsample_checked
 from thinslice.volume import Volume
 
@@ -115,10 +116,7 @@ def upsample_path(
         folder = source if dicom_template is None else Path(dicom_template)
         uid = None if from_dicom else series_uid  # a DICOM input picks its own series
         template = read_template(folder, series_uid=uid, volume=volume, new_study=new_study)
-        if slice_thickness is None and volume.slice_thickness is None and template.slice_thickness is not None:
-            # the file came from this series, whose headers say what the file format cannot
-            slice_thickness = template.slice_thickness
-            log.info("slice thickness %.4g mm, from the DICOM template's SliceThickness", slice_thickness)
+        volume = with_template_thickness(volume, template.slice_thickness, slice_thickness)
     thin, spread = upsample_checked(
         volume,
         fn,
