@@ -295,6 +295,23 @@ def test_slice_thickness_reaches_the_training_pairs(volume: Volume, tmp_path: Pa
     )
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "line"),
+    [
+        ("--minutes", "0", "error: --minutes must be a positive number, got 0.0"),
+        ("--steps", "-2", "error: --steps must be a whole number >= 0, got -2"),
+    ],
+)
+def test_a_bad_training_length_names_its_flag_before_the_run_is_announced(tmp_path, capfd, option, value, line):
+    from tests.conftest import LIMB_CROP
+    from thinslice.cli import main
+
+    args = ["train", "-i", str(LIMB_CROP), "-o", str(tmp_path / "n.pt"), option, value, "--device", "cpu"]
+    assert main(args) == 2
+    assert capfd.readouterr().err.strip().splitlines() == [line]
+    assert not (tmp_path / "n.pt").exists()
+
+
 def smore_pairs(volume: Volume, option: str, values: tuple[float, ...]) -> dict[float, tuple[torch.Tensor, ...]]:
     """The in-plane (SMORE) training pair of one profile-training step, per value of ``option``."""
     observed = prepare_volumes([volume], MODEL, 0.0)

@@ -46,6 +46,7 @@ def train(
     """
     from dataclasses import replace
 
+    from thinslice.checks import positive, whole
     from thinslice.distributed import DistEnv
     from thinslice.training.config import load_config, recipe_for
     from thinslice.training.loop import train as run
@@ -57,6 +58,10 @@ def train(
     r = 2 if scale is None else scale
     if steps is None and minutes is None:
         raise ConfigError("give a training length: --steps N or --minutes M")
+    if steps is not None:
+        whole(steps, "--steps")
+    if minutes is not None:
+        positive(minutes, "--minutes")
     check_mm(slice_thickness, "--slice-thickness")
     if output.is_dir():
         raise ConfigError(f"-o {output} is a folder; give a checkpoint file name such as {output / 'model.pt'}")
