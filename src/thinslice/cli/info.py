@@ -34,14 +34,12 @@ def info(
 ) -> None:
     """Versions, compute devices and available methods; with -i, what upsample would make of a scan."""
     if scan is not None:
-        from thinslice.errors import ConfigError
         from thinslice.io import load
         from thinslice.io.dicom_write import read_template
-        from thinslice.pipeline.plan import describe, with_template_thickness
+        from thinslice.pipeline.plan import check_template_source, describe, with_template_thickness
         from thinslice.pipeline.upsample import build_method
 
-        if dicom_template is not None and scan.is_dir():
-            raise ConfigError("--dicom-template is for NIfTI/NRRD/MHA input; a DICOM series is its own template")
+        check_template_source(scan, dicom_template)
         fn = build_method(method, model=model, device="cpu")
         volume = load(scan, None if dicom_template is not None else series_uid)
         if dicom_template is not None:  # the study is checked when upsample writes (--new-study there)

@@ -368,11 +368,13 @@ def _check_coverage(src: Template, volume: Volume) -> None:
 def _rescale(data: np.ndarray) -> tuple[float, float]:
     """``(slope, intercept)`` that store ``data`` in int16 (see :func:`write_dicom_series`)."""
     lo = hi = 0.0
-    for plane in data:  # one slice at a time: no full-size temporary
+    exact = True
+    for plane in data:  # one slice at a time, one pass: no full-size temporary
         if not np.all(np.isfinite(plane)):
             raise InputError("the volume holds NaN or infinite values; fix or mask them before writing DICOM")
         lo, hi = min(lo, float(plane.min())), max(hi, float(plane.max()))
-    if fits_int16(data):
+        exact = exact and fits_int16(plane)
+    if exact:
         return 1.0, 0.0
     intercept = float(round((lo + hi) / 2))
     half = max(hi - intercept, intercept - lo, 1e-12)

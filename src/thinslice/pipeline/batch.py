@@ -215,14 +215,14 @@ def upsample_batch(
     }
     env = DistEnv.from_env()
     with process_group(env):  # gloo: the ranks exchange only the case list and the results
-        networked = "device" in method_class(method).options  # each rank its own GPU
+        cls = method_class(method)
         fn = build_method(
             method,
             model=model,
-            device=str(env.device(device)) if networked else device,
+            device=str(env.device(device)) if "device" in cls.options else device,  # each rank its own GPU
             all_views=all_views,
             precision=precision,
-            uncertainty=preview is not None and method_class(method).gives_uncertainty,  # the previews show it
+            uncertainty=preview is not None and cls.gives_uncertainty,  # the previews show it
         )
         # the options once, before any folder or case: a bad one is one error, not one per case
         check_request(

@@ -8,6 +8,8 @@ account of all of it that ``thinslice info -i`` gives (:func:`describe`).
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 
 from thinslice import grid
 from thinslice.checks import positive
@@ -49,6 +51,16 @@ def check_request(
         raise ConfigError(f"--adapt fine-tunes trained weights; method {fn.name} has none (use --method model)")
     if adapt is not None:
         positive(adapt, "--adapt", "minutes")
+
+
+def check_template_source(source: str | os.PathLike[str], dicom_template: object) -> None:
+    """Refuse ``--dicom-template`` for a DICOM folder, which is its own template.
+
+    Raises:
+        ConfigError: naming the inputs it is for.
+    """
+    if dicom_template is not None and Path(source).is_dir():
+        raise ConfigError("--dicom-template is for NIfTI/NRRD/MHA input; a DICOM series is its own template")
 
 
 def with_template_thickness(volume: Volume, template_thickness: float | None, given: float | None) -> Volume:

@@ -21,7 +21,7 @@ from thinslice.io import check_output_path, load, save
 from thinslice.io.dicom_write import check_series_output, read_template
 from thinslice.methods import method_class
 from thinslice.pipeline.export import not_dicom_input, write_preview, write_series
-from thinslice.pipeline.plan import with_template_thickness
+from thinslice.pipeline.plan import check_template_source, with_template_thickness
 from thinslice.pipeline.upsample import build_method, upsample_checked
 from thinslice.volume import Volume
 
@@ -84,8 +84,8 @@ def upsample_path(
     from_dicom = source.is_dir()
     if not dicom and (dicom_template is not None or new_study):
         raise ConfigError("--dicom-template and --new-study apply to DICOM output (--output-format dicom)")
-    if dicom and from_dicom and dicom_template is not None:
-        raise ConfigError("--dicom-template is for NIfTI/NRRD/MHA input; a DICOM series is its own template")
+    if dicom:
+        check_template_source(source, dicom_template)
     if dicom and not from_dicom and dicom_template is None:
         raise not_dicom_input(source)
     if series_uid is not None and not from_dicom and dicom_template is None:
