@@ -425,6 +425,21 @@ def test_accept_non_ct_upsamples_non_ct_values_with_a_warning(
     np.testing.assert_array_equal(vol.data[::2], thinslice.load(source).data)
 
 
+def test_evaluate_refuses_non_ct_values_unless_accepted(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """Its PSNR window is in HU, so an MR-like truth gives numbers that mean nothing."""
+    source = mr_like(tmp_path)
+    report = tmp_path / "report.json"
+    args = ("evaluate", "-i", str(source), "--methods", "linear", "--json", str(report))
+    code, lines = run_cli(capfd, *args)
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: mr: values range from 0 to 4000"), lines
+    assert lines[0].endswith("pass --accept-non-ct to score it anyway") and not report.exists()
+    with pytest.raises(InputError, match="to score it anyway"):
+        thinslice.evaluate_pair(source, source, methods=["linear"])
+    code, lines = run_cli(capfd, "-q", *args, "--accept-non-ct")
+    assert code == 0 and report.exists()
+    assert [line for line in lines if line.startswith("warning: mr: values range")], lines
+
+
 def test_ct_rule() -> None:
     """The rule in one place: air (min <= -500 HU), little above 4000 HU, not constant."""
     ct = thinslice.load(LIMB_CROP).data

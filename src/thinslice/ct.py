@@ -97,8 +97,11 @@ def ct_value_problem(data: np.ndarray) -> str | None:
     return None
 
 
-def check_ct_values(volume: Volume, *, accept_non_ct: bool = False) -> None:
+def check_ct_values(volume: Volume, *, accept_non_ct: bool = False, verb: str = "upsample") -> None:
     """Refuse (or with ``accept_non_ct`` only warn about) a volume failing :func:`ct_value_problem`.
+
+    ``verb`` names the work the refusal stops: ``"upsample"``, or ``"score"`` for evaluate,
+    whose PSNR window is in HU.
 
     Raises:
         InputError: the values do not look like CT and ``accept_non_ct`` is False.
@@ -107,8 +110,8 @@ def check_ct_values(volume: Volume, *, accept_non_ct: bool = False) -> None:
     if problem is None:
         return
     if not accept_non_ct:
-        raise InputError(f"{volume.name}: {problem}; pass --accept-non-ct to upsample it anyway")
-    log.warning("warning: %s: %s; upsampling anyway (--accept-non-ct)", volume.name, problem)
+        raise InputError(f"{volume.name}: {problem}; pass --accept-non-ct to {verb} it anyway")
+    log.warning("warning: %s: %s; going ahead (--accept-non-ct)", volume.name, problem)
 
 
 def require_usable(volume: Volume, name: str | None = None) -> None:

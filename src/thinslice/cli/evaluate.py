@@ -16,8 +16,8 @@ log = logging.getLogger("thinslice")
 
 
 def evaluate(
-    inputs: options.Inputs,
-    scale: options.Scale = None,
+    inputs: options.EvaluateInputs,
+    scale: options.ScaleTwo = None,
     degrade: Annotated[
         str | None,
         typer.Option(
@@ -79,6 +79,7 @@ def evaluate(
     precision: options.Precision = "auto",
     fast: options.Fast = False,
     overwrite: options.Overwrite = False,
+    accept_non_ct: options.AcceptNonCT = False,
     device: options.Device = "auto",
     quiet: options.Quiet = False,
     verbose: options.Verbose = 0,
@@ -107,7 +108,7 @@ def evaluate(
     common: dict[str, Any] = {"model": model, "device": device, "progress": options.show_progress()}
     if methods is not None:  # else the API's default, for a pair as for a degraded copy
         common["methods"] = _names(methods)
-    common.update(all_views=all_views, precision=precision)
+    common.update(all_views=all_views, precision=precision, accept_non_ct=accept_non_ct)
     uids: dict[str, Any] = {"series_uid": series_uid}
     if reference is not None:
         from thinslice.evaluation.pair import evaluate_pair

@@ -31,6 +31,7 @@ import numpy as np
 from scipy import ndimage
 
 from thinslice import grid
+from thinslice.ct import check_ct_values
 from thinslice.errors import ConfigError, InputError
 from thinslice.evaluation.metrics import compare_where
 from thinslice.evaluation.protocol import COMPARED, build_methods, means
@@ -294,6 +295,7 @@ def evaluate_pair(
     adapter: tuple[str, Adapter] | None = None,
     preview: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
+    accept_non_ct: bool = False,
 ) -> dict[str, Any]:
     """Score each method on a real thick/thin pair.
 
@@ -313,6 +315,7 @@ def evaluate_pair(
             method's slices and the reference, side by side over the same extent
             (checked before any work: :func:`check_preview`).
         overwrite: replace an existing ``preview``.
+        accept_non_ct: score a pair whose values do not look like CT in HU (with a warning).
 
     Returns:
         ``{"reference", "thick_source", "reference_source", "thick_spacing", "thick_thickness", "reference_spacing",
@@ -336,6 +339,8 @@ def evaluate_pair(
     thick = thick if isinstance(thick, Volume) else load(thick, series_uid)
     if not isinstance(reference, Volume):
         reference = load(reference, reference_series_uid, series_option="--reference-series-uid")
+    for volume in (thick, reference):
+        check_ct_values(volume, accept_non_ct=accept_non_ct, verb="score")
     told = check_mm(slice_thickness, "--slice-thickness")
     if told is not None:
         thick = replace(thick, slice_thickness=float(told))

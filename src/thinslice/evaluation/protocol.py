@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from thinslice import grid
+from thinslice.ct import check_ct_values
 from thinslice.errors import ConfigError
 from thinslice.evaluation.degrade import check_degradation, degrade_array
 from thinslice.evaluation.metrics import METRIC_NAMES, compare
@@ -51,6 +52,7 @@ def evaluate(
     thickness: float | None = None,
     softness: float = 0.0,
     series_uid: str | None = None,
+    accept_non_ct: bool = False,
     fast: bool | None = None,
 ) -> dict[str, Any]:
     """Run the protocol on every input with every method.
@@ -73,6 +75,8 @@ def evaluate(
             (a reconstruction kernel's tails), as a fraction of the thickness. Methods are
             told the thickness, not the softness.
         series_uid: which series to read from a DICOM folder that holds several.
+        accept_non_ct: score inputs whose values do not look like CT in HU (with a warning);
+            refused otherwise, since the scores are taken in an HU window.
 
     Returns:
         ``{"scale": r, "degrade": ..., "rows": [{"volume", "method", <metrics>,
@@ -97,6 +101,7 @@ def evaluate(
     rows: list[dict[str, Any]] = []
     for item in inputs:
         volume = item if isinstance(item, Volume) else load(item, series_uid)
+        check_ct_values(volume, accept_non_ct=accept_non_ct, verb="score")
         total = volume.num_slices
         thin = volume.data.astype(np.float32)
         width = None if thickness is None else thickness / volume.slice_spacing
