@@ -317,12 +317,17 @@ def test_pydicom_warnings_stay_off_stderr_under_quiet(tmp_path: Path, capfd: pyt
     files = _dicom_copy(tmp_path)
     for path in files:
         ds = pydicom.dcmread(path)
-        with pytest.warns(UserWarning):
-            ds.SeriesDescription = "x" * 80  # longer than LO allows: pydicom warns on reading
-        ds.save_as(path)
+        with pytest.warns(UserWarning):  # longer than LO allows: pydicom warns on reading and writing
+            ds.SeriesDescription = ds.PatientID = "x" * 80
+            ds.save_as(path)
     code, lines = run_cli(capfd, "-q", "upsample", "-i", str(tmp_path / "series"), "-o", str(tmp_path / "o.nii.gz"),
                           "-m", "linear")  # fmt: skip
     assert code == 0 and lines == [], lines
+    # a derived DICOM series copies the overlong patient attribute: writing is as quiet
+    code, lines = run_cli(capfd, "-q", "upsample", "-i", str(tmp_path / "series"), "-o", f"{tmp_path / 'thin'}/",
+                          "-m", "linear", "--new-study")  # fmt: skip
+    assert code == 0 and lines == [], lines
+    assert len(list((tmp_path / "thin").iterdir())) == thinslice.load(tmp_path / "o.nii.gz").num_slices > len(files)
 
 
 # ----------------------------------------------------------------------------- models

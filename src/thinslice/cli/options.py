@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -18,16 +19,22 @@ _state = {"verbose": 0, "quiet": False}
 
 Inputs = Annotated[
     list[str],
+    typer.Option("-i", "--input", help="NIfTI/NRRD/MHA file or DICOM folder, a folder of them or a CSV."),
+]
+EvaluateInputs = Annotated[
+    list[str],
     typer.Option(
-        "-i", "--input", help="NIfTI/NRRD/MHA file or DICOM folder; upsample and train: also a folder of them or a CSV."
+        "-i",
+        "--input",
+        help="NIfTI/NRRD/MHA file or DICOM folder: thin scans to score (repeat -i), or with "
+        "--reference the thick series.",
     ),
 ]
 Scale = Annotated[
     int | None,
-    typer.Option(
-        "--scale", "-r", help="Factor r (2-8). Default: the model's own with --method model (upsample, info), else 2."
-    ),
+    typer.Option("--scale", "-r", help="Factor r (2-8). Default: the model's own with --method model, else 2."),
 ]
+ScaleTwo = Annotated[int | None, typer.Option("--scale", "-r", help="Factor r (2-8). Default: 2.")]
 TargetSpacing = Annotated[float | None, typer.Option("--target-spacing", help="Wanted slice spacing, mm.")]
 Model = Annotated[
     Path | None, typer.Option("--model", help="Checkpoint for --method model (default: the bundled models).")
@@ -43,13 +50,11 @@ Fast = Annotated[bool, typer.Option("--fast", hidden=True, help="Deprecated: two
 Device = Annotated[str, typer.Option("--device", help="Where the network runs: auto, cpu, cuda, cuda:N or mps.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing output.")]
 AcceptNonCT = Annotated[
-    bool, typer.Option("--accept-non-ct", help="Upsample values that do not look like CT in HU (with a warning).")
+    bool, typer.Option("--accept-non-ct", help="Go ahead with values that do not look like CT in HU (with a warning).")
 ]
 Force = Annotated[bool, typer.Option("--force", hidden=True, help="Deprecated: --overwrite plus --accept-non-ct.")]
-Resume = Annotated[
-    bool,
-    typer.Option("--resume", help="Skip what is done: finished batch cases, or the steps in the checkpoint at -o."),
-]
+Resume = Annotated[bool, typer.Option("--resume", help="Batch: skip the cases a previous run finished.")]
+ResumeTraining = Annotated[bool, typer.Option("--resume", help="Continue the training in the checkpoint at -o.")]
 SliceThickness = Annotated[
     float | None,
     typer.Option(
@@ -83,9 +88,17 @@ def configure(verbose: int = 0, quiet: bool = False) -> None:
     _state["quiet"] = bool(_state["quiet"]) or quiet
     level = logging.WARNING if _state["quiet"] else logging.DEBUG if _state["verbose"] else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
-    # pydicom's notes on odd but readable files (and on the damaged ones thinslice names
-    # itself) are for -v only
-    logging.getLogger("pydicom").setLevel(logging.DEBUG if _state["verbose"] else logging.ERROR)
+    # pydicom's notes on odd but readable or writable values (and on the damaged files
+    # thinslice names itself) are for -v only. It both logs and warns each; a filter on the
+    # handlers, since importing pydicom resets its logger's level.
+    if not _state["verbose"]:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_no_pydicom_notes)
+        warnings.filterwarnings("ignore", category=UserWarning, module="pydicom")
+
+
+def _no_pydicom_notes(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.ERROR or not record.name.startswith("pydicom")
 
 
 def verbose() -> bool:

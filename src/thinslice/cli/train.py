@@ -18,7 +18,7 @@ log = logging.getLogger("thinslice")
 def train(
     inputs: options.Inputs,
     output: Annotated[Path, typer.Option("-o", "--output", help="Checkpoint to write (and resume from).")],
-    scale: options.Scale = None,
+    scale: options.ScaleTwo = None,
     steps: Annotated[int | None, typer.Option("--steps", help="Total optimisation steps.")] = None,
     minutes: Annotated[float | None, typer.Option("--minutes", help="Wall-clock budget of this run.")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="TOML file with model and train tables.")] = None,
@@ -31,7 +31,7 @@ def train(
         ),
     ] = None,
     slice_thickness: options.SliceThickness = None,
-    resume: options.Resume = False,
+    resume: options.ResumeTraining = False,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (deterministic on CPU).")] = 0,
     overwrite: options.Overwrite = False,
     force: options.Force = False,
