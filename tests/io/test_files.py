@@ -76,6 +76,28 @@ def test_slice_axis_is_largest_spacing_in_any_position(tmp_path):
     assert io.choose_slice_axis((1.5, 1.5, 1.5)) == 2  # tie: third axis
 
 
+def test_a_thick_first_axis_stays_the_slice_axis_when_its_output_is_read_back(tmp_path):
+    """Upsampled, the thick axis 0 is no longer three times as wide as the pixels, so its
+    spacing alone would take the third axis for the slices: the note names the axis, for
+    files and for SimpleITK images alike."""
+    chest = thinslice.load(CHEST_CROP)  # 1 mm slices, 0.78 mm pixels
+    image = sitk.GetImageFromArray(np.ascontiguousarray(np.moveaxis(chest.data[::4], 0, 2)))  # slices along i
+    image.SetSpacing((4.0, 0.78125, 0.78125))
+    source, out = tmp_path / "sagittal.nii.gz", tmp_path / "thin.nii.gz"
+    sitk.WriteImage(image, str(source))
+    thinslice.save(thinslice.upsample(source, 4, method="linear"), out)
+    thin = thinslice.load(out)
+    assert thin.geometry.slice_axis == 0 and thin.slice_spacing == pytest.approx(1.0) and thin.thickness == 1.0
+    assert thin.num_slices == 4 * (thinslice.load(source).num_slices - 1) + 1 + 2  # and one past each end
+    again = thinslice.upsample(sitk.ReadImage(str(out)), scale=2, method="linear")
+    assert again.GetSpacing() == pytest.approx((0.5, 0.78125, 0.78125))  # along axis 0 again
+    assert "thinslice slice_thickness=0.5 slice_axis=0" in again.GetMetaData("ITK_FileNotes")
+    assert io.from_sitk(again).geometry.slice_axis == 0 and io.from_sitk(again).thickness == 0.5
+    axial = tmp_path / "axial.nii.gz"  # the third axis goes unnamed
+    thinslice.save(thinslice.upsample(CHEST_CROP, 2, method="linear"), axial)
+    assert sitk.ReadImage(str(axial)).GetMetaData("descrip") == "thinslice slice_thickness=0.5"
+
+
 @pytest.mark.parametrize("pixels", [0.78, 1.0, 1.25])
 def test_thin_slices_finer_than_their_pixels_stay_along_the_third_axis(tmp_path, pixels):
     """Thin CT (0.5-0.625 mm slices) often has larger pixels than slice spacing; its slices

@@ -33,7 +33,7 @@ from thinslice.io.headers import (
     gzip_payload_size,
     require_regular_file,
 )
-from thinslice.io.notes import notes_for, read_notes
+from thinslice.io.notes import Notes, notes_for, read_notes
 from thinslice.memory import require_memory
 from thinslice.volume import Geometry, Volume
 
@@ -181,18 +181,26 @@ def _read_checked(p: Path, readable: Path, size_on_disk: int) -> Volume:
             )
     if image.GetDimension() == 4:  # a 4-D file holding a single 3-D volume
         image = image[:, :, :, 0]
+    geometry, notes = _geometry_and_notes(image)
+    array = sitk.GetArrayFromImage(image)
+    del image
+    meta = {"source": str(p.resolve())} | ({"notes": notes.text} if notes.text else {})
+    return Volume.from_itk_array(array, geometry, stem_of(p), meta, notes.thickness)
+
+
+def _geometry_and_notes(image: sitk.Image) -> tuple[Geometry, Notes]:
+    """The grid of a 3-D image, its slice axis from a thinslice note or else by
+    :func:`choose_slice_axis`, and its notes."""
+    notes = read_notes(image)
     spacing = tuple(float(s) for s in image.GetSpacing())
+    axis = choose_slice_axis((spacing[0], spacing[1], spacing[2])) if notes.slice_axis is None else notes.slice_axis
     geometry = Geometry(
         spacing=(spacing[0], spacing[1], spacing[2]),
         origin=tuple(float(o) for o in image.GetOrigin()),  # type: ignore[arg-type]
         direction=tuple(float(d) for d in image.GetDirection()),
-        slice_axis=choose_slice_axis((spacing[0], spacing[1], spacing[2])),
+        slice_axis=axis,
     )
-    thickness, notes = read_notes(image)
-    array = sitk.GetArrayFromImage(image)
-    del image
-    meta = {"source": str(p.resolve())} | ({"notes": notes} if notes else {})
-    return Volume.from_itk_array(array, geometry, stem_of(p), meta, thickness)
+    return geometry, notes
 
 
 @contextlib.contextmanager
@@ -456,23 +464,23 @@ def check_output_path(
 
 
 def to_sitk(volume: Volume) -> sitk.Image:
-    """A ``SimpleITK.Image`` with the volume's voxels and geometry."""
+    """A ``SimpleITK.Image`` with the volume's voxels and geometry, and thinslice's note
+    (thickness, slice axis) in ``ITK_FileNotes``, which ``sitk.WriteImage`` keeps."""
     image = sitk.GetImageFromArray(volume.itk_array())
     image.SetSpacing(volume.geometry.spacing)
     image.SetOrigin(volume.geometry.origin)
     image.SetDirection(volume.geometry.direction)
+    image.SetMetaData("ITK_FileNotes", notes_for(volume, ""))
     return image
 
 
 def from_sitk(image: sitk.Image, name: str = "image") -> Volume:
-    """A :class:`Volume` from a 3-D ``SimpleITK.Image`` (slice axis: :func:`choose_slice_axis`)."""
+    """A :class:`Volume` from a 3-D ``SimpleITK.Image``, read as :func:`load` reads a file:
+    the slice axis and thickness of a thinslice note, else :func:`choose_slice_axis`."""
     if image.GetDimension() != 3:
         raise InputError(f"expected a 3-D image, got {image.GetDimension()}-D")
-    sp = tuple(float(s) for s in image.GetSpacing())
-    geometry = Geometry(
-        spacing=(sp[0], sp[1], sp[2]),
-        origin=tuple(float(o) for o in image.GetOrigin()),  # type: ignore[arg-type]
-        direction=tuple(float(d) for d in image.GetDirection()),
-        slice_axis=choose_slice_axis((sp[0], sp[1], sp[2])),
+    geometry, notes = _geometry_and_notes(image)
+    meta = {"notes": notes.text} if notes.text else {}
+    return Volume.from_itk_array(
+        sitk.GetArrayFromImage(image), geometry, name=name, meta=meta, slice_thickness=notes.thickness
     )
-    return Volume.from_itk_array(sitk.GetArrayFromImage(image), geometry, name=name)
