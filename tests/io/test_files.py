@@ -98,6 +98,29 @@ def test_a_thick_first_axis_stays_the_slice_axis_when_its_output_is_read_back(tm
     assert sitk.ReadImage(str(axial)).GetMetaData("descrip") == "thinslice slice_thickness=0.5"
 
 
+@pytest.mark.parametrize(("slope", "kept"), [(1.0, np.int16), (2.0, np.int16), (0.5, np.float32)])
+def test_integers_stored_with_a_whole_rescale_read_as_integers(tmp_path, slope, kept):
+    """dcm2niix writes CT as its stored values with the DICOM rescale (scl_inter -1024):
+    ITK reads scaled voxels as float, but whole HU come back as int16, so the output is
+    int16 as for unscaled integer input; a fractional slope keeps float."""
+    import nibabel as nib
+
+    image = nib.load(CHEST_CROP)
+    hu = np.asarray(image.dataobj).astype(np.int32)
+    stored = np.round((hu + 1024) / slope).astype(np.uint16)
+    scaled = nib.Nifti1Image(stored, image.affine, image.header.copy())
+    scaled.header.set_data_dtype(np.uint16)
+    scaled.header.set_slope_inter(slope, -1024)
+    path = tmp_path / "scaled.nii.gz"
+    scaled.to_filename(path)
+    volume = io.load(path)
+    assert volume.data.dtype == kept
+    np.testing.assert_array_equal(volume.data, (stored * slope - 1024).transpose(2, 1, 0))
+    out = tmp_path / "thin.nii.gz"
+    thinslice.save(thinslice.upsample(path, 2, method="linear"), out)
+    assert nib.load(out).get_data_dtype() == (np.int16 if kept == np.int16 else np.float32)
+
+
 @pytest.mark.parametrize("pixels", [0.78, 1.0, 1.25])
 def test_thin_slices_finer_than_their_pixels_stay_along_the_third_axis(tmp_path, pixels):
     """Thin CT (0.5-0.625 mm slices) often has larger pixels than slice spacing; its slices

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from thinslice.ct import require_usable
+from thinslice.ct import fits_int16, require_usable
 from thinslice.errors import ConfigError, InputError, OutputError
 from thinslice.io.atomic import atomic_files, atomic_path, probe_write, same_file
 from thinslice.io.compress import gzip_file
@@ -31,6 +31,7 @@ from thinslice.io.headers import (
     check_nifti_header,
     check_text_header,
     gzip_payload_size,
+    integer_values,
     require_regular_file,
 )
 from thinslice.io.notes import Notes, notes_for, read_notes
@@ -184,6 +185,8 @@ def _read_checked(p: Path, readable: Path, size_on_disk: int) -> Volume:
     geometry, notes = _geometry_and_notes(image)
     array = sitk.GetArrayFromImage(image)
     del image
+    if header is not None and integer_values(header) and not np.issubdtype(array.dtype, np.integer):
+        array = array.astype(np.int16 if fits_int16(array) else np.int32)  # integer HU stay integers
     meta = {"source": str(p.resolve())} | ({"notes": notes.text} if notes.text else {})
     return Volume.from_itk_array(array, geometry, stem_of(p), meta, notes.thickness)
 

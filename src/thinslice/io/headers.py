@@ -220,6 +220,15 @@ def check_nifti_header(header: Any, p: Path, file_size: int, gzipped: bool) -> N
         raise InputError(f"cannot read {p}: its NIfTI orientation fields are invalid ({err})") from err
 
 
+def integer_values(header: Any) -> bool:
+    """Whether a NIfTI header's voxels are whole numbers once scaled: integers stored with
+    a whole ``scl_slope`` and ``scl_inter`` (or none), as dcm2niix writes CT (stored values
+    with the DICOM rescale intercept, often -1024). ITK reads any scaled voxels as float."""
+    slope, inter = header.get_slope_inter()
+    whole = all(v is None or (np.isfinite(v) and float(v).is_integer()) for v in (slope, inter))
+    return bool(np.issubdtype(header.get_data_dtype(), np.integer)) and whole
+
+
 def _check_forms(header: Any, p: Path) -> None:
     qcode, scode = int(header["qform_code"]), int(header["sform_code"])
     if scode > 0:
