@@ -262,6 +262,13 @@ def dicom_two_slices(folder: Path) -> Path:
     return folder / "series"
 
 
+def dicom_thickness_300(folder: Path) -> Path:
+    """A damaged SliceThickness: 300 mm slices every 2 mm, in a stack of 8."""
+    for path in _dicom_copy(folder):
+        _dicom_edit(path, SliceThickness=300)
+    return folder / "series"
+
+
 @dataclass(frozen=True)
 class Case:
     """A bad input: how to make it, the error class and what its one line must say."""
@@ -301,6 +308,7 @@ INPUT_CASES = [
     Case("DICOM: tilted, uneven", dicom_tilted_uneven, InputError, r"uneven slice spacing .*resample to even spacing"),
     Case("DICOM: MR modality", dicom_mr, InputError, r"is MR, thinslice needs CT; pass a folder holding a CT"),
     Case("DICOM: 2 slices", dicom_two_slices, InputError, r"only 2 slice\(s\) in .*at least 3"),
+    Case("DICOM: 300 mm thick", dicom_thickness_300, InputError, r"slices 300 mm thick every 2 mm cannot be: its 8"),
 ]
 
 

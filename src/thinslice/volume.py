@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from thinslice.checks import positive
-from thinslice.errors import ConfigError
+from thinslice.errors import ConfigError, InputError
 
 
 @dataclass(frozen=True)
@@ -171,3 +171,20 @@ class Volume:
         if slice_spacing is None:
             return Volume(data, geo, self.name, dict(self.meta), slice_thickness or self.slice_thickness)
         return Volume(data, geo.with_slice_spacing(slice_spacing), self.name, dict(self.meta), slice_thickness)
+
+
+def require_plausible_thickness(volume: Volume) -> None:
+    """Refuse slices thicker than the whole stack (its slice count times the spacing): no
+    acquisition makes them, a damaged SliceThickness or a mistyped ``--slice-thickness``
+    does, and the output would reach past the end slices by half of it.
+
+    Raises:
+        InputError: naming the thickness, the spacing and what the stack covers.
+    """
+    extent = volume.num_slices * volume.slice_spacing
+    if volume.thickness > extent * (1 + 1e-6):
+        raise InputError(
+            f"{volume.name}: slices {volume.thickness:g} mm thick every {volume.slice_spacing:.4g} mm cannot be: its "
+            f"{volume.num_slices} slices cover {extent:.4g} mm in all; check the thickness it states (DICOM "
+            "SliceThickness, a header note) or the --slice-thickness given"
+        )

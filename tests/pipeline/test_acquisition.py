@@ -352,6 +352,9 @@ def test_the_last_line_names_the_checkpoint_and_other_factors_are_explained(
         (["--output-thickness", "-1"], "--output-thickness must be a positive number"),
         (["-r", "2", "--output-thickness", "1"], "is thinner than slices made 1.635 mm apart"),
         (["-r", "2", "--output-thickness", "4", "--keep-acquired"], "give one of them"),
+        # thicker than the 25 slices of 3.27 mm cover: a typo, or a damaged SliceThickness
+        (["--slice-thickness", "100"], "slices 100 mm thick every 3.27 mm cannot be: its 25 slices cover 81.75 mm"),
+        (["-r", "2", "--output-thickness", "500"], "every output slice would average all of it"),
         (["--target-spacing", "0.3"], "needs more than x8"),
         (["--target-spacing", "4"], "not finer than the slice spacing"),
     ],

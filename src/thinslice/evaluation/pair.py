@@ -37,7 +37,7 @@ from thinslice.evaluation.metrics import compare_where
 from thinslice.evaluation.protocol import COMPARED, build_methods, means
 from thinslice.io import load
 from thinslice.methods import Method, get_method, run_on_grid
-from thinslice.volume import ACQUISITION_KEYWORDS, Volume, check_mm
+from thinslice.volume import ACQUISITION_KEYWORDS, Volume, check_mm, require_plausible_thickness
 
 log = logging.getLogger(__name__)
 
@@ -344,6 +344,7 @@ def evaluate_pair(
     told = check_mm(slice_thickness, "--slice-thickness")
     if told is not None:
         thick = replace(thick, slice_thickness=float(told))
+    require_plausible_thickness(thick)
     inside, positions = reference_positions(thick, reference)  # refused before any work
     fields = inplane_map(thick, reference)
     check_same_scan(thick, reference)

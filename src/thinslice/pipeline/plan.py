@@ -16,7 +16,7 @@ from thinslice.checks import positive
 from thinslice.ct import ct_value_problem, require_usable
 from thinslice.errors import ConfigError
 from thinslice.methods import Method
-from thinslice.volume import Volume, check_mm
+from thinslice.volume import Volume, check_mm, require_plausible_thickness
 
 log = logging.getLogger(__name__)
 #: What the log and ``info -i`` say of slices whose thickness no file or option gives.
@@ -90,7 +90,9 @@ def resolve_plan(
 
     Raises:
         ConfigError, ModelError: a target spacing or factor the method does not make.
+        InputError: slices thicker than the whole stack.
     """
+    require_plausible_thickness(volume)
     if target_spacing is not None:
         plan = grid.plan_for_spacing(volume.num_slices, volume.slice_spacing, target_spacing, fn.makes)
     else:
@@ -104,11 +106,18 @@ def resolve_plan(
 def check_output_thickness(
     volume: Volume, plan: grid.Plan, output_thickness: float | None, keep_acquired: bool
 ) -> None:
-    """Refuse keeping the acquired slices unchanged while averaging every output slice.
+    """Refuse keeping the acquired slices unchanged while averaging every output slice, and
+    output slices thicker than the whole stack (each would average all of it).
 
     Raises:
-        ConfigError: both asked for.
+        ConfigError: both asked for, or the thickness.
     """
+    extent = volume.num_slices * volume.slice_spacing
+    if output_thickness is not None and output_thickness > extent:
+        raise ConfigError(
+            f"--output-thickness {output_thickness:g} mm is more than the {extent:.4g} mm that {volume.name}'s "
+            "slices cover: every output slice would average all of it; give a few output spacings at most"
+        )
     if grid.output_thickness_width(output_thickness, volume.thickness, plan.spacing) > 1 and keep_acquired:
         raise ConfigError(
             f"--keep-acquired keeps the acquired slices unchanged, but --output-thickness {output_thickness:g} mm "

@@ -22,7 +22,7 @@ from thinslice.model.config import ModelConfig
 from thinslice.model.inference import normalize
 from thinslice.profile import BELL_BOX, profile_degrade_torch, smore_pair
 from thinslice.training.config import TrainConfig
-from thinslice.volume import Volume
+from thinslice.volume import Volume, require_plausible_thickness
 
 
 @dataclass
@@ -56,6 +56,7 @@ def prepare_volumes(
             arr, name = vol.data, vol.name
             sp_w, sp_h = vol.geometry.inplane_spacing  # ITK order: W axis first
             spacing: tuple[float, float, float] | None = (vol.slice_spacing, sp_h, sp_w)
+            require_plausible_thickness(vol)
             thickness = vol.thickness / vol.slice_spacing
         else:
             arr, name, spacing, thickness = np.asarray(vol), f"volume{i}", None, 1.0
