@@ -206,6 +206,24 @@ def test_names_mirror_inputs(tmp_path):
     assert all(n.lower().startswith("ct_") and n.endswith(".nii.gz") for n in names)
 
 
+def test_an_output_folder_inside_the_input_may_hold_only_outputs(tmp_path, capsys):
+    """The search leaves the output folder out, so scans kept there would be skipped without
+    a word: refused. A batch's own outputs there (with their done-markers) are fine."""
+    src = tmp_path / "in"
+    for name, crop in (("p1", LIMB_CROP), ("p2", CHEST_CROP)):
+        (src / name).mkdir(parents=True)
+        shutil.copy(crop, src / name / "ct.nii.gz")
+    before = sorted(p.name for p in src.rglob("*"))
+    assert main(["-q", "upsample", "-i", str(src), "-o", str(src / "p1"), "-r", "2", "-m", "linear"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds 1 scan(s) that are not outputs of a batch (such as ct.nii.gz)" in err[0], err
+    assert sorted(p.name for p in src.rglob("*")) == before
+    args = ["-q", "upsample", "-i", str(src), "-o", str(src / "thin"), "-r", "2", "-m", "linear"]
+    assert main(args) == 0 and main([*args, "--resume"]) == 0
+    report = json.loads((src / "thin" / "thinslice_report.json").read_text())
+    assert [c["status"] for c in report["cases"]] == ["skipped", "skipped"]
+
+
 def test_csv_input(tmp_path):
     data = tmp_path / "data"
     (data / "scans").mkdir(parents=True)

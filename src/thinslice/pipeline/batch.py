@@ -246,6 +246,21 @@ def upsample_batch(
     return batch
 
 
+def _check_no_scans_inside(out_dir: Path, src: Path, output_format: str) -> None:
+    """Refuse an output folder inside the input folder that holds scans other than a batch's
+    outputs (each has its done-marker): the search leaves the output folder out, so they
+    would be skipped without a word."""
+    if not out_dir.is_dir():
+        return
+    strays = [c.source for c in find_cases(out_dir, output_format=output_format) if not marker_path(c.source).exists()]
+    if strays:
+        raise OutputError(
+            f"output folder {out_dir} lies inside the input folder {src} and holds {len(strays)} scan(s) that are not "
+            f"outputs of a batch (such as {strays[0].relative_to(out_dir.resolve())}), which the search would leave "
+            "out; choose an -o outside the input folder, or an empty one"
+        )
+
+
 def _prepare(
     src: Path, out_dir: Path, report: Path, csv_column: str | None, output_format: str, overwrite: bool
 ) -> list[Case]:
@@ -255,6 +270,7 @@ def _prepare(
     if src.is_dir() and _same_place(out_dir, src):  # also through a symlink or '..'
         raise OutputError(f"output folder {out_dir} is the input folder ({src.resolve()}); choose another -o")
     if src.is_dir() and src.resolve() in out_dir.resolve().parents:
+        _check_no_scans_inside(out_dir, src, output_format)
         log.info("the output folder %s lies inside the input folder; it is left out of the search", out_dir)
     if report.is_dir():
         raise OutputError(f"--report {report} is a folder; give a file name such as {report / REPORT_NAME}")
