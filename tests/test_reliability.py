@@ -269,6 +269,14 @@ def dicom_thickness_300(folder: Path) -> Path:
     return folder / "series"
 
 
+def dicom_no_intercept_in_one(folder: Path) -> Path:
+    path = _dicom_copy(folder)[3]
+    ds = pydicom.dcmread(path)
+    del ds.RescaleIntercept
+    ds.save_as(path)
+    return folder / "series"
+
+
 @dataclass(frozen=True)
 class Case:
     """A bad input: how to make it, the error class and what its one line must say."""
@@ -308,6 +316,12 @@ INPUT_CASES = [
     Case("DICOM: tilted, uneven", dicom_tilted_uneven, InputError, r"uneven slice spacing .*resample to even spacing"),
     Case("DICOM: MR modality", dicom_mr, InputError, r"is MR, thinslice needs CT; pass a folder holding a CT"),
     Case("DICOM: 2 slices", dicom_two_slices, InputError, r"only 2 slice\(s\) in .*at least 3"),
+    Case(
+        "DICOM: one slice without RescaleIntercept",
+        dicom_no_intercept_in_one,
+        InputError,
+        r"has no RescaleIntercept where other slices of the series have one.*fix or remove that slice",
+    ),
     Case("DICOM: 300 mm thick", dicom_thickness_300, InputError, r"slices 300 mm thick every 2 mm cannot be: its 8"),
 ]
 

@@ -330,6 +330,13 @@ def _check(folder: Path, slices: _Slices, pos: np.ndarray | None) -> np.ndarray:
                     f"differing {keyword} within the series in {folder}: {ref.tolist()} in "
                     f"{p0.name} but {val.tolist()} in {path.name}; split or fix the series"
                 )
+    for keyword in ("RescaleSlope", "RescaleIntercept"):  # an absent one reads as 1 or 0: HU off by 1024
+        lacking = [path.name for path, ds in slices if keyword not in ds]
+        if 0 < len(lacking) < len(slices):
+            raise InputError(
+                f"{lacking[0]} in {folder} has no {keyword} where other slices of the series have one, so its HU "
+                "cannot be told; fix or remove that slice"
+            )
     row, col = ref_iop = _floats(ds0, "ImageOrientationPatient", 6).reshape(2, 3)
     if not (np.allclose(np.linalg.norm(ref_iop, axis=1), 1, atol=1e-3) and abs(float(row @ col)) < 1e-3):
         raise InputError(
