@@ -277,6 +277,14 @@ def dicom_no_intercept_in_one(folder: Path) -> Path:
     return folder / "series"
 
 
+def dicom_nan_position(folder: Path) -> Path:
+    path = _dicom_copy(folder)[2]
+    x, y, _ = (float(v) for v in _ds(path).ImagePositionPatient)
+    with pytest.warns(UserWarning, match="Invalid value for VR DS"):  # as a damaged file would be
+        _dicom_edit(path, ImagePositionPatient=[x, y, "NaN"])
+    return folder / "series"
+
+
 @dataclass(frozen=True)
 class Case:
     """A bad input: how to make it, the error class and what its one line must say."""
@@ -321,6 +329,12 @@ INPUT_CASES = [
         dicom_no_intercept_in_one,
         InputError,
         r"has no RescaleIntercept where other slices of the series have one.*fix or remove that slice",
+    ),
+    Case(
+        "DICOM: NaN position",
+        dicom_nan_position,
+        InputError,
+        r"cannot order the slices in .*: CT\..*\.dcm has no valid ImagePositionPatient; fix or remove that slice",
     ),
     Case("DICOM: 300 mm thick", dicom_thickness_300, InputError, r"slices 300 mm thick every 2 mm cannot be: its 8"),
 ]

@@ -259,13 +259,13 @@ def _text(ds: Dataset, keyword: str) -> str:
 
 
 def _floats(ds: Dataset, keyword: str, size: int) -> np.ndarray:
-    """A numeric tag as ``size`` floats (empty array when missing or malformed)."""
+    """A numeric tag as ``size`` floats (empty array when missing, malformed or not finite)."""
     value = ds.get(keyword)
     try:
         values = np.asarray([float(v) for v in ([value] if size == 1 else value or [])])
     except (TypeError, ValueError):
         return np.empty(0)
-    return values if values.size == size else np.empty(0)
+    return values if values.size == size and np.all(np.isfinite(values)) else np.empty(0)
 
 
 def _order(slices: _Slices) -> tuple[_Slices, np.ndarray | None]:
@@ -315,8 +315,11 @@ def _check(folder: Path, slices: _Slices, pos: np.ndarray | None) -> np.ndarray:
         )
     if len(slices) < 3:
         raise InputError(f"only {len(slices)} slice(s) in {folder}; thinslice needs at least 3")
-    if pos is None:
-        raise InputError(f"cannot order the slices in {folder}: no valid ImagePositionPatient")
+    bad = next((p.name for p, ds in slices if _floats(ds, "ImagePositionPatient", 3).size == 0), None)
+    if bad is not None:
+        raise InputError(
+            f"cannot order the slices in {folder}: {bad} has no valid ImagePositionPatient; fix or remove that slice"
+        )
     p0, ds0 = slices[0]
     checks = (("ImageOrientationPatient", 6, _COS_TOL), ("PixelSpacing", 2, _MM_TOL), ("Rows", 1, 0), ("Columns", 1, 0))
     for keyword, size, tol in checks:
@@ -337,6 +340,8 @@ def _check(folder: Path, slices: _Slices, pos: np.ndarray | None) -> np.ndarray:
                 f"{lacking[0]} in {folder} has no {keyword} where other slices of the series have one, so its HU "
                 "cannot be told; fix or remove that slice"
             )
+    if pos is None:  # every slice has a position and the first an orientation, as checked above
+        raise InputError(f"cannot order the slices in {folder}")
     row, col = ref_iop = _floats(ds0, "ImageOrientationPatient", 6).reshape(2, 3)
     if not (np.allclose(np.linalg.norm(ref_iop, axis=1), 1, atol=1e-3) and abs(float(row @ col)) < 1e-3):
         raise InputError(
