@@ -296,6 +296,26 @@ def test_batch_options_checked(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_batch_with_no_scans_or_a_report_in_a_missing_folder_is_refused_first(tmp_path, capsys):
+    """An empty folder or a header-only CSV is most likely a wrong -i (a single scan says
+    so too); a --report folder is never made, only -o is. Nothing is created either way."""
+    empty, csv = tmp_path / "empty", tmp_path / "cases.csv"
+    empty.mkdir()
+    csv.write_text("path\n")
+    for source in (empty, csv):
+        assert main(["-q", "upsample", "-i", str(source), "-o", str(tmp_path / "out"), "-r", "2", "-m", "linear"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"error: no scans found in {source}"), err
+    src = make_tree(tmp_path / "in")
+    report = tmp_path / "missing" / "report.json"
+    args = ["-q", "upsample", "-i", str(src), "-o", str(tmp_path / "out"), "-r", "2", "-m", "linear"]
+    assert main([*args, "--report", str(report)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: --report folder does not exist: {report.parent}; create it first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cases.csv", "empty", "in"]
+    nested = tmp_path / "out" / "logs" / "report.json"  # inside -o: made with it
+    assert main([*args, "--report", str(nested)]) == 2 and nested.exists()  # make_tree holds one broken scan
+
+
 @pytest.mark.parametrize(
     ("option", "message"),
     [

@@ -275,7 +275,12 @@ def _prepare(
     if report.is_dir():
         raise OutputError(f"--report {report} is a folder; give a file name such as {report / REPORT_NAME}")
     cases = find_cases(src, out_dir.resolve(), csv_column=csv_column, output_format=output_format)
+    if not cases:  # a wrong -i, most likely: before any folder is made
+        raise InputError(f"no scans found in {src} (NIfTI, NRRD, MHA files or DICOM series); check -i")
     _check_report(report, overwrite, [c.source for c in cases])
+    inside = report.parent.resolve() == out_dir.resolve() or out_dir.resolve() in report.parent.resolve().parents
+    if not (inside or report.parent.is_dir()):  # as -o: only the output folder is made
+        raise OutputError(f"--report folder does not exist: {report.parent}; create it first")
     for folder in (out_dir, report.parent):
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -283,8 +288,6 @@ def _prepare(
             raise OutputError(f"cannot create the folder {folder}: {err.strerror}") from err
         if not os.access(folder, os.W_OK):
             raise OutputError(f"folder {folder} is not writable; choose another -o or --report")
-    if not cases:
-        log.warning("no scans found in %s (NIfTI, NRRD, MHA files or DICOM series)", src)
     return cases
 
 
