@@ -294,6 +294,10 @@ def test_batch_options_checked(tmp_path):
     args = [*args[:-2], "--output-format", "nii.gz", "--series-uid", "1.2"]
     assert main(args) == 2  # a batch reads every series
     assert not (tmp_path / "out").exists()
+    csv = tmp_path / "cases.csv"
+    csv.write_text(f"path\n{LIMB_CROP}\n")
+    assert main(["upsample", "-i", str(csv), "-o", str(tmp_path / "thin.nii.gz"), "-r", "2"]) == 2  # a file name
+    assert not (tmp_path / "thin.nii.gz").exists() and not (tmp_path / "thin").exists()
 
 
 def test_a_batch_with_no_scans_or_a_report_in_a_missing_folder_is_refused_first(tmp_path, capsys):

@@ -43,7 +43,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from thinslice import __version__
 from thinslice.distributed import DistEnv, from_rank0, gather_objects, process_group
 from thinslice.errors import ConfigError, InputError, Interrupted, OutputError, ThinsliceError
-from thinslice.io import check_output_path, load, save, stem_of
+from thinslice.io import check_output_path, load, save, stem_of, suffix_of
 from thinslice.io.atomic import write_json
 from thinslice.io.dicom_write import check_series_output, read_template
 from thinslice.methods import Method, method_class
@@ -267,6 +267,11 @@ def _prepare(
     """Rank 0's setup: check the output folder and the report's, create them, list the cases."""
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"output {out_dir} is a file; batch runs need an output folder")
+    if not out_dir.exists() and suffix_of(out_dir):
+        raise OutputError(
+            f"a batch writes one output per scan into a folder, and -o {out_dir} names a file; give a folder such "
+            f"as {out_dir.with_name(stem_of(out_dir))}"
+        )
     if src.is_dir() and _same_place(out_dir, src):  # also through a symlink or '..'
         raise OutputError(f"output folder {out_dir} is the input folder ({src.resolve()}); choose another -o")
     if src.is_dir() and src.resolve() in out_dir.resolve().parents:
