@@ -164,6 +164,21 @@ def four_d(folder: Path) -> Path:
     return folder / "series4d.nii.gz"
 
 
+def complex_voxels(folder: Path) -> Path:
+    array, _ = _limb_array()
+    nib.save(nib.Nifti1Image(array.T.astype(np.complex64), np.diag([0.98, 0.98, 3.27, 1.0])), folder / "c.nii.gz")
+    return folder / "c.nii.gz"
+
+
+def rgb_voxels(folder: Path) -> Path:
+    array, _ = _limb_array()
+    grey = np.clip(array.T, 0, 255).astype(np.uint8)
+    rgb = np.empty(grey.shape, dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    rgb["R"], rgb["G"], rgb["B"] = grey, grey, grey
+    nib.save(nib.Nifti1Image(rgb, np.diag([0.98, 0.98, 3.27, 1.0])), folder / "rgb.nii.gz")
+    return folder / "rgb.nii.gz"
+
+
 def one_slice(folder: Path) -> Path:
     sitk.WriteImage(sitk.ReadImage(str(LIMB_CROP))[:, :, :1], str(folder / "one.nii.gz"))
     return folder / "one.nii.gz"
@@ -310,6 +325,8 @@ INPUT_CASES = [
     Case("unknown extension", unknown_extension, InputError, r"unsupported file type: scan\.dat; give a \.nii"),
     Case("2-D image", two_d, InputError, r"is a 2-D image \(64, 64\); thinslice needs a 3-D"),
     Case("4-D image", four_d, InputError, r"has 4 dimensions .*split 4-D series"),
+    Case("complex voxels", complex_voxels, InputError, r"c\.nii\.gz holds complex of 32-bit float voxels, not one"),
+    Case("RGB voxels", rgb_voxels, InputError, r"rgb\.nii\.gz holds vector of 8-bit .*thinslice needs a CT volume"),
     Case("1 slice", one_slice, InputError, r"has 1 slice \(64, 64, 1\).*at least 3 slices"),
     Case("2 slices", two_slices, InputError, r"has 2 slice\(s\) .*at least 3 slices"),
     Case("NaN/Inf voxels (NIfTI)", nan_voxels, InputError, r"holds 2 NaN/Inf voxels; fix or mask"),

@@ -161,6 +161,9 @@ def _read_checked(p: Path, readable: Path, size_on_disk: int) -> Volume:
         raise InputError(f"cannot read {p}: not a valid image file ({_first_line(err)})") from err
     size = reader.GetSize()
     _check_shape(size, p)
+    if reader.GetNumberOfComponents() > 1:  # RGB, vector or complex voxels
+        kind = sitk.GetPixelIDValueAsString(reader.GetPixelID())
+        raise InputError(f"{p.name} holds {kind} voxels, not one grey value each; thinslice needs a CT volume in HU")
     check_direction(tuple(reader.GetDirection()), p)
     spacing_read = tuple(float(s) for s in reader.GetSpacing())
     if not all(np.isfinite(s) and s > 0 for s in spacing_read):
