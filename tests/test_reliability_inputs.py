@@ -81,6 +81,15 @@ def sheared_sform(folder: Path) -> Path:
     return _limb_nifti(folder, "sheared.nii.gz", edit)
 
 
+def flat_sform(folder: Path) -> Path:
+    def edit(img: nib.Nifti1Image) -> None:
+        flat = img.affine.copy()
+        flat[:3, 2] = 0  # the slice axis of no length
+        img.set_sform(flat, code=1)
+
+    return _limb_nifti(folder, "flat.nii.gz", edit)
+
+
 def _limb_mha(folder: Path, name: str = "scan.mha") -> Path:
     _, image = _limb_array()
     sitk.WriteImage(image, str(folder / "tmp.mha"), useCompression=False)
@@ -191,6 +200,7 @@ INPUT_CASES = [
     Case("NIfTI pixdim 0", pixdim_zero, InputError, r"voxel size of \[.*0\.0\] mm \(pixdim 0.*fix the header"),
     Case("NIfTI qform and sform disagree", qform_sform_disagree, InputError, r"qform and an sform that disagree"),
     Case("NIfTI sheared sform", sheared_sform, InputError, r"sheared sform .*resample it to an orthogonal grid"),
+    Case("NIfTI sform axis of no length", flat_sform, InputError, r"flat\.nii\.gz has an sform with an axis of no"),
     Case("MHA sheared direction", sheared_mha, InputError, r"sheared or non-orthogonal direction matrix .*60\.0°"),
     Case("MHA data file /etc/passwd", data_file_etc_passwd, InputError, r"names a data file outside its own folder"),
     Case("MHA data file ../outside", data_file_outside, InputError, r"folder \(\.\./outside\.raw -> .*outside\.raw\)"),

@@ -233,7 +233,13 @@ def _check_forms(header: Any, p: Path) -> None:
     qcode, scode = int(header["qform_code"]), int(header["sform_code"])
     if scode > 0:
         sform = np.asarray(header.get_sform(), dtype=np.float64)
-        cols = sform[:3, :3] / np.linalg.norm(sform[:3, :3], axis=0)
+        lengths = np.linalg.norm(sform[:3, :3], axis=0)
+        if not np.all(np.isfinite(sform)) or np.any(lengths == 0):
+            raise InputError(
+                f"{p.name} has an sform with an axis of no length or not finite ({sform[:3, :3].tolist()}); "
+                "fix its header (or set sform_code to 0 to use the qform)"
+            )
+        cols = sform[:3, :3] / lengths
         if not np.allclose(cols.T @ cols, np.eye(3), atol=ORTHO_TOL):
             raise InputError(
                 f"{p.name} has a sheared sform (its axes are not at right angles: {_angles(cols)}); "
