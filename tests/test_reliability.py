@@ -292,6 +292,13 @@ def dicom_no_intercept_in_one(folder: Path) -> Path:
     return folder / "series"
 
 
+def dicom_beside_nifti(folder: Path) -> Path:
+    """A series folder that also holds a NIfTI file: which scan is meant?"""
+    _dicom_copy(folder)
+    shutil.copy(LIMB_CROP, folder / "series" / "limb.nii.gz")
+    return folder / "series"
+
+
 def dicom_nan_position(folder: Path) -> Path:
     path = _dicom_copy(folder)[2]
     x, y, _ = (float(v) for v in _ds(path).ImagePositionPatient)
@@ -491,6 +498,23 @@ def test_evaluate_refuses_non_ct_values_unless_accepted(tmp_path: Path, capfd: p
     code, lines = run_cli(capfd, "-q", *args, "--accept-non-ct")
     assert code == 0 and report.exists()
     assert [line for line in lines if line.startswith("warning: mr: values range")], lines
+
+
+def test_a_series_folder_with_an_image_file_in_it_is_refused_for_one_output(
+    dirs: tuple[Path, Path], capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Read as one scan, the series would be upsampled and the NIfTI file beside it left out
+    without a word; as a batch (an output folder), both are cases."""
+    src_dir, out_dir = dirs
+    source = dicom_beside_nifti(src_dir)
+    code, lines = run_cli(capfd, "upsample", "-i", str(source), "-o", str(out_dir / "thin.nii.gz"), "-m", "linear")
+    assert_one_line(code, lines, r"holds 1 image file\(s\) \(limb\.nii\.gz, \.\.\.\), and a folder is read as one")
+    assert listing(out_dir) == set()
+    code, lines = run_cli(capfd, "-q", "upsample", "-i", str(source), "-o", f"{out_dir / 'batch'}/", "-m", "linear")
+    assert code == 0 and sorted(p.name for p in (out_dir / "batch").glob("*.nii.gz")) == [
+        "limb.nii.gz",
+        "series.nii.gz",
+    ]
 
 
 def test_ct_rule() -> None:

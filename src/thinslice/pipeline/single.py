@@ -17,8 +17,9 @@ import os
 from pathlib import Path
 
 from thinslice.errors import ConfigError, InputError
-from thinslice.io import check_output_path, load, save
+from thinslice.io import check_output_path, load, save, suffix_of
 from thinslice.io.dicom_write import check_series_output, read_template
+from thinslice.io.walk import walk
 from thinslice.methods import method_class
 from thinslice.pipeline.export import not_dicom_input, write_preview, write_series
 from thinslice.pipeline.plan import check_template_source, with_template_thickness
@@ -82,6 +83,8 @@ def upsample_path(
     if not source.exists():
         raise InputError(f"input not found: {source}; check the path")
     from_dicom = source.is_dir()
+    if from_dicom:
+        _check_one_kind(source)
     if not dicom and (dicom_template is not None or new_study):
         raise ConfigError("--dicom-template and --new-study apply to DICOM output (--output-format dicom)")
     if dicom:
@@ -154,3 +157,15 @@ def upsample_path(
         write_preview(volume, thin, preview, fn=fn, spread=spread)
         log.info("wrote %s: input beside output", preview)
     return thin
+
+
+def _check_one_kind(folder: Path) -> None:
+    """A folder is read as one DICOM series; image files in it (a batch's folder, or files
+    beside a series) leave open which scan was meant."""
+    images = [here / name for here, files in walk(folder) for name in files if suffix_of(name)]
+    if images:
+        raise InputError(
+            f"{folder} holds {len(images)} image file(s) ({images[0].name}, ...), and a folder is read as one DICOM "
+            "series; give one scan with -i (a file, or a folder holding one series alone), or an output folder with "
+            "-o to upsample them all (batch)"
+        )
