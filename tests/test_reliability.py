@@ -578,13 +578,26 @@ def test_bad_destination(
     out = where(tmp_path)
     if "hard link" in name:
         os.link(source, out)
-    before, outs = digest(source), listing(tmp_path / "out")
+    before, outs, touched = digest(source), listing(tmp_path / "out"), (tmp_path / "in").stat().st_mtime_ns
     code, lines = run_cli(capfd, "upsample", "-i", str(source), "-o", str(out), "--overwrite")
     assert_one_line(code, lines, message)
     with pytest.raises(OutputError, match=message):
         thinslice.save(thinslice.upsample(source, scale=2, method="linear"), out, overwrite=True)
     assert digest(source) == before
     assert listing(tmp_path / "out") == outs
+    assert (tmp_path / "in").stat().st_mtime_ns == touched  # no probe file written beside the input either
+
+
+def test_a_side_output_that_is_the_input_is_named_by_its_option(
+    dirs: tuple[Path, Path], capfd: pytest.CaptureFixture[str]
+) -> None:
+    src_dir, out_dir = dirs
+    source = src_dir / "ct.nii.gz"
+    shutil.copy(LIMB_CROP, source)
+    args = ("upsample", "-i", str(source), "-o", str(out_dir / "thin.nii.gz"), "-m", "linear", "--overwrite")
+    code, lines = run_cli(capfd, *args, "--uncertainty", str(source))
+    assert_one_line(code, lines, r"is the input file; choose another --uncertainty \(inputs are never overwritten\)")
+    assert listing(out_dir) == set()
 
 
 def test_existing_output_needs_overwrite(dirs: tuple[Path, Path], capfd: pytest.CaptureFixture[str]) -> None:

@@ -436,12 +436,18 @@ def _write(writer: sitk.ImageFileWriter, image: sitk.Image, path: Path, out: Pat
 
 
 def check_output_path(
-    out: Path, *, overwrite: bool, sources: list[str | None] | None = None, suffixes: tuple[str, ...] | None = None
+    out: Path,
+    *,
+    overwrite: bool,
+    sources: list[str | None] | None = None,
+    suffixes: tuple[str, ...] | None = None,
+    option: str = "-o",
 ) -> None:
     """Refuse an output that cannot or must not be written, before any work is done.
 
     Args:
         suffixes: the endings allowed (e.g. ``(".png",)``); default: the image formats.
+        option: the option that names ``out``, for the messages.
     """
     if suffixes is None and not suffix_of(out):
         hint = " (or, for a DICOM series in that folder, give --output-format dicom; from a file, --dicom-template too)"
@@ -451,18 +457,18 @@ def check_output_path(
         )
     if suffixes is not None and not out.name.lower().endswith(suffixes):
         raise OutputError(f"unsupported output type: {out.name}; end the name with {' or '.join(suffixes)}")
+    resolved = out.resolve()
+    for src in sources or []:  # before the probe, which would touch the input's folder
+        if src and (Path(src).resolve() == resolved or (out.exists() and same_file(src, out))):
+            raise OutputError(f"output {out} is the input file; choose another {option} (inputs are never overwritten)")
     parent = out.parent if str(out.parent) else Path(".")
     if parent.exists() and not parent.is_dir():
-        raise OutputError(f"output folder {parent} is a file, not a folder; choose another -o")
+        raise OutputError(f"output folder {parent} is a file, not a folder; choose another {option}")
     if not parent.is_dir():
         raise OutputError(f"output folder does not exist: {parent}; create it first")
     if not os.access(parent, os.W_OK):
-        raise OutputError(f"output folder is not writable: {parent}; choose another -o")
+        raise OutputError(f"output folder is not writable: {parent}; choose another {option}")
     probe_write(parent)
-    resolved = out.resolve()
-    for src in sources or []:
-        if src and (Path(src).resolve() == resolved or (out.exists() and same_file(src, out))):
-            raise OutputError(f"output {out} is the input file; choose another -o (inputs are never overwritten)")
     if out.is_dir():
         raise OutputError(f"output {out} is a folder; give a file name such as {out / 'thin.nii.gz'}")
     if (out.exists() or out.is_symlink()) and not overwrite:  # a dangling link too

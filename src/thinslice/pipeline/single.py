@@ -100,9 +100,13 @@ def upsample_path(
     if uncertainty is not None and Path(uncertainty).absolute() == output.absolute():
         raise ConfigError(f"--uncertainty and -o name the same file ({output}); give the uncertainty its own name")
     if uncertainty is not None:
-        check_output_path(Path(uncertainty), overwrite=overwrite, sources=[str(source), str(output)])
+        check_output_path(
+            Path(uncertainty), overwrite=overwrite, sources=[str(source), str(output)], option="--uncertainty"
+        )
     if preview is not None:
-        check_output_path(Path(preview), overwrite=overwrite, sources=[str(source)], suffixes=(".png",))
+        check_output_path(
+            Path(preview), overwrite=overwrite, sources=[str(source)], suffixes=(".png",), option="--preview"
+        )
     fn = build_method(
         method,
         model=model,
