@@ -500,6 +500,16 @@ def test_evaluate_refuses_non_ct_values_unless_accepted(tmp_path: Path, capfd: p
     assert [line for line in lines if line.startswith("warning: mr: values range")], lines
 
 
+def test_train_refuses_non_ct_values_and_no_steps(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """The networks scale intensities as HU, and zero steps would write an untrained model."""
+    out = tmp_path / "m.pt"
+    code, lines = run_cli(capfd, "train", "-i", str(mr_like(tmp_path)), "-o", str(out), "--steps", "2")
+    assert code == 2 and len(lines) == 1 and lines[0].endswith("pass --accept-non-ct to train on it anyway"), lines
+    code, lines = run_cli(capfd, "train", "-i", str(LIMB_CROP), "-o", str(out), "--steps", "0")
+    assert_one_line(code, lines, r"--steps must be a whole number >= 1, got 0")
+    assert not out.exists()
+
+
 def test_a_series_folder_with_an_image_file_in_it_is_refused_for_one_output(
     dirs: tuple[Path, Path], capfd: pytest.CaptureFixture[str]
 ) -> None:

@@ -34,6 +34,7 @@ def train(
     resume: options.ResumeTraining = False,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (deterministic on CPU).")] = 0,
     overwrite: options.Overwrite = False,
+    accept_non_ct: options.AcceptNonCT = False,
     force: options.Force = False,
     device: options.Device = "auto",
     quiet: options.Quiet = False,
@@ -59,7 +60,7 @@ def train(
     if steps is None and minutes is None:
         raise ConfigError("give a training length: --steps N or --minutes M")
     if steps is not None:
-        whole(steps, "--steps")
+        whole(steps, "--steps", lo=1)
     if minutes is not None:
         positive(minutes, "--minutes")
     check_mm(slice_thickness, "--slice-thickness")
@@ -73,7 +74,7 @@ def train(
 
     check_destination(output, overwrite=True, what="-o", inputs=tuple(inputs))  # a folder, unwritable: now, not after
     load_config(config)  # its mistakes show before the scans are read
-    volumes = _training_volumes(inputs)
+    volumes = _training_volumes(inputs, accept_non_ct)
     if slice_thickness is not None:  # the width of the thick profile in the training pairs
         volumes = [v.with_data(v.data, slice_thickness=slice_thickness) for v in volumes]
     recipe = recipe_for(volumes, r)  # --config's tables apply over it
@@ -114,8 +115,10 @@ def train(
         log.info("wrote %s", output)
 
 
-def _training_volumes(inputs: list[str]) -> list[Any]:
-    """Load every scan named or found under the inputs (files, DICOM series, folders)."""
+def _training_volumes(inputs: list[str], accept_non_ct: bool) -> list[Any]:
+    """Load every scan named or found under the inputs (files, DICOM series, folders); each
+    must look like CT in HU, as the networks' intensity scaling assumes, unless accepted."""
+    from thinslice.ct import check_ct_values
     from thinslice.errors import InputError
     from thinslice.io import load
     from thinslice.pipeline.cases import find_cases
@@ -129,4 +132,5 @@ def _training_volumes(inputs: list[str]) -> list[Any]:
             if case.error:
                 raise InputError(f"{case.source}: {case.error}")
             volumes.append(load(case.source, series_uid=case.series_uid))
+            check_ct_values(volumes[-1], accept_non_ct=accept_non_ct, verb="train on")
     return volumes
