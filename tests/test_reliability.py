@@ -299,6 +299,12 @@ def dicom_beside_nifti(folder: Path) -> Path:
     return folder / "series"
 
 
+def dicom_zero_pixel(folder: Path) -> Path:
+    for path in _dicom_copy(folder):
+        _dicom_edit(path, PixelSpacing=[0, 0])
+    return folder / "series"
+
+
 def dicom_nan_position(folder: Path) -> Path:
     path = _dicom_copy(folder)[2]
     x, y, _ = (float(v) for v in _ds(path).ImagePositionPatient)
@@ -360,6 +366,7 @@ INPUT_CASES = [
         InputError,
         r"cannot order the slices in .*: CT\..*\.dcm has no valid ImagePositionPatient; fix or remove that slice",
     ),
+    Case("DICOM: PixelSpacing 0", dicom_zero_pixel, InputError, r"\.dcm in .* has PixelSpacing \[0\.0, 0\.0\] mm; fix"),
     Case("DICOM: 300 mm thick", dicom_thickness_300, InputError, r"slices 300 mm thick every 2 mm cannot be: its 8"),
 ]
 
@@ -524,6 +531,19 @@ def test_a_series_folder_with_an_image_file_in_it_is_refused_for_one_output(
     assert code == 0 and sorted(p.name for p in (out_dir / "batch").glob("*.nii.gz")) == [
         "limb.nii.gz",
         "series.nii.gz",
+    ]
+
+
+def test_a_slice_thickness_that_differs_within_a_series_is_told(
+    dirs: tuple[Path, Path], capfd: pytest.CaptureFixture[str]
+) -> None:
+    src_dir, out_dir = dirs
+    files = _dicom_copy(src_dir)
+    _dicom_edit(files[4], SliceThickness=1)
+    code, lines = run_cli(capfd, "-q", "info", "-i", str(src_dir / "series"))
+    assert code == 0 and [line for line in lines if line.startswith("warning: SliceThickness differs")] == [
+        f"warning: SliceThickness differs within the series in {src_dir / 'series'} (1 to 3 mm); thinslice takes "
+        "the first slice's: give --slice-thickness if another is right"
     ]
 
 
