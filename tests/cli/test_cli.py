@@ -189,6 +189,10 @@ def test_demo_writes_volume_figure_and_metrics(tmp_path):
     for key in ("psnr_synth", "ssim_axial", "ssim_coronal", "ssim_sagittal"):
         assert metrics["model"][key] > metrics["cubic"][key], key
     assert "PSNR_syn" in res.stdout
+    for bad in (["-m", "bogus"], ["-m", "linear", "--device", "cuda"]):  # refused before the folder is made
+        res = run("demo", "-o", str(tmp_path / "bad"), *bad)
+        assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert not (tmp_path / "bad").exists()
 
 
 @pytest.mark.parametrize(

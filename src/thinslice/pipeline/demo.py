@@ -21,7 +21,7 @@ from thinslice.evaluation.metrics import compare
 from thinslice.io import load, save
 from thinslice.io.atomic import write_json
 from thinslice.methods import method_class
-from thinslice.pipeline.upsample import upsample
+from thinslice.pipeline.upsample import build_method, upsample_checked
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,13 @@ def run_demo(
     Returns:
         ``{method: {metric: value}}`` against the reference slices.
     """
+    methods = list(dict.fromkeys([method, "cubic"]))  # the chosen method, and cubic beside it
+    device_of = {name: device if name == method else "auto" for name in methods}
+    built = {  # a bad method or device stops the demo before its folder is made
+        name: build_method(name, device=device_of[name], progress=progress,
+                           uncertainty=method_class(name).gives_uncertainty)
+        for name in methods
+    }  # fmt: skip
     out = Path(output_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -48,15 +55,13 @@ def run_demo(
     thick_path, ref_path = sample_paths()
     thick, reference = load(thick_path), load(ref_path)
     r = round(thick.slice_spacing / reference.slice_spacing)
-    methods = list(dict.fromkeys([method, "cubic"]))  # the chosen method, and cubic beside it
     results = {}
     spread = None
-    for name in methods:
-        if method_class(name).gives_uncertainty:
-            results[name], spread = upsample(thick, r, method=name, device=device, progress=progress, uncertainty=True)
+    for name, fn in built.items():
+        results[name], made = upsample_checked(thick, fn, scale=r, device=device_of[name], progress=progress)
+        if made is not None:
+            spread = made
             save(spread, out / "sample_uncertainty.nii.gz", overwrite=True)
-        else:
-            results[name] = upsample(thick, r, method=name, device=device, progress=progress)
         save(results[name], out / f"sample_{name}.nii.gz", overwrite=True)
     # the results reach past the end thick slices' centres, as the reference does: the
     # acquired positions are thick slice k's, margin + r * k of the result
