@@ -97,6 +97,10 @@ def test_version_info_and_help():
         assert word in info.stdout
     assert "bundled models for thick slices with a soft slice profile: x2 (profile_soft_x2.pt)" in info.stdout
     assert "upsample" in run("--help").stdout
+    ignored = run("info", "-r", "2", "--keep-acquired")  # they ask about a scan: without one, say so
+    assert ignored.returncode == 2 and ignored.stderr.strip() == (
+        "error: --scale, --keep-acquired apply to info -i SCAN (what upsample would make of it); give -i"
+    )
 
 
 def test_info_says_what_upsample_would_read_and_do_without_doing_it(capsys):

@@ -10,6 +10,7 @@ import typer
 
 from thinslice import __version__
 from thinslice.cli import options
+from thinslice.errors import ConfigError
 
 
 def info(
@@ -52,6 +53,14 @@ def info(
         for line in lines:
             typer.echo(line)
         return
+    given = {"--scale": scale, "--target-spacing": target_spacing, "--slice-thickness": slice_thickness,
+             "--series-uid": series_uid, "--model": model, "--output-thickness": output_thickness,
+             "--keep-acquired": keep_acquired or None, "--dicom-template": dicom_template,
+             "--method": None if method == "model" else method}  # fmt: skip
+    unused = [flag for flag, value in given.items() if value is not None]
+    if unused:
+        verb = "applies" if len(unused) == 1 else "apply"
+        raise ConfigError(f"{', '.join(unused)} {verb} to info -i SCAN (what upsample would make of it); give -i")
     import platform
 
     import numpy
