@@ -121,6 +121,20 @@ def test_integers_stored_with_a_whole_rescale_read_as_integers(tmp_path, slope, 
     assert nib.load(out).get_data_dtype() == (np.int16 if kept == np.int16 else np.float32)
 
 
+@pytest.mark.parametrize(("factor", "warned"), [(1e-3, True), (1.0, False), (1e3, True)])
+def test_a_voxel_size_no_ct_has_is_warned_of(tmp_path, caplog, factor, warned):
+    """A header in metres (or microns) reads as a scan 1000 times too small (or large)."""
+    image = sitk.ReadImage(str(LIMB_CROP))
+    image.SetSpacing(tuple(s * factor for s in image.GetSpacing()))
+    path = tmp_path / "scaled.nii.gz"
+    sitk.WriteImage(image, str(path))
+    with caplog.at_level("WARNING", logger="thinslice"):
+        volume = io.load(path)
+    assert volume.slice_spacing == pytest.approx(3.27 * factor, rel=1e-6)
+    said = [r.getMessage() for r in caplog.records if "outside the 0.01-100 mm CT has" in r.getMessage()]
+    assert len(said) == (1 if warned else 0) and (not warned or "is its header in another unit?" in said[0])
+
+
 @pytest.mark.parametrize("pixels", [0.78, 1.0, 1.25])
 def test_thin_slices_finer_than_their_pixels_stay_along_the_third_axis(tmp_path, pixels):
     """Thin CT (0.5-0.625 mm slices) often has larger pixels than slice spacing; its slices

@@ -29,6 +29,7 @@ from thinslice.io.compress import gzip_file
 from thinslice.io.headers import (
     check_direction,
     check_nifti_header,
+    check_spacing,
     check_text_header,
     gzip_payload_size,
     integer_values,
@@ -165,9 +166,7 @@ def _read_checked(p: Path, readable: Path, size_on_disk: int) -> Volume:
         kind = sitk.GetPixelIDValueAsString(reader.GetPixelID())
         raise InputError(f"{p.name} holds {kind} voxels, not one grey value each; thinslice needs a CT volume in HU")
     check_direction(tuple(reader.GetDirection()), p)
-    spacing_read = tuple(float(s) for s in reader.GetSpacing())
-    if not all(np.isfinite(s) and s > 0 for s in spacing_read):
-        raise InputError(f"{p.name} has a voxel size of {spacing_read} mm; fix its header (spacing must be > 0)")
+    check_spacing(tuple(float(s) for s in reader.GetSpacing()), p)
     _check_memory_to_read(reader, p)
     needed = _check_nifti(readable, header, p) if header is not None else 0
     with ThreadPoolExecutor(max_workers=1) as pool:  # zlib and ITK release the GIL

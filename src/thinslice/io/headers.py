@@ -9,6 +9,7 @@ line that names the file and what to do; :func:`thinslice.io.files.load` calls t
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -22,12 +23,16 @@ import numpy as np
 
 from thinslice.errors import InputError
 
+log = logging.getLogger(__name__)
+
 #: deflate cannot unpack to more than about 1032 times its compressed size.
 MAX_DEFLATE_RATIO = 1032
 #: Bytes of a MetaImage or NRRD text header read at most (real headers are < 4 KiB).
 MAX_TEXT_HEADER = 1 << 16
 #: Direction cosines whose columns are further than this from orthonormal are refused.
 ORTHO_TOL = 1e-4
+#: Voxel sizes (mm) beyond these get a warning: micro-CT reaches 0.01 mm, no CT a 100 mm slice.
+CT_SPACING_MM = (0.01, 100.0)
 
 _META_BYTES = {"CHAR": 1, "UCHAR": 1, "SHORT": 2, "USHORT": 2, "INT": 4, "UINT": 4, "LONG": 4, "ULONG": 4,
                "LONG_LONG": 8, "ULONG_LONG": 8, "FLOAT": 4, "DOUBLE": 8}  # fmt: skip
@@ -254,6 +259,19 @@ def _check_forms(header: Any, p: Path) -> None:
                     f"in origin and {diff[:3, :3].max():.3g} in the axes); the output could keep only one "
                     "of them: make them agree, or set the unwanted one's code to 0"
                 )
+
+
+def check_spacing(spacing: tuple[float, ...], p: Path) -> None:
+    """Refuse a voxel size that is not a positive number; warn of one no CT has (a header in
+    metres or microns reads as a scan a thousand times too small or too large, and a
+    --target-spacing in mm would be read against it)."""
+    if not all(np.isfinite(s) and s > 0 for s in spacing):
+        raise InputError(f"{p.name} has a voxel size of {spacing} mm; fix its header (spacing must be > 0)")
+    if min(spacing) < CT_SPACING_MM[0] or max(spacing) > CT_SPACING_MM[1]:
+        log.warning(
+            "warning: %s has a voxel size of %s mm, outside the %g-%g mm CT has: is its header in another unit?",
+            p.name, ", ".join(f"{s:.4g}" for s in spacing), *CT_SPACING_MM,
+        )  # fmt: skip
 
 
 def check_direction(direction: tuple[float, ...], p: Path) -> None:
