@@ -103,6 +103,21 @@ def test_version_info_and_help():
     )
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["upsample", "-i", "x", "-o", "y", "--bogus"], "error: No such option: --bogus"),
+        (["upsample", "-i", "x", "-o", "y", "-r", "2.5"], "error: Invalid value for '--scale' / '-r'"),
+        (["upsample"], "error: Missing option '-i' / '--input'; see 'thinslice upsample --help'"),
+        (["bogus"], "error: No such command 'bogus'; see 'thinslice --help'"),
+    ],
+)
+def test_usage_errors_are_one_line_too(args, message, capfd):
+    assert main(args) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(message), err
+
+
 def test_info_says_what_upsample_would_read_and_do_without_doing_it(capsys):
     """``info -i``: the acquisition as read, the grid and the checkpoints, the very ones an
     upsample of the same scan then names, without writing or synthesizing anything."""

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     options.reset()
     try:
         with _signals_raise():
-            code = app(args=argv, standalone_mode=False)
+            code = app(args=argv, standalone_mode=False, prog_name="thinslice")
     except ThinsliceError as err:
         if options.verbose():
             logging.getLogger("thinslice").exception("error")
@@ -77,9 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("interrupted by SIGINT; kept: no output was written (partial files removed)", err=True)
         return 130
-    except Exception as err:  # usage errors from the CLI parser (Typer's bundled click)
-        if callable(getattr(err, "show", None)) and isinstance(getattr(err, "exit_code", None), int):
-            err.show()  # type: ignore[attr-defined]
+    except Exception as err:  # usage errors from the CLI parser (Typer's bundled click): one line too
+        message = getattr(err, "format_message", None)
+        if callable(message) and isinstance(getattr(err, "exit_code", None), int):
+            ctx, text = getattr(err, "ctx", None), " ".join(str(message()).split()).rstrip(".")
+            see = f"; see '{ctx.command_path} --help'" if ctx is not None else ""
+            if text:  # no text: the help was shown (no arguments at all)
+                typer.echo(f"error: {text}{see}", err=True)
             return int(err.exit_code)  # type: ignore[attr-defined]
         raise
     if isinstance(code, int) and code == 130:  # Typer turns a stray KeyboardInterrupt into Exit(130)
