@@ -299,6 +299,11 @@ def dicom_beside_nifti(folder: Path) -> Path:
     return folder / "series"
 
 
+def dicom_two_patients(folder: Path) -> Path:
+    _dicom_edit(_dicom_copy(folder)[5], PatientID="SOMEONE-ELSE")
+    return folder / "series"
+
+
 def dicom_zero_pixel(folder: Path) -> Path:
     for path in _dicom_copy(folder):
         _dicom_edit(path, PixelSpacing=[0, 0])
@@ -367,6 +372,7 @@ INPUT_CASES = [
         r"cannot order the slices in .*: CT\..*\.dcm has no valid ImagePositionPatient; fix or remove that slice",
     ),
     Case("DICOM: PixelSpacing 0", dicom_zero_pixel, InputError, r"\.dcm in .* has PixelSpacing \[0\.0, 0\.0\] mm; fix"),
+    Case("DICOM: two patients", dicom_two_patients, InputError, r"holds slices of 2 PatientIDs; split or fix"),
     Case("DICOM: 300 mm thick", dicom_thickness_300, InputError, r"slices 300 mm thick every 2 mm cannot be: its 8"),
 ]
 

@@ -342,6 +342,9 @@ def _check(folder: Path, slices: _Slices, pos: np.ndarray | None) -> np.ndarray:
             )
     if pos is None:  # every slice has a position and the first an orientation, as checked above
         raise InputError(f"cannot order the slices in {folder}")
+    patients = {_text(ds, "PatientID") for _, ds in slices}
+    if len(patients) > 1:  # one series of two patients: a mix-up, never to be read as one scan
+        raise InputError(f"the series in {folder} holds slices of {len(patients)} PatientIDs; split or fix the series")
     if np.any(_floats(ds0, "PixelSpacing", 2) <= 0):
         raise InputError(
             f"{p0.name} in {folder} has PixelSpacing {ds0.PixelSpacing} mm; fix the header (sizes are > 0)"
