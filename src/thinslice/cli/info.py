@@ -22,7 +22,9 @@ def info(
     target_spacing: options.TargetSpacing = None,
     slice_thickness: options.SliceThickness = None,
     series_uid: Annotated[str | None, typer.Option("--series-uid", help="Series to read from a DICOM folder.")] = None,
-    method: options.Method = "model",
+    method: Annotated[
+        str | None, typer.Option("--method", "-m", help="Synthesis method (default: model; see `thinslice info`).")
+    ] = None,
     model: options.Model = None,
     output_thickness: options.OutputThickness = None,
     keep_acquired: options.KeepAcquired = False,
@@ -41,7 +43,7 @@ def info(
         from thinslice.pipeline.upsample import build_method
 
         check_template_source(scan, dicom_template)
-        fn = build_method(method, model=model, device="cpu")
+        fn = build_method(method or "model", model=model, device="cpu")
         volume = load(scan, None if dicom_template is not None else series_uid)
         if dicom_template is not None:  # the study is checked when upsample writes (--new-study there)
             template = read_template(dicom_template, series_uid=series_uid, volume=volume, new_study=True)
@@ -56,7 +58,7 @@ def info(
     given = {"--scale": scale, "--target-spacing": target_spacing, "--slice-thickness": slice_thickness,
              "--series-uid": series_uid, "--model": model, "--output-thickness": output_thickness,
              "--keep-acquired": keep_acquired or None, "--dicom-template": dicom_template,
-             "--method": None if method == "model" else method}  # fmt: skip
+             "--method": method}  # fmt: skip
     unused = [flag for flag, value in given.items() if value is not None]
     if unused:
         verb = "applies" if len(unused) == 1 else "apply"
