@@ -84,7 +84,7 @@ def upsample_path(
         raise InputError(f"input not found: {source}; check the path")
     from_dicom = source.is_dir()
     if from_dicom:
-        _check_one_kind(source)
+        _check_only_a_series(source)
     if not dicom and (dicom_template is not None or new_study):
         raise ConfigError("--dicom-template and --new-study apply to DICOM output (--output-format dicom)")
     if dicom:
@@ -163,7 +163,7 @@ def upsample_path(
     return thin
 
 
-def _check_one_kind(folder: Path) -> None:
+def _check_only_a_series(folder: Path) -> None:
     """A folder is read as one DICOM series; image files in it (a batch's folder, or files
     beside a series) leave open which scan was meant."""
     images = [here / name for here, files in walk(folder) for name in files if suffix_of(name)]
