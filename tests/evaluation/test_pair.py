@@ -343,6 +343,21 @@ def test_a_pair_whose_headers_misplace_the_thick_slices_is_flagged(chest_field, 
     assert report["alignment"]["best_offset_mm"] == pytest.approx(-2.0)
     assert report["alignment"]["best_consistency_psnr"] > report["alignment"]["consistency_psnr"] + 5
     assert "matches them best -2 mm along the slices" in caplog.text
+    # half a reference slice off: every score shifts, and whole-slice offsets could not tell
+    half = thick.geometry.slice_position(0) + 0.5 * np.asarray(thick.geometry.slice_direction)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="thinslice"):
+        report = evaluate_pair(replace(thick, geometry=replace(thick.geometry, origin=tuple(half))), chest_field,
+                               methods=["linear"])  # fmt: skip
+    assert report["alignment"]["best_offset_mm"] == pytest.approx(-0.5)
+    assert "matches them best -0.5 mm along the slices" in caplog.text
+    # other anatomy at the same positions: not two reconstructions of one acquisition
+    other = replace(chest_field, data=np.ascontiguousarray(chest_field.data[::-1]))
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="thinslice"):
+        report = evaluate_pair(thick, other, methods=["linear"])
+    assert report["alignment"]["best_consistency_psnr"] < 25
+    assert "do not look like two reconstructions of one acquisition" in caplog.text
 
 
 def test_series_of_other_patients_or_frames_of_reference_are_flagged(chest_field, caplog) -> None:
