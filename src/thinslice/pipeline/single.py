@@ -84,7 +84,7 @@ def upsample_path(
         raise InputError(f"input not found: {source}; check the path")
     from_dicom = source.is_dir()
     if from_dicom:
-        _check_only_a_series(source)
+        _check_only_a_series(source, output)
     if not dicom and (dicom_template is not None or new_study):
         raise ConfigError("--dicom-template and --new-study apply to DICOM output (--output-format dicom)")
     if dicom:
@@ -163,10 +163,12 @@ def upsample_path(
     return thin
 
 
-def _check_only_a_series(folder: Path) -> None:
+def _check_only_a_series(folder: Path, output: Path) -> None:
     """A folder is read as one DICOM series; image files in it (a batch's folder, or files
-    beside a series) leave open which scan was meant."""
+    beside a series) leave open which scan was meant. The output itself, written there by
+    an earlier run, is no such file."""
     images = [here / name for here, files in walk(folder) for name in files if suffix_of(name)]
+    images = [path for path in images if path.resolve() != output.resolve()]
     if images:
         raise InputError(
             f"{folder} holds {len(images)} image file(s) ({images[0].name}, ...), and a folder is read as one DICOM "
