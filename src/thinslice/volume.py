@@ -131,6 +131,11 @@ class Volume:
         return self.geometry.slice_spacing
 
     @property
+    def extent(self) -> float:
+        """The length (mm) the stack covers along the slice axis: slice count times spacing."""
+        return self.num_slices * self.slice_spacing
+
+    @property
     def voxel_spacing(self) -> tuple[float, float, float]:
         """Spacing (mm) along the axes of :attr:`data`: slice, row, column."""
         w, h = self.geometry.inplane_spacing  # ITK order: the column axis first
@@ -181,10 +186,9 @@ def require_plausible_thickness(volume: Volume) -> None:
     Raises:
         InputError: naming the thickness, the spacing and what the stack covers.
     """
-    extent = volume.num_slices * volume.slice_spacing
-    if volume.thickness > extent * (1 + 1e-6):
+    if volume.thickness > volume.extent * (1 + 1e-6):
         raise InputError(
             f"{volume.name}: slices {volume.thickness:g} mm thick every {volume.slice_spacing:.4g} mm cannot be: its "
-            f"{volume.num_slices} slices cover {extent:.4g} mm in all; check the thickness it states (DICOM "
+            f"{volume.num_slices} slices cover {volume.extent:.4g} mm in all; check the thickness it states (DICOM "
             "SliceThickness, a header note) or the --slice-thickness given"
         )

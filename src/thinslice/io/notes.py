@@ -3,8 +3,8 @@
 The slice thickness has no field of its own in these formats, so thinslice records it as a
 note, with the slice axis where its spacing alone may not tell it: NIfTI keeps it in
 ``descrip`` (80 bytes), NRRD and MetaImage as a header note; all three carry ITK's file
-notes. The notes the input had (a converter's description) follow
-it, so nothing is lost, and a second run replaces thinslice's note instead of nesting it.
+notes. The notes the input had (a converter's description) follow it, so nothing is lost,
+and a second run replaces thinslice's note instead of nesting it.
 """
 
 from __future__ import annotations

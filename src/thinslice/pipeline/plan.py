@@ -112,10 +112,9 @@ def check_output_thickness(
     Raises:
         ConfigError: both asked for, or the thickness.
     """
-    extent = volume.num_slices * volume.slice_spacing
-    if output_thickness is not None and output_thickness > extent:
+    if output_thickness is not None and output_thickness > volume.extent:
         raise ConfigError(
-            f"--output-thickness {output_thickness:g} mm is more than the {extent:.4g} mm that {volume.name}'s "
+            f"--output-thickness {output_thickness:g} mm is more than the {volume.extent:.4g} mm that {volume.name}'s "
             "slices cover: every output slice would average all of it; give a few output spacings at most"
         )
     if grid.output_thickness_width(output_thickness, volume.thickness, plan.spacing) > 1 and keep_acquired:
