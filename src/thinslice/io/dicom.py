@@ -349,12 +349,6 @@ def _check(folder: Path, slices: _Slices, pos: np.ndarray | None) -> np.ndarray:
         raise InputError(
             f"{p0.name} in {folder} has PixelSpacing {ds0.PixelSpacing} mm; fix the header (sizes are > 0)"
         )
-    stated = sorted({float(t[0]) for _, ds in slices if (t := _floats(ds, "SliceThickness", 1)).size})
-    if len(stated) > 1:
-        log.warning(
-            "warning: SliceThickness differs within the series in %s (%g to %g mm); thinslice takes the first "
-            "slice's: give --slice-thickness if another is right", folder, stated[0], stated[-1],
-        )  # fmt: skip
     row, col = ref_iop = _floats(ds0, "ImageOrientationPatient", 6).reshape(2, 3)
     if not (np.allclose(np.linalg.norm(ref_iop, axis=1), 1, atol=1e-3) and abs(float(row @ col)) < 1e-3):
         raise InputError(
@@ -373,7 +367,13 @@ def _check(folder: Path, slices: _Slices, pos: np.ndarray | None) -> np.ndarray:
         )
     med = float(np.median(gaps))
     off = np.abs(gaps - med) > 0.01 * med + 0.01
-    if not np.any(off):
+    if not np.any(off):  # read: now a warning may be said
+        stated = sorted({float(t[0]) for _, ds in slices if (t := _floats(ds, "SliceThickness", 1)).size})
+        if len(stated) > 1:
+            log.warning(
+                "warning: SliceThickness differs within the series in %s (%g to %g mm); thinslice takes the first "
+                "slice's: give --slice-thickness if another is right", folder, stated[0], stated[-1],
+            )  # fmt: skip
         return pos
     multiple = np.round(gaps[off] / med)
     if np.all(multiple >= 2) and np.allclose(gaps[off], multiple * med, rtol=0.01, atol=0.01):
