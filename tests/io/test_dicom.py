@@ -7,6 +7,7 @@ series are made on the fly by editing copies of it with pydicom.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -64,7 +65,8 @@ def test_crop_geometry_uses_positions_not_thickness() -> None:
     assert np.allclose(np.reshape(vol.geometry.direction, (3, 3)), expected)
     assert vol.name == "CT Body 3.0"
     assert vol.meta["modality"] == "CT" and vol.meta["series_uid"] == ""
-    assert vol.meta["source"] == str(CROP)
+    assert vol.meta["source"] == str(CROP.resolve())  # absolute, as for files
+    assert read_series(os.path.relpath(CROP)).meta["source"] == str(CROP.resolve())
     for k, path in enumerate(files):  # slice k sits where file k says it does
         ipp = [float(v) for v in pydicom.dcmread(path).ImagePositionPatient]
         assert vol.geometry.slice_position(k) == pytest.approx(ipp)

@@ -154,7 +154,7 @@ def read_series(folder: str | Path, series_uid: str | None = None, *, series_opt
     ox, oy, oz = (float(v) for v in origin)
     spacing = (float(col_sp), float(row_sp), float(np.median(np.diff(pos))))
     geometry = Geometry(spacing, (ox, oy, oz), tuple(direction.ravel().tolist()), slice_axis=2)
-    meta: dict[str, object] = {"source": str(folder), "series_uid": uid, "modality": _text(first, "Modality")}
+    meta: dict[str, object] = {"source": str(folder.resolve()), "series_uid": uid, "modality": _text(first, "Modality")}
     for key, keyword in ACQUISITION_KEYWORDS.items():  # what tells whether two series are of one scan
         if _text(first, keyword):
             meta[key] = _text(first, keyword)
