@@ -37,6 +37,7 @@ from thinslice.cli import main
 from thinslice.ct import ct_value_problem
 from thinslice.errors import InputError, ModelError, OutputError, ResourceError, ThinsliceError
 from thinslice.methods import get_method
+from thinslice.methods.classical import Linear
 from thinslice.pipeline import upsample as upsample_module
 from thinslice.pipeline.upsample import upsample_volume
 from thinslice.volume import Geometry, Volume
@@ -511,6 +512,25 @@ def test_evaluate_refuses_non_ct_values_unless_accepted(tmp_path: Path, capfd: p
     code, lines = run_cli(capfd, "-q", *args, "--accept-non-ct")
     assert code == 0 and report.exists()
     assert [line for line in lines if line.startswith("warning: mr: values range")], lines
+
+
+def test_evaluate_checks_every_scan_before_scoring_any(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """A bad last scan fails at once, not after the first ones' scoring; warnings from the
+    check come once per scan, not again when it is scored."""
+    scored: list[int] = []
+
+    class Counted(Linear):
+        def interpolate(self, data: np.ndarray, r: int) -> np.ndarray:
+            scored.append(r)
+            return super().interpolate(data, r)
+
+    with pytest.raises(InputError, match=r"^mr: values range from 0 to 4000"):
+        thinslice.evaluate([LIMB_CROP, mr_like(tmp_path)], methods=[Counted()])
+    assert scored == []
+    capfd.readouterr()
+    code, lines = run_cli(capfd, "evaluate", "-i", str(LIMB_CROP), "-i", str(mr_like(tmp_path)), "--methods", "linear",
+                          "--accept-non-ct")  # fmt: skip
+    assert code == 0 and len([line for line in lines if line.startswith("warning: mr: values range")]) == 1, lines
 
 
 def test_train_refuses_non_ct_values_and_no_steps(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:

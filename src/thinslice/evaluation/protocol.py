@@ -10,12 +10,14 @@ never shown to any method.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import math
 import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ import numpy as np
 from thinslice import grid
 from thinslice.ct import check_ct_values
 from thinslice.errors import ConfigError
-from thinslice.evaluation.degrade import check_degradation, degrade_array
+from thinslice.evaluation.degrade import ThickCopy, check_degradation, degrade_array
 from thinslice.evaluation.metrics import METRIC_NAMES, compare
 from thinslice.io import load
 from thinslice.methods import Method, get_method, run_on_grid, unused_options
@@ -98,22 +100,22 @@ def evaluate(
         inputs = [inputs]
     if not inputs:
         raise ConfigError("give at least one scan to evaluate")
+    scan = functools.partial(
+        _thick_copy, r=r, degrade=degrade, thickness=thickness, softness=softness, series_uid=series_uid,
+        accept_non_ct=accept_non_ct,
+    )  # fmt: skip
+    if len(inputs) > 1:  # every scan checked before any is scored: a bad last one fails in seconds, not hours
+        for item in inputs:
+            scan(item)
     rows: list[dict[str, Any]] = []
     for item in inputs:
-        volume = item if isinstance(item, Volume) else load(item, series_uid)
-        check_ct_values(volume, accept_non_ct=accept_non_ct, verb="score")
+        with _warned_once(len(inputs) > 1):
+            volume, thick = scan(item)
         total = volume.num_slices
         thin = volume.data.astype(np.float32)
-        width = None if thickness is None else thickness / volume.slice_spacing
-        thick = degrade_array(thin, r, degrade, width, softness)  # thickness in thin slices
         margin = thick.margin(len(thin), r)  # as upsample does, and as far as the truth goes
         truth = thick.truth(thin, r, margin)
         observed, observed_thickness, used = thick.data, thick.thickness, len(truth)
-        if len(observed) < 3:
-            raise ConfigError(
-                f"{volume.name} has {total} slices, of which x{r} ({degrade}) makes {len(observed)} thick "
-                "slices, and evaluating needs 3; give a scan with more slices or a smaller --scale"
-            )
         if used != total:
             log.info("%s: %d of %d slices lie within the thick stack; scoring those", volume.name, used, total)
         if grid.overlapping(volume.thickness, volume.slice_spacing):
@@ -147,6 +149,43 @@ def evaluate(
     if degrade == "profile":
         report.update(thickness_mm=thickness, softness=softness)
     return report
+
+
+def _thick_copy(
+    item: str | os.PathLike[str] | Volume,
+    *,
+    r: int,
+    degrade: str,
+    thickness: float | None,
+    softness: float,
+    series_uid: str | None,
+    accept_non_ct: bool,
+) -> tuple[Volume, ThickCopy]:
+    """One scan read, checked and made thick (``thickness`` in mm, converted to thin slices)."""
+    volume = item if isinstance(item, Volume) else load(item, series_uid)
+    check_ct_values(volume, accept_non_ct=accept_non_ct, verb="score")
+    width = None if thickness is None else thickness / volume.slice_spacing
+    thick = degrade_array(volume.data.astype(np.float32), r, degrade, width, softness)
+    if len(thick.data) < 3:
+        raise ConfigError(
+            f"{volume.name} has {volume.num_slices} slices, of which x{r} ({degrade}) makes {len(thick.data)} "
+            "thick slices, and evaluating needs 3; give a scan with more slices or a smaller --scale"
+        )
+    return volume, thick
+
+
+@contextlib.contextmanager
+def _warned_once(again: bool) -> Iterator[None]:
+    """Warnings from reading and checking a scan, silenced when ``again``: the check of
+    every scan before scoring gave them already."""
+    logger = logging.getLogger("thinslice")
+    level = logger.level
+    if again:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def build_methods(methods: str | Method | Sequence[str | Method], options: dict[str, Any]) -> dict[str, Method]:
