@@ -401,3 +401,21 @@ def test_shared_tilted_series_with_uneven_gaps_is_refused() -> None:
     stacks = r"slices 1-14 \(-33\.67 to 18\.36 mm\) 4 mm apart and slices 15-28 \(19\.44 to 110\.42 mm\) 7 mm apart"
     with pytest.raises(InputError, match=rf"uneven slice spacing in .*head_gantry_tilt: it is 2 stacks .*{stacks}"):
         read_series(SHARED / "dicom" / "head_gantry_tilt")
+
+
+def test_a_zero_slope_and_an_impossible_thickness_are_said(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Both read as readers read them (slope 1; slices contiguous), but aloud: a slope of 0
+    would make every voxel its intercept, and a thickness of -3 mm is no thickness."""
+    files = _copy(tmp_path)
+    _edit(files[4], RescaleSlope=0)
+    for path in files:
+        _edit(path, SliceThickness=-3)
+    with caplog.at_level("WARNING", logger="thinslice"):
+        vol = read_series(tmp_path / "series")
+    np.testing.assert_array_equal(
+        vol.data[4], pydicom.dcmread(files[4]).pixel_array + float(pydicom.dcmread(files[4]).RescaleIntercept)
+    )
+    assert vol.slice_thickness is None  # taken as contiguous, as for a missing thickness
+    said = [r.getMessage() for r in caplog.records]
+    assert any(f"{files[4].name} in " in m and "RescaleSlope 0; reading it as 1" in m for m in said), said
+    assert any("SliceThickness '-3" in m and "taking the slices as contiguous (2 mm" in m for m in said), said

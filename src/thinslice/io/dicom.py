@@ -170,8 +170,13 @@ def slice_thickness_of(ds: Dataset, spacing: float, folder: Path) -> float | Non
     are legitimate and logged. A missing or unusable value gives None (read as the spacing).
     """
     thick = _floats(ds, "SliceThickness", 1)
-    if not thick.size or not np.isfinite(thick[0]) or thick[0] <= 0:
-        log.debug("%s: no usable SliceThickness; assuming the slices are %.3g mm thick (contiguous)", folder, spacing)
+    if not thick.size or thick[0] <= 0:
+        stated = _text(ds, "SliceThickness")
+        if stated:  # a value that is there but cannot be a thickness: said, not taken silently for none
+            log.warning(
+                "warning: SliceThickness %r in %s is not a thickness; taking the slices as contiguous (%.4g mm "
+                "thick); give --slice-thickness if they are not", stated, folder, spacing,
+            )  # fmt: skip
         return None
     value = float(thick[0])
     if abs(value - spacing) > 0.05 * spacing:
@@ -374,6 +379,9 @@ def _check(folder: Path, slices: _Slices, pos: np.ndarray | None) -> np.ndarray:
                 "warning: SliceThickness differs within the series in %s (%g to %g mm); thinslice takes the first "
                 "slice's: give --slice-thickness if another is right", folder, stated[0], stated[-1],
             )  # fmt: skip
+        zero = [path.name for path, ds in slices if (slope := _floats(ds, "RescaleSlope", 1)).size and not slope[0]]
+        if zero:  # every voxel would read as the intercept; readers take 0 as 1, and so does thinslice, aloud
+            log.warning("warning: %s in %s has RescaleSlope 0; reading it as 1, as DICOM readers do", zero[0], folder)
         return pos
     multiple = np.round(gaps[off] / med)
     if np.all(multiple >= 2) and np.allclose(gaps[off], multiple * med, rtol=0.01, atol=0.01):
