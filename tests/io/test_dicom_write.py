@@ -7,6 +7,7 @@ compared with the volume that was written (and with thinslice's NIfTI of it).
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -257,6 +258,27 @@ def test_template_without_study_uid_is_refused_unless_new_study(tmp_path: Path) 
     assert again.StudyInstanceUID == headers[0].StudyInstanceUID
     assert again.FrameOfReferenceUID == headers[0].FrameOfReferenceUID
     assert again.SeriesInstanceUID != headers[0].SeriesInstanceUID
+
+
+def test_a_new_study_is_one_per_patient_even_without_source_uids(tmp_path: Path) -> None:
+    """Anonymised exports may leave the datasets' UIDs empty (the file meta keeps them):
+    the new study and frame of reference still follow the patient, never the slice count,
+    and the source slices are still referenced."""
+    for patient in ("ONE", "ANOTHER"):
+        shutil.copytree(DICOM_CROP, tmp_path / patient)
+        for path in (tmp_path / patient).iterdir():
+            ds = pydicom.dcmread(path)
+            ds.PatientID, ds.SOPInstanceUID = patient, ""
+            del ds.FrameOfReferenceUID
+            ds.save_as(path)
+    thin = _upsample_x2(load(DICOM_CROP))
+    mine = _headers(_write(thin, tmp_path / "mine", tmp_path / "ONE", new_study=True))[0]
+    theirs = _headers(_write(thin, tmp_path / "theirs", tmp_path / "ANOTHER", new_study=True))[0]
+    assert theirs.PatientID == "ANOTHER" and theirs.StudyInstanceUID != mine.StudyInstanceUID
+    assert theirs.FrameOfReferenceUID != mine.FrameOfReferenceUID  # both new, and not shared
+    other = tmp_path / "ANOTHER"
+    stored = {pydicom.dcmread(p).file_meta.MediaStorageSOPInstanceUID for p in other.iterdir()}
+    assert {item.ReferencedSOPInstanceUID for item in theirs.SourceImageSequence} <= stored
 
 
 def test_failure_part_way_leaves_no_folder_and_keeps_the_old_series(

@@ -219,9 +219,17 @@ def _thinslice_equipment(derivation: str, now: dt.datetime) -> Dataset:
     return item
 
 
+def sop_uid(ds: Dataset) -> str:
+    """A slice's SOPInstanceUID, or its file meta's MediaStorageSOPInstanceUID where the
+    dataset's own is empty (as anonymising exports leave it); "" when neither is there."""
+    meta = getattr(ds, "file_meta", None)
+    stored = meta.get("MediaStorageSOPInstanceUID") if meta is not None else None
+    return str(ds.get("SOPInstanceUID") or stored or "").strip()
+
+
 def _sop_reference(ds: Dataset) -> Dataset | None:
     """A ReferencedSOPClass/InstanceUID item for a source slice (None without a UID)."""
-    sop = str(ds.get("SOPInstanceUID") or "").strip()
+    sop = sop_uid(ds)
     if not sop:
         return None
     item = Dataset()

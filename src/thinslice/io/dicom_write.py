@@ -35,7 +35,7 @@ from thinslice.ct import fits_int16
 from thinslice.errors import ConfigError, InputError, OutputError
 from thinslice.io.atomic import atomic_folder, probe_write
 from thinslice.io.dicom import headers_by_series, slice_thickness_of
-from thinslice.io.dicom_attrs import UidMaker, ds_text, series_dataset, slice_dataset
+from thinslice.io.dicom_attrs import UidMaker, ds_text, series_dataset, slice_dataset, sop_uid
 from thinslice.volume import Geometry, Volume, check_mm
 
 log = logging.getLogger(__name__)
@@ -406,6 +406,11 @@ def _encode(plane: np.ndarray, slope: float, intercept: float, padding: int | No
 
 #: UIDs of what a derived series shares with its source: one per source, not per job.
 SOURCE_ROLES = ("study", "frame of reference")
+#: The source's attributes that tell one patient's scan from another's (with its positions).
+_SOURCE_KEYS = (
+    "PatientID", "PatientName", "PatientBirthDate", "StudyDate", "StudyTime", "AccessionNumber", "StudyID",
+    "ImageOrientationPatient",
+)  # fmt: skip
 
 
 def _uid_maker(src: Template, description: str, derivation: str, volume: Volume, deterministic: bool) -> UidMaker:
@@ -417,8 +422,10 @@ def _uid_maker(src: Template, description: str, derivation: str, volume: Volume,
     job too (texts, grid, voxels)."""
     if not deterministic:
         return lambda role: generate_uid()
-    source_sops = [str(ds.get("SOPInstanceUID") or "") for ds in src.headers]
-    source = ["thinslice derived series", src.uid, *source_sops]
+    # who and where, besides the UIDs: anonymised exports may have none, and two patients'
+    # series must never share a new study or frame of reference
+    patient = [str(src.headers[0].get(k) or "") for k in _SOURCE_KEYS]
+    source = ["thinslice derived series", src.uid, *map(sop_uid, src.headers), *patient, *map(str, src.positions)]
     first = volume.geometry.slice_position(0).round(4).tolist()
     grid = f"{volume.data.shape} {volume.data.dtype.str} {volume.slice_spacing:.6f} {first}"
     voxels = hashlib.sha256(np.ascontiguousarray(volume.data).data.cast("B")).hexdigest()
