@@ -84,13 +84,15 @@ def test_dicom_series_round_trip(ct: Path, tmp_path: Path) -> None:
     assert len(written) == 17
     uids = {str(ds.SOPInstanceUID) for ds in written}
     assert len(uids) == 17 and not uids & {str(ds.SOPInstanceUID) for ds in sources}
+    assert [ds.InstanceNumber for ds in written] == list(range(1, 18))  # as the files are named
+    written.sort(key=lambda ds: float(ds.ImagePositionPatient[2]))  # numbered head to feet, as the source is
     for k, ds in enumerate(written):
         assert (ds.StudyInstanceUID, ds.PatientID, ds.SeriesNumber) == (STUDY_UID, PATIENT_ID, 1003)
         assert ds.FrameOfReferenceUID == sources[0].FrameOfReferenceUID and ds.SeriesInstanceUID != SERIES_UID
         assert ds.SeriesDescription == "CT Body 3.0 thinslice x2 1.0 mm"
         derivation = str(ds.DerivationDescription)
         assert derivation.startswith(f"thinslice {thinslice.__version__}: linear, x2") and "2.0 -> 1.0 mm" in derivation
-        assert list(ds.ImageType[:2]) == ["DERIVED", "SECONDARY"] and ds.InstanceNumber == k + 1
+        assert list(ds.ImageType[:2]) == ["DERIVED", "SECONDARY"] and ds.InstanceNumber == 17 - k
         assert float(ds.SliceThickness) == float(ds.SpacingBetweenSlices) == 1.0
         assert list(ds.WindowCenter) == list(sources[0].WindowCenter) and ds.PixelRepresentation == 1
         assert ds.ContributingEquipmentSequence[0].Manufacturer == "thinslice"
@@ -171,6 +173,26 @@ def test_nifti_to_dicom_needs_a_template(ct: Path, tmp_path: Path, capfd: pytest
     assert main(["upsample", "-i", str(moved), "-o", str(tmp_path / "y"), "--dicom-template", str(ct), *LINEAR]) == 2
     assert "lies outside the DICOM template series" in one_error_line(capfd)
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_a_dcm2niix_file_goes_back_as_its_source_is_shown(ct: Path, tmp_path: Path) -> None:
+    """dcm2niix flips the rows and may reverse the slices; written back with the series as
+    template, the new series runs as its source does (orientation, normal, numbering), so
+    a viewer shows it the same way up, with the same voxels at the same places."""
+    converted, _ = dcm2niix(ct, tmp_path / "dcm2niix")
+    assert nib.load(converted).affine[1, 1] > 0  # RAS rows: LPS column cosines (0, -1, 0)
+    out, direct = tmp_path / "thin", tmp_path / "direct"
+    assert main(["-q", "upsample", "-i", str(converted), "-o", f"{out}/", "--dicom-template", str(ct), *LINEAR]) == 0
+    assert main(["-q", "upsample", "-i", str(ct), "-o", f"{direct}/", *LINEAR]) == 0
+    source, back, straight = headers(ct)[0], headers(out), headers(direct)
+    assert [list(map(float, ds.ImageOrientationPatient)) for ds in back] == [
+        list(map(float, source.ImageOrientationPatient))
+    ] * len(back)
+    for mine, theirs in zip(back, straight, strict=True):  # the same files, one by one
+        assert mine.InstanceNumber == theirs.InstanceNumber
+        np.testing.assert_allclose(mine.ImagePositionPatient, theirs.ImagePositionPatient, atol=1e-3)
+        assert float(mine.SliceLocation) == pytest.approx(float(theirs.SliceLocation), abs=1e-3)
+        np.testing.assert_array_equal(mine.pixel_array, theirs.pixel_array)
 
 
 def test_a_file_without_a_thickness_takes_the_templates(

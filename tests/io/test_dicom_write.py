@@ -115,6 +115,9 @@ def test_attributes_make_a_derived_series_of_the_same_study(written: Path, templ
     by_z = sorted(sources, key=lambda ds: float(ds.ImagePositionPatient[2]))  # thin slice 2m is acquired slice m
     files = sorted(written.iterdir())
     headers = [pydicom.dcmread(f) for f in files]  # no force: preamble and file meta are present
+    assert [ds.InstanceNumber for ds in headers] == list(range(1, thin.num_slices + 1))
+    # numbered head to feet as the source is (its numbers fall as z grows): sorted by z here
+    headers.sort(key=lambda ds: float(ds.ImagePositionPatient[2]))
     assert len(headers) == thin.num_slices
     for k, ds in enumerate(headers):
         assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian and ds.SOPClassUID == CTImageStorage
@@ -124,7 +127,7 @@ def test_attributes_make_a_derived_series_of_the_same_study(written: Path, templ
         assert list(ds.ConvolutionKernel) == list(sources[0].ConvolutionKernel) and ds.KVP == 120
         assert list(ds.WindowCenter) == [40, 300] and list(ds.WindowWidth) == [300, 1500]
         assert list(ds.ImageType[:2]) == ["DERIVED", "SECONDARY"]
-        assert ds.InstanceNumber == k + 1
+        assert ds.InstanceNumber == thin.num_slices - k
         assert ds.SeriesNumber == 1003 and ds.SeriesDescription == DESCRIPTION
         assert ds.DerivationDescription == DERIVATION
         assert float(ds.SliceThickness) == float(ds.SpacingBetweenSlices) == 1.0

@@ -24,7 +24,7 @@ import logging
 import math
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -199,12 +199,15 @@ def write_dicom_series(
     The source's PixelPaddingValue (pixels outside the field of view) is kept for the
     same HU in the new stored values, and no pixel is stored below it.
 
-    Slice ``k`` of ``volume.data`` (shape ``(D, H, W)``, HU) becomes the file with
-    InstanceNumber ``k + 1``; rows are ``H`` and columns ``W``. Readers (SimpleITK,
-    thinslice, dcm2niix) get back the same voxels at the same physical positions, and
-    thinslice the same geometry when the volume's slice axis is ITK's ``k`` and the
-    grid right-handed. A left-handed grid (slice direction opposite to
-    ``cross(row, column)``) reads back with its slices in reverse order.
+    Slices are ``volume.data``'s (shape ``(D, H, W)``, HU), rows ``H`` and columns ``W``,
+    each axis reversed where it runs against the template's rows, columns or slice
+    normal, so that viewers show the series as they show its source (a NIfTI from
+    dcm2niix has its rows flipped); InstanceNumbers run along the normal as the
+    template's do. Readers (SimpleITK, thinslice, dcm2niix) get back the same voxels at
+    the same physical positions, and thinslice the same geometry when the volume's slice
+    axis is ITK's ``k`` and no axis was reversed. A grid whose axes do not line up with
+    the template's is written as it is; left-handed (slice direction opposite to
+    ``cross(row, column)``), it reads back with its slices in reverse order.
 
     Args:
         volume: the volume to write; its geometry must be a grid without shear.
@@ -245,7 +248,7 @@ def write_dicom_series(
     folder = template.folder if isinstance(template, Template) else Path(template)
     sources = [folder, volume.meta.get("source"), volume.meta.get("derived_from")]
     check_series_output(out, overwrite=overwrite, sources=sources)
-    plane = _plane(volume.geometry)
+    _plane(volume.geometry)  # a grid DICOM slices can express, before the template is read
     if isinstance(template, Template):
         _check_coverage(template, volume)
         src = template
@@ -253,6 +256,8 @@ def write_dicom_series(
             raise InputError(_no_study(folder))
     else:
         src = read_template(folder, series_uid=series_uid, volume=volume, new_study=new_study)
+    volume = _oriented_as(volume, src)
+    plane = _plane(volume.geometry)
     positions = np.asarray([volume.geometry.slice_position(k) for k in range(volume.num_slices)])
     slope, intercept = _rescale(volume.data)
     padding = _stored_padding(src.headers[0], slope, intercept)
@@ -270,6 +275,9 @@ def write_dicom_series(
         log.info("the template series has no SeriesInstanceUID or SOPInstanceUIDs: no ReferencedSeriesSequence")
     thickness = volume.slice_spacing if slice_thickness is None else float(slice_thickness)
     width = max(5, len(str(volume.num_slices)))
+    number = np.arange(volume.num_slices)  # InstanceNumber - 1: in the template's order along the normal
+    if _numbered_downwards(src):
+        number = number[::-1]
     try:
         with atomic_folder(out, replace=overwrite) as part:
             for k in range(volume.num_slices):
@@ -281,7 +289,7 @@ def write_dicom_series(
                     series, src.headers[int(np.argmin(gaps))], [src.headers[i] for i in used],
                     position=positions[k], orientation=plane.orientation, pixel_spacing=plane.pixel_spacing,
                     slice_location=float(positions[k] @ plane.normal), shape=volume.data.shape[1:],
-                    index=k, sop=uid(f"instance {k}"),
+                    index=number[k], sop=uid(f"instance {k}"),
                 )  # fmt: skip
                 ds.SliceThickness = ds_text(thickness)
                 ds.SpacingBetweenSlices = ds_text(volume.slice_spacing)
@@ -289,7 +297,7 @@ def write_dicom_series(
                 ds.PixelData = _encode(volume.data[k], slope, intercept, padding).tobytes()
                 if padding is not None:
                     ds.add_new((0x0028, 0x0120), "SS", padding)  # PixelPaddingValue, signed as the pixels
-                _write_file(ds, part / f"IM{k + 1:0{width}d}.dcm")
+                _write_file(ds, part / f"IM{number[k] + 1:0{width}d}.dcm")
     except OSError as err:
         raise OutputError(f"cannot write the DICOM series to {out}: {err.strerror or err}") from err
     log.info("wrote %d DICOM slices to %s (series %s)", volume.num_slices, out, series.SeriesInstanceUID)
@@ -305,6 +313,43 @@ def _check_options(description: str, derivation: str, slice_thickness: float | N
     if "\\" in description:
         raise ConfigError(f"the series description cannot hold a backslash (DICOM LO), got {description!r}")
     check_mm(slice_thickness, "slice_thickness")
+
+
+def _oriented_as(volume: Volume, src: Template) -> Volume:
+    """``volume`` with each axis that runs against the template's rows, columns or normal
+    reversed (data and geometry together: the same voxels at the same places), so that a
+    viewer shows the new series as it shows its source. A NIfTI made from the series
+    (dcm2niix flips the rows) would otherwise come back upside down. Axes that do not
+    line up with the template's (a transposed or rotated grid) are left as they are."""
+    iop = np.asarray([float(v) for v in src.headers[0].ImageOrientationPatient])
+    direction = np.asarray(volume.geometry.direction, dtype=float).reshape(3, 3).copy()
+    col_axis, row_axis = (a for a in range(3) if a != volume.geometry.slice_axis)
+    targets = {col_axis: iop[:3], row_axis: iop[3:], volume.geometry.slice_axis: src.normal}
+    shape = volume.itk_array().shape[::-1]  # sizes along ITK axes i, j, k
+    origin = np.asarray(volume.geometry.origin, dtype=float)
+    data = volume.itk_array()
+    flipped = []
+    for axis, target in targets.items():
+        dot = float(direction[:, axis] @ target)
+        if dot < 0 and abs(abs(dot) - 1) < _COS_TOL:
+            origin = origin + (shape[axis] - 1) * volume.geometry.spacing[axis] * direction[:, axis]
+            direction[:, axis] *= -1
+            data = np.flip(data, axis=2 - axis)
+            flipped.append(axis)
+    if not flipped:
+        return volume
+    log.debug("axes %s reversed to run as the template's do", flipped)
+    geometry = replace(volume.geometry, origin=tuple(origin), direction=tuple(direction.ravel()))
+    return Volume.from_itk_array(data, geometry, volume.name, volume.meta, volume.slice_thickness)
+
+
+def _numbered_downwards(src: Template) -> bool:
+    """Whether the template's InstanceNumbers fall along its normal (head to feet, say)."""
+    try:
+        numbers = [int(ds.InstanceNumber) for ds in src.headers]
+    except (AttributeError, TypeError, ValueError):
+        return False
+    return len(numbers) > 1 and numbers[0] > numbers[-1]
 
 
 def _plane(geometry: Geometry) -> _Plane:
@@ -428,7 +473,10 @@ def _uid_maker(src: Template, description: str, derivation: str, volume: Volume,
     source = ["thinslice derived series", src.uid, *map(sop_uid, src.headers), *patient, *map(str, src.positions)]
     first = volume.geometry.slice_position(0).round(4).tolist()
     grid = f"{volume.data.shape} {volume.data.dtype.str} {volume.slice_spacing:.6f} {first}"
-    voxels = hashlib.sha256(np.ascontiguousarray(volume.data).data.cast("B")).hexdigest()
+    digest = hashlib.sha256()
+    for plane in volume.data:  # a slice at a time: a flipped view is not copied whole
+        digest.update(np.ascontiguousarray(plane).data.cast("B"))
+    voxels = digest.hexdigest()
     job = [*source, description, derivation, grid, voxels]
     return lambda role: generate_uid(entropy_srcs=[*(source if role in SOURCE_ROLES else job), role])
 
