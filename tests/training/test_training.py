@@ -129,7 +129,7 @@ def test_resume_continues_exactly(volume: Volume, tmp_path: Path) -> None:
     assert wa.keys() == wb.keys()
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert torch.equal(a["rng"]["sampler"][0], b["rng"]["sampler"][0])
-    with pytest.raises(ConfigError, match="different model config"):
+    with pytest.raises(ConfigError, match=r"another model config \(sr_width 8 there, 4 here\)"):
         train([volume], part, TRAIN, replace(MODEL, sr_width=4), steps=5, resume=True)
 
 
@@ -457,3 +457,91 @@ def test_training_refuses_a_checkpoint_named_like_one_of_its_scans(tmp_path) -> 
     with pytest.raises(OutputError, match=r"checkpoint .*scan.pt is an input; choose another checkpoint \(inputs"):
         train([scan], scan, TRAIN, MODEL, steps=2, device="cpu", progress=False)
     assert (tmp_path / "scan.pt").read_bytes() == before
+
+
+def test_a_resume_continues_only_the_run_it_began(volume: Volume, tmp_path: Path, caplog) -> None:
+    """Other scans are refused (a resumed run reported the first scans' baseline against
+    the new ones' score); the thicknesses and settings it began with are kept, aloud."""
+    path = train(volume, tmp_path / "m.pt", TRAIN, MODEL, steps=2, device="cpu", progress=False)  # one scan
+    other = volume.with_data(volume.data[:, ::-1].copy())
+    with pytest.raises(ConfigError, match=r"m.pt was trained on other scans than these; --resume continues"):
+        train([other], path, TRAIN, MODEL, steps=4, resume=True, device="cpu", progress=False)
+    thicker = volume.with_data(volume.data, slice_thickness=9.0)
+    with caplog.at_level("WARNING", logger="thinslice"):
+        train([thicker], path, replace(TRAIN, lr=0.5), MODEL, steps=3, resume=True, device="cpu", progress=False)
+    said = caplog.text
+    assert "resuming" in said and "with the slice thicknesses it began with" in said
+    assert "with the training settings it began with (lr 0.001 there, 0.5 here)" in said
+    stored = load_checkpoint(path)
+    assert stored["step"] == 3 and list(stored["scans"].values()) == [volume.thickness]
+    assert stored["metrics"]["val_base"] == pytest.approx(load_checkpoint(path)["metrics"]["val_base"])
+    with pytest.raises(ConfigError, match="steps must be a whole number >= 1, got 0"):
+        train(volume, tmp_path / "zero.pt", TRAIN, MODEL, steps=0, device="cpu", progress=False)
+    nan = volume.with_data(np.where(np.arange(volume.data.size).reshape(volume.data.shape) == 7, np.nan, 0.0))
+    with pytest.raises(InputError, match="holds 1 NaN/Inf voxels"):  # not "training diverged ... lower lr"
+        train(nan, tmp_path / "nan.pt", TRAIN, MODEL, steps=2, device="cpu", progress=False)
+    assert not (tmp_path / "zero.pt").exists() and not (tmp_path / "nan.pt").exists()
+
+
+def test_an_adapt_checkpoint_is_never_saved_on_an_interruption(volume: Volume, tmp_path: Path, monkeypatch) -> None:
+    """--adapt's scratch checkpoint is removed with its folder: saving it on Ctrl-C cost time
+    and said "continue with --resume" of a file about to vanish."""
+    from thinslice.errors import Interrupted
+
+    real_sample = CropSampler.sample
+    calls = {"n": 0}
+
+    def interrupted(self):  # noqa: ANN001, ANN202
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise Interrupted(2, "SIGINT")
+        return real_sample(self)
+
+    monkeypatch.setattr(CropSampler, "sample", interrupted)
+    path = tmp_path / "adapt.pt"
+    with pytest.raises(Interrupted) as caught:
+        train(volume, path, replace(TRAIN, checkpoint_minutes=1e-9), MODEL, steps=5, device="cpu", progress=False,
+              disposable=True)  # fmt: skip
+    assert caught.value.kept is None and not path.exists()
+    calls["n"] = 0
+    with pytest.raises(Interrupted) as caught:  # a run of its own keeps what it did
+        train(volume, tmp_path / "own.pt", TRAIN, MODEL, steps=5, device="cpu", progress=False)
+    assert caught.value.kept == f"checkpoint {tmp_path / 'own.pt'} at step 2 (continue with --resume)"
+
+
+def test_cli_train_options_that_would_be_lost_or_mistaken(tmp_path: Path, capfd) -> None:
+    from tests.conftest import LIMB_CROP
+    from thinslice.cli import main
+
+    tiny = tmp_path / "tiny.toml"
+    tiny.write_text(
+        "[model]\nscale = 3\naxial_width = 8\naxial_blocks = 1\nsr_width = 8\nsr_groups = 1\nsr_blocks = 1\n"
+        "[train]\nbatch_size = 1\nval_every = 2\n"
+    )
+    out = tmp_path / "m.pt"
+    base = ["-q", "train", "-i", str(LIMB_CROP), "-o", str(out), "--device", "cpu", "--config", str(tiny)]
+    assert main([*base, "--steps", "2"]) == 0  # no --scale: the config's, not 2
+    assert load_checkpoint(out)["model_config"]["scale"] == 3
+    capfd.readouterr()
+    lines = []
+    fresh = ["-o", str(tmp_path / "fresh.pt")]  # -o given twice: the last one counts
+    for extra in (["--scale", "2", *fresh], ["--resume", "--overwrite"], ["--seed", str(2**64), *fresh]):
+        assert main([*base, "--steps", "3", *extra]) == 2
+        lines += capfd.readouterr().err.strip().splitlines()
+    assert lines == [
+        f"error: --scale 2 and [model] scale = 3 in {tiny} differ; give one",
+        "error: --resume continues the checkpoint at -o and --overwrite starts it over; give one",
+        f"error: --seed must be an integer from 0 to {2**63 - 1}, got {2**64}",
+    ]
+    assert main(["train", "-i", str(LIMB_CROP), "-o", str(out), "--steps", "3", "--resume", "--seed", "7"]) == 0
+    said = capfd.readouterr().err
+    assert f"warning: resuming {out} with the seed it began with; ignoring --seed 7" in said
+    assert load_checkpoint(out)["step"] == 3 and load_checkpoint(out)["model_config"]["scale"] == 3  # its own x3
+    scan = tmp_path / "scan.nii.gz"
+    scan.write_bytes(LIMB_CROP.read_bytes())
+    for args in (["-o", str(scan), "--overwrite"], ["-i", str(LIMB_CROP), "-o", str(tmp_path / "twice.pt")]):
+        assert main(["train", "-i", str(scan) if "-i" not in args else str(LIMB_CROP), *args, "--steps", "2"]) == 2
+        lines.append(capfd.readouterr().err.strip())
+    assert lines[-2] == "error: checkpoint name should end in .pt, got scan.nii.gz"
+    assert lines[-1].startswith(f"error: {LIMB_CROP} is given twice") and lines[-1].endswith("give each scan once")
+    assert scan.read_bytes() == LIMB_CROP.read_bytes() and not (tmp_path / "twice.pt").exists()

@@ -54,7 +54,20 @@ AcceptNonCT = Annotated[
 ]
 Force = Annotated[bool, typer.Option("--force", hidden=True, help="Deprecated: --overwrite plus --accept-non-ct.")]
 Resume = Annotated[bool, typer.Option("--resume", help="Batch: skip the cases a previous run finished.")]
-ResumeTraining = Annotated[bool, typer.Option("--resume", help="Continue the training in the checkpoint at -o.")]
+ResumeTraining = Annotated[
+    bool,
+    typer.Option(
+        "--resume",
+        help="Continue the training in the checkpoint at -o, on the scans it began with, with its seed, crops, "
+        "slice thicknesses and settings.",
+    ),
+]
+ScaleTraining = Annotated[
+    int | None,
+    typer.Option(
+        "--scale", "-r", help="Factor r (2-8). Default: the resumed checkpoint's, else the --config's, else 2."
+    ),
+]
 SliceThickness = Annotated[
     float | None,
     typer.Option(

@@ -57,6 +57,7 @@ def save_checkpoint(
     rng: Mapping[str, list[torch.Tensor]] | None = None,
     metrics: Mapping[str, float] | None = None,
     elapsed_s: float = 0.0,
+    scans: Mapping[str, float | None] | None = None,
     overwrite: bool = True,
 ) -> Path:
     """Write a checkpoint atomically (see :mod:`thinslice.io.atomic`).
@@ -78,6 +79,7 @@ def save_checkpoint(
         rng: per-rank RNG states (``torch`` and ``sampler`` generators).
         metrics: last losses and validation PSNR.
         elapsed_s: training time so far, seconds.
+        scans: each scan's digest and the slice thickness it is trained at (for resuming), optional.
         overwrite: replace a file at ``path``; when False, one that exists when the write
             is published (another run's) is kept and :class:`OutputError` raised.
 
@@ -103,6 +105,7 @@ def save_checkpoint(
         "rng": dict(rng) if rng is not None else None,
         "metrics": {k: float(v) for k, v in (metrics or {}).items()},
         "elapsed_s": float(elapsed_s),
+        "scans": dict(scans) if scans is not None else None,
     }
     if not path.parent.is_dir():
         raise OutputError(f"cannot write checkpoint {path}: folder {path.parent} does not exist")

@@ -64,7 +64,7 @@ def adapted(
         checkpoint = Path(folder) / source.name
         log.info("adapting %s to %s for %.3g min", source.name, volume.name, minutes)
         train([volume], checkpoint, config, model_config, minutes=minutes, device=device, progress=progress,
-              init=source)  # fmt: skip
+              init=source, disposable=True)  # fmt: skip
         yield fn.with_checkpoint(checkpoint, source)  # in the source's place, in any blend of families
 
 

@@ -10,6 +10,8 @@ killed run resumes exactly where its last checkpoint left it.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import hashlib
 import logging
 import math
 import os
@@ -24,6 +26,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from thinslice.checks import positive, whole
+from thinslice.ct import require_usable
 from thinslice.device import keep_freed_memory
 from thinslice.distributed import DistEnv, all_gather_tensor, any_rank, broadcast_flags, process_group
 from thinslice.errors import ConfigError, Interrupted, OutputError
@@ -42,7 +45,7 @@ log = logging.getLogger(__name__)
 
 
 def train(
-    volumes: Sequence[Volume | str | os.PathLike[str] | np.ndarray],
+    volumes: Sequence[Volume | str | os.PathLike[str] | np.ndarray] | Volume | str | os.PathLike[str] | np.ndarray,
     output: str | Path,
     config: TrainConfig | None = None,
     model_config: ModelConfig | None = None,
@@ -55,13 +58,14 @@ def train(
     progress: bool = True,
     init: str | Path | None = None,
     overwrite: bool = False,
+    disposable: bool = False,
 ) -> Path:
     """Train a model self-supervised on the observed volumes; write a checkpoint.
 
     Args:
         volumes: the observed thick-slice volumes (``Volume``, a path to read, or a
-            ``(D, H, W)`` HU array; arrays carry no spacing, so SMORE is skipped for them).
-            Only these are used.
+            ``(D, H, W)`` HU array; arrays carry no spacing, so SMORE is skipped for them),
+            or one of them. Only these are used.
         output: checkpoint path (rewritten every ``config.checkpoint_minutes`` and at the
             end, atomically).
         config: training settings; None: as :func:`~thinslice.training.config.recipe_for`
@@ -80,6 +84,8 @@ def train(
             default, as on the command line, a file at ``output``, even one another run
             writes as this one starts, stops the run instead: hours of training are the
             costliest thing to lose.
+        disposable: the checkpoint is scratch, used once and removed (``--adapt``): it is
+            written at the end only, never on an interruption.
 
     Returns:
         the checkpoint path.
@@ -94,12 +100,19 @@ def train(
     if steps is None and minutes is None:
         raise ConfigError("give a training length: steps or minutes")
     if steps is not None:
-        whole(steps, "steps")
+        whole(steps, "steps", lo=1)  # 0 would write an untrained model
     if minutes is not None:
         positive(minutes, "minutes")
+    if isinstance(volumes, str | os.PathLike | Volume) or (isinstance(volumes, np.ndarray) and volumes.ndim == 3):
+        volumes = [volumes]  # one scan, not the letters of its path or its slices
+    if not volumes:
+        raise ConfigError("give at least one scan to train on")
     paths = tuple(v for v in volumes if isinstance(v, str | os.PathLike))
     check_destination(output, overwrite=True, what="checkpoint", inputs=paths)  # now, not after training
     scans: list[Volume | np.ndarray] = [load(v) if isinstance(v, str | os.PathLike) else v for v in volumes]
+    for given in volumes:  # files are checked as they are read
+        if isinstance(given, Volume):
+            require_usable(given)
     if config is None or model_config is None:
         scale = model_config.scale if model_config is not None else ModelConfig().scale
         recipe_model, recipe_train = load_config(base=recipe_for(scans, scale))
@@ -113,9 +126,20 @@ def train(
         # a 1 x 1 kernel's gradient comes back with other strides on its size-1 axes: the same
         # memory layout, which DDP still warns about on every rank (ignored for this run only)
         warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
-        return _train(
-            scans, output, config, model_config, steps, minutes, resume, seed, env, dev, progress, init, overwrite
-        )
+        try:
+            return _train(
+                scans, output, config, model_config, steps, minutes, resume, seed, env, dev, progress, init,
+                overwrite, disposable,
+            )  # fmt: skip
+        except Interrupted as err:
+            if err.kept is None and output.exists() and not disposable:  # before this run saved anything
+                err.kept = untouched(output)
+            raise
+
+
+def untouched(output: Path) -> str:
+    """What an interruption keeps of a checkpoint this run has not yet written."""
+    return f"checkpoint {output} as it was (continue with --resume)"
 
 
 def _train(
@@ -132,6 +156,7 @@ def _train(
     progress: bool,
     init: str | Path | None = None,
     overwrite: bool = False,
+    disposable: bool = False,
 ) -> Path:
     """:func:`train` once the process group is joined."""
     # a new name is claimed by the run's first checkpoint, which replaces nothing: of two runs
@@ -143,18 +168,33 @@ def _train(
     # this run stops rather than overwrite it (two resumes of one checkpoint, say)
     known = _file_id(output)
     ckpt = None
+    scans = _scans(volumes)
     if resume and output.exists():
         ckpt = load_checkpoint(output)
         stored = model_config_of(ckpt, output)
         if stored != model_config:
             raise ConfigError(
-                f"{output} was trained with a different model config ({stored}); "
+                f"{output} was trained with another model config ({_differences(stored, model_config)}); "
                 "resume with the same settings or train a new model"
             )
+        began = ckpt.get("scans")
+        if began is not None and set(began) != set(scans):  # another run's data would be trained on silently
+            raise ConfigError(
+                f"{output} was trained on other scans than these; --resume continues a run on the scans it "
+                "began with: give those, or train a new checkpoint"
+            )
+        if began is not None and began != scans:  # the thicknesses it began with, as its configs
+            if env.is_main:
+                log.warning("warning: resuming %s with the slice thicknesses it began with", output)
+            volumes = [_with_thickness(v, began[key]) for v, key in zip(volumes, _digests(volumes), strict=True)]
+            scans = began
         if ckpt.get("train_config"):
             stored_train = TrainConfig.from_dict(ckpt["train_config"])
-            if stored_train != config:
-                log.warning("resuming with the training config stored in %s", output)
+            if stored_train != config and env.is_main:
+                log.warning(
+                    "warning: resuming %s with the training settings it began with (%s)",
+                    output, _differences(stored_train, config),
+                )  # fmt: skip
             config = stored_train
         seed = int(ckpt.get("seed", seed))
     elif resume:
@@ -205,7 +245,7 @@ def _train(
         nonlocal claimed, known
         for net in (model, averaged):
             if not all(bool(torch.isfinite(p).all()) for p in net.parameters()):
-                raise _diverged(step, "the weights hold NaN/Inf", config.lr, output)
+                raise _diverged(step, "the weights hold NaN/Inf", config.lr, output)  # after step ``step``
             largest = max(float(p.detach().abs().max()) for p in net.parameters())
             if largest > WEIGHT_LIMIT:  # finite, but no model would load it (a loss that saturates)
                 raise _diverged(step, f"the weights reach {largest:.3g}", config.lr, output)
@@ -234,6 +274,7 @@ def _train(
                     rng={"sampler": states, "torch": torch_states},
                     metrics=metrics,
                     elapsed_s=elapsed_before + time.monotonic() - start,
+                    scans=scans,
                     overwrite=claimed and now is not None,
                 )
                 known = _file_id(output)
@@ -245,7 +286,7 @@ def _train(
 
     start = last_save = time.monotonic()
     deadline = start + 60.0 * minutes if minutes is not None else math.inf
-    interval = 60.0 * config.checkpoint_minutes
+    interval = math.inf if disposable else 60.0 * config.checkpoint_minutes
     bar = tqdm(
         total=steps,
         initial=step,
@@ -253,7 +294,7 @@ def _train(
         disable=not (progress and env.is_main),
         dynamic_ncols=True,
     )
-    if validator is not None and "val_base" not in metrics:
+    if validator is not None:  # of these scans, never a resumed run's stale one
         metrics["val_base"] = validator.baseline
     model.train()
     validated = -1
@@ -270,8 +311,8 @@ def _train(
                 losses = runner(batch)
             total = float(losses["total"].detach())
             if any_rank(env, not math.isfinite(total), dev):  # all ranks stop, or the rest wait forever
-                raise _diverged(
-                    step, f"loss {total}" if not math.isfinite(total) else "loss on another rank", config.lr, output
+                raise _diverged(  # in the step that would be number step + 1
+                    step + 1, f"loss {total}" if not math.isfinite(total) else "loss on another rank", config.lr, output
                 )
             optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
@@ -290,7 +331,7 @@ def _train(
                 checkpoint()
                 last_save = time.monotonic()
     except (KeyboardInterrupt, Interrupted) as err:
-        if not env.enabled:
+        if not env.enabled and not disposable:
             log.warning("interrupted at step %d; saving %s", step, output)
             checkpoint()
             if isinstance(err, Interrupted):
@@ -322,10 +363,47 @@ def _file_id(path: Path) -> tuple[int, int, int, int] | None:
 
 
 def _diverged(step: int, what: str, lr: float, output: Path) -> ConfigError:
+    """The error for a run that diverged in step number ``step`` (counted from 1)."""
     kept = f"{output} keeps its last good checkpoint" if output.exists() else "no checkpoint was written"
     return ConfigError(
-        f"training diverged at step {step + 1}: {what}; {kept}. Lower lr (now {lr:g}) or raise "
+        f"training diverged at step {step}: {what}; {kept}. Lower lr (now {lr:g}) or raise "
         "warmup_steps/grad_clip in the config"
+    )
+
+
+def _digests(volumes: Sequence[Volume | np.ndarray]) -> list[str]:
+    """Each scan's digest: its voxels and spacings, what tells it from other scans."""
+    out = []
+    for v in volumes:
+        data = v.data if isinstance(v, Volume) else v
+        digest = hashlib.sha256(f"{data.shape} {data.dtype.str}".encode())
+        if isinstance(v, Volume):
+            digest.update(str(v.voxel_spacing).encode())
+        for plane in data:
+            digest.update(np.ascontiguousarray(plane).data.cast("B"))
+        out.append(digest.hexdigest())
+    return out
+
+
+def _scans(volumes: Sequence[Volume | np.ndarray]) -> dict[str, float | None]:
+    """Each scan's digest and the slice thickness it is trained at (None for a bare array)."""
+    thicknesses = [v.thickness if isinstance(v, Volume) else None for v in volumes]
+    return dict(zip(_digests(volumes), thicknesses, strict=True))
+
+
+def _with_thickness(volume: Volume | np.ndarray, thickness: float | None) -> Volume | np.ndarray:
+    if not isinstance(volume, Volume) or thickness is None:
+        return volume
+    return volume.with_data(volume.data, slice_thickness=thickness)
+
+
+def _differences(stored: object, given: object) -> str:
+    """The fields of two configs of one dataclass that differ: ``name STORED there, GIVEN here``."""
+    names = [f.name for f in dataclasses.fields(stored)]  # type: ignore[arg-type]
+    return ", ".join(
+        f"{name} {getattr(stored, name)!r} there, {getattr(given, name)!r} here"
+        for name in names
+        if getattr(stored, name) != getattr(given, name)
     )
 
 
