@@ -111,6 +111,15 @@ def test_detached_outputs_name_their_data_file_and_reruns_leave_no_orphans(
         assert ".part" not in (out_dir / name).read_text(errors="replace")
         assert thinslice.load(out_dir / name).num_slices == 49
     assert listing(out_dir) == {"thin.mhd", "thin.raw", "thin2.nhdr", "thin2.raw"}
+    # thin.nhdr would name thin.raw, thin.mhd's data: refused even with --overwrite, which
+    # replaced it (thin.mhd then read half the slices of another scan, without a word)
+    before = digest(out_dir / "thin.raw")
+    for extra in ((), ("--overwrite",)):
+        code, lines = run_cli(capfd, *_args(LIMB_CROP, out_dir / "thin.nhdr", *extra))
+        assert code == 2 and len(lines) == 1, lines
+        assert lines[0].startswith("error: thin.nhdr would write its data to thin.raw, which is there already")
+    assert digest(out_dir / "thin.raw") == before and thinslice.load(out_dir / "thin.mhd").num_slices == 49
+    assert listing(out_dir) == {"thin.mhd", "thin.raw", "thin2.nhdr", "thin2.raw"}
 
 
 # ----------------------------------------------------------------------------- reports

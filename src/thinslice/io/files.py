@@ -27,6 +27,7 @@ from thinslice.errors import ConfigError, InputError, OutputError
 from thinslice.io.atomic import atomic_files, atomic_path, probe_write, same_file
 from thinslice.io.compress import gzip_file
 from thinslice.io.headers import (
+    check_companions,
     check_direction,
     check_nifti_header,
     check_spacing,
@@ -60,9 +61,8 @@ def suffix_of(path: str | os.PathLike[str]) -> str:
 
 def stem_of(path: str | os.PathLike[str]) -> str:
     """File name without its image suffix (``ct.nii.gz`` -> ``ct``)."""
-    p = Path(path)
-    suffix = suffix_of(p)
-    return p.name[: len(p.name) - len(suffix)] if suffix else p.name
+    name = Path(path).name
+    return name[: len(name) - len(suffix_of(name))]
 
 
 #: How much wider than the third axis's spacing another axis's must be to be the slice axis
@@ -395,6 +395,7 @@ def save(
         if suffix in DETACHED:  # header and data file, published together under their final names
             with atomic_files(out, overwrite=overwrite) as folder:
                 _write(writer, image, folder / out.name, out)
+                check_companions(out, os.listdir(folder))  # as ITK named them
         else:
             with atomic_path(out, suffix=suffix, overwrite=overwrite) as tmp:
                 if suffix == ".nii.gz":  # ITK's own gzip is slow (one thread, level 6)
@@ -456,6 +457,8 @@ def check_output_path(
         )
     if suffixes is not None and not out.name.lower().endswith(suffixes):
         raise OutputError(f"unsupported output type: {out.name}; end the name with {' or '.join(suffixes)}")
+    if suffix_of(out) in DETACHED:  # ITK names the uncompressed data file so
+        check_companions(out, [stem_of(out) + ".raw"])
     resolved = out.resolve()
     for src in sources or []:  # before the probe, which would touch the input's folder
         if src and (Path(src).resolve() == resolved or (out.exists() and same_file(src, out))):

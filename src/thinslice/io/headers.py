@@ -15,13 +15,13 @@ import os
 import re
 import stat
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from thinslice.errors import InputError
+from thinslice.errors import InputError, OutputError
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,21 @@ def detached_data_file(p: Path) -> Path | None:
     suffix = p.suffix.lower()
     parsed = _text_header(p, suffix) if suffix in (".mha", ".mhd", ".nrrd", ".nhdr") else None
     return None if parsed is None or parsed[3] is None else _detached(p, parsed[3])
+
+
+def check_companions(out: Path, names: Iterable[str]) -> None:
+    """Refuse data files (``names``, beside ``out``) of a new ``.mhd``/``.nhdr`` that would
+    replace files there already, unless it is the one ``out`` (being replaced) names:
+    another header's data, an input's perhaps (``scan.nhdr`` beside ``scan.mhd`` would
+    both name ``scan.raw``)."""
+    own = detached_data_file(out) if out.exists() else None
+    for name in names:
+        there = out.parent / name
+        if name != out.name and (there.exists() or there.is_symlink()) and there != own:
+            raise OutputError(
+                f"{out.name} would write its data to {name}, which is there already (another header's "
+                f"data?) in {out.parent}; choose another output name"
+            )
 
 
 def _text_header(p: Path, suffix: str) -> tuple[list[int], int, bool, str | None, int] | None:
