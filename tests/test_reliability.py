@@ -35,7 +35,7 @@ from thinslice import grid
 from thinslice import memory as resources
 from thinslice.cli import main
 from thinslice.ct import ct_value_problem
-from thinslice.errors import InputError, ModelError, OutputError, ResourceError, ThinsliceError
+from thinslice.errors import ConfigError, InputError, ModelError, OutputError, ResourceError, ThinsliceError
 from thinslice.methods import get_method
 from thinslice.methods.classical import Linear
 from thinslice.pipeline import upsample as upsample_module
@@ -605,6 +605,33 @@ def test_volume_inputs_are_checked_too() -> None:
         thinslice.upsample(Volume(data, geo), scale=2)
     with pytest.raises(InputError, match="not look like CT"):
         thinslice.upsample(sitk.GetImageFromArray(np.arange(64, dtype=np.uint8).reshape(4, 4, 4)), scale=2)
+    # evaluate and evaluate_pair too (a NaN scan got NaN rows, which the mean left out unsaid)
+    truth = thinslice.load(LIMB_CROP)
+    nan = truth.with_data(truth.data.astype(np.float32))
+    nan.data[3, 5, 5] = np.nan
+    for run in (
+        lambda: thinslice.evaluate([nan, truth], methods=["linear"]),
+        lambda: thinslice.evaluate_pair(nan, truth, methods=["linear"]),
+    ):
+        with pytest.raises(InputError, match="holds 1 NaN/Inf voxels"):
+            run()
+    with pytest.raises(InputError, match="1 slice"):  # scored at 47 dB as a "thick series"
+        thinslice.evaluate_pair(truth.with_data(truth.data[:1]), truth, methods=["linear"])
+    with pytest.raises(InputError, match="voxels of type complex64 are not CT values"):  # imaginary parts dropped
+        Volume(np.zeros((4, 4, 4), np.complex64), geo)
+
+
+def test_evaluate_refuses_methods_it_cannot_tell_apart() -> None:
+    """Two methods of one name made one row, the last one's; a stray entry failed deep inside."""
+
+    class Mine(Linear):
+        name = "cubic"
+
+    truth = thinslice.load(LIMB_CROP)
+    with pytest.raises(ConfigError, match=r"two methods are named 'cubic'; give each method once"):
+        thinslice.evaluate(truth, methods=["cubic", Mine()])
+    with pytest.raises(ConfigError, match=r"methods takes names and thinslice.methods.Method instances, got None"):
+        thinslice.evaluate(truth, methods=["linear", None])  # type: ignore[list-item]
 
 
 # ----------------------------------------------------------------------------- destinations

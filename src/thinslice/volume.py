@@ -113,8 +113,14 @@ class Volume:
     slice_thickness: float | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.data, np.ndarray) or not isinstance(self.geometry, Geometry):
+            raise ConfigError("a Volume takes a numpy array (D, H, W) and a Geometry")
         if self.data.ndim != 3:
             raise ConfigError(f"a volume must be 3-D, got shape {self.data.shape}")
+        if self.data.dtype.kind not in "biuf":  # complex parts would be dropped, objects fail deep inside
+            raise InputError(f"{self.name}: voxels of type {self.data.dtype} are not CT values; give real numbers")
+        if self.meta is None:
+            self.meta = {}
         check_mm(self.slice_thickness, "slice thickness")
 
     @property

@@ -239,6 +239,18 @@ def test_existing_output_is_refused_then_replaced_with_overwrite(template: Path,
     assert _hidden(tmp_path) == []
 
 
+def test_the_volumes_thickness_is_the_series_thickness(tmp_path: Path) -> None:
+    """The series as read (3 mm slices every 2 mm) goes back 3 mm thick, and an upsampled
+    one as thick as it was made (it was written as thick as its spacing)."""
+    scan = load(DICOM_CROP)
+    as_read = _headers(_write(scan, tmp_path / "same", DICOM_CROP, new_study=True))
+    assert {float(ds.SliceThickness) for ds in as_read} == {3.0} and float(as_read[0].SpacingBetweenSlices) == 2.0
+    thick = thinslice.upsample(scan, 2, method="linear", output_thickness=3.0)
+    assert {
+        float(ds.SliceThickness) for ds in _headers(_write(thick, tmp_path / "up", DICOM_CROP, new_study=True))
+    } == {3.0}
+
+
 def test_template_without_study_uid_is_refused_unless_new_study(tmp_path: Path) -> None:
     thin = _upsample_x2(load(DICOM_CROP))  # the fixture as shipped: empty Study/Series UIDs
     with pytest.raises(InputError, match="no StudyInstanceUID"):

@@ -31,7 +31,7 @@ import numpy as np
 from scipy import ndimage
 
 from thinslice import grid
-from thinslice.ct import check_ct_values
+from thinslice.ct import check_ct_values, require_usable
 from thinslice.errors import ConfigError, InputError
 from thinslice.evaluation.metrics import compare_where
 from thinslice.evaluation.protocol import COMPARED, build_methods, means
@@ -346,6 +346,7 @@ def evaluate_pair(
     if not isinstance(reference, Volume):
         reference = load(reference, reference_series_uid, series_option="--reference-series-uid")
     for volume in (thick, reference):
+        require_usable(volume)  # for Volumes given; files were checked as they were read
         check_ct_values(volume, accept_non_ct=accept_non_ct, verb="score")
     told = check_mm(slice_thickness, "--slice-thickness")
     if told is not None:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from thinslice import grid
-from thinslice.ct import check_ct_values
+from thinslice.ct import check_ct_values, require_usable
 from thinslice.errors import ConfigError
 from thinslice.evaluation.degrade import ThickCopy, check_degradation, degrade_array
 from thinslice.evaluation.metrics import METRIC_NAMES, compare
@@ -163,6 +163,8 @@ def _thick_copy(
 ) -> tuple[Volume, ThickCopy]:
     """One scan read, checked and made thick (``thickness`` in mm, converted to thin slices)."""
     volume = item if isinstance(item, Volume) else load(item, series_uid)
+    if isinstance(item, Volume):  # files are checked as they are read
+        require_usable(volume)
     check_ct_values(volume, accept_non_ct=accept_non_ct, verb="score")
     width = None if thickness is None else thickness / volume.slice_spacing
     thick = degrade_array(volume.data.astype(np.float32), r, degrade, width, softness)
@@ -203,7 +205,11 @@ def build_methods(methods: str | Method | Sequence[str | Method], options: dict[
             raise ConfigError(f"{flags} applies to --method model, which is not among {', '.join(names)}")
     built: dict[str, Method] = {}
     for given in listed:
+        if not isinstance(given, str | Method):
+            raise ConfigError(f"methods takes names and thinslice.methods.Method instances, got {given!r}")
         fn = get_method(given, **options) if isinstance(given, str) else given
+        if fn.name in built:  # one row would hide the other's scores
+            raise ConfigError(f"two methods are named {fn.name!r}; give each method once, under a name of its own")
         built[fn.name] = fn
     return built
 

@@ -220,7 +220,8 @@ def write_dicom_series(
             characters).
         series_uid: the template series to use when ``template`` holds several;
             defaults to the series the volume was read from (``volume.meta``).
-        slice_thickness: nominal SliceThickness in mm; defaults to the slice spacing.
+        slice_thickness: nominal SliceThickness in mm; defaults to the volume's (its slice
+            spacing when it says none).
         overwrite: replace ``out_dir`` when it exists and is not empty.
         deterministic_uids: derive the new UIDs from the template series, the
             description, the derivation, the output grid and the voxels themselves, so
@@ -273,7 +274,7 @@ def write_dicom_series(
         log.warning("the template series in %s has no FrameOfReferenceUID; the derived series gets a new one", folder)
     if not series.get("ReferencedSeriesSequence") and not new_study:
         log.info("the template series has no SeriesInstanceUID or SOPInstanceUIDs: no ReferencedSeriesSequence")
-    thickness = volume.slice_spacing if slice_thickness is None else float(slice_thickness)
+    thickness = volume.thickness if slice_thickness is None else float(slice_thickness)
     width = max(5, len(str(volume.num_slices)))
     number = np.arange(volume.num_slices)  # InstanceNumber - 1: in the template's order along the normal
     if _numbered_downwards(src):
