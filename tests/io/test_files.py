@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -314,3 +316,24 @@ def test_an_unknown_slice_thickness_stays_unknown_through_save_and_load(tmp_path
     assert again.slice_thickness is None and again.thickness == pytest.approx(volume.thickness)
     thin = io.load(io.save(thinslice.upsample(volume, scale=2, method="linear"), tmp_path / "thin.nii.gz"))
     assert thin.slice_thickness == pytest.approx(volume.slice_spacing / 2)  # synthesized: as thick as apart
+
+
+@pytest.mark.parametrize(("qform", "sform"), [(0, 2), (3, 4), (0, 0)], ids=["aligned", "talairach-mni", "none"])
+def test_the_inputs_coordinate_codes_and_display_range_are_kept(tmp_path: Path, qform: int, sform: int) -> None:
+    """ITK writes codes 1 (scanner) whatever the input said, and a display range of 0:
+    an MNI-space scan came back claiming scanner coordinates."""
+    image = nib.load(str(LIMB_CROP))
+    header = image.header.copy()
+    header.set_qform(image.affine, code=qform)
+    header.set_sform(image.affine, code=sform)
+    header["cal_min"], header["cal_max"] = -200, 300
+    source = tmp_path / "coded.nii.gz"
+    nib.save(nib.Nifti1Image(np.asanyarray(image.dataobj), None, header), str(source))  # the header as set
+    for out in (tmp_path / "thin.nii.gz", tmp_path / "thin.nii"):
+        thinslice.save(thinslice.upsample(thinslice.load(source), 2, method="linear"), out)
+        written, read = nib.load(str(out)).header, nib.load(str(source)).header
+        assert (int(written["qform_code"]), int(written["sform_code"])) == (qform, sform)
+        assert (float(written["cal_min"]), float(written["cal_max"])) == (-200.0, 300.0)
+        if sform or qform:  # the same space, so the same affine for the acquired slices
+            np.testing.assert_allclose(nib.load(str(out)).affine[:, :2], nib.load(str(source)).affine[:, :2], atol=1e-4)
+        assert read["sform_code"] == sform  # the input as it was

@@ -34,7 +34,11 @@ from thinslice.io.headers import (
     check_text_header,
     gzip_payload_size,
     integer_values,
+    kept_nifti_fields,
+    quiet_nibabel,
+    read_nifti_header,
     require_regular_file,
+    restore_nifti_fields,
 )
 from thinslice.io.notes import Notes, notes_for, read_notes
 from thinslice.memory import require_memory
@@ -142,7 +146,7 @@ def _read_file(p: Path) -> Volume:
 def _read_checked(p: Path, readable: Path, size_on_disk: int) -> Volume:
     """Read ``p`` (through ``readable``, the same file under a name ITK and nibabel accept)."""
     suffix = suffix_of(p)
-    header = _nifti_header(readable, p) if suffix in (".nii", ".nii.gz") else None
+    header = read_nifti_header(readable, p) if suffix in (".nii", ".nii.gz") else None
     if header is not None:  # before ITK: dimensions it would accept or cannot read (NIfTI-2)
         _check_shape(tuple(int(n) for n in header.get_data_shape()), p)
         check_nifti_header(header, p, size_on_disk, suffix == ".nii.gz")
@@ -189,7 +193,9 @@ def _read_checked(p: Path, readable: Path, size_on_disk: int) -> Volume:
     del image
     if header is not None and integer_values(header) and not np.issubdtype(array.dtype, np.integer):
         array = array.astype(np.int16 if fits_int16(array) else np.int32)  # integer HU stay integers
-    meta = {"source": str(p.resolve())} | ({"notes": notes.text} if notes.text else {})
+    meta: dict[str, Any] = {"source": str(p.resolve())} | ({"notes": notes.text} if notes.text else {})
+    if header is not None:  # what ITK would not carry to a NIfTI written from it
+        meta["nifti_fields"] = kept_nifti_fields(header)
     return Volume.from_itk_array(array, geometry, stem_of(p), meta, notes.thickness)
 
 
@@ -299,34 +305,6 @@ def _check_shape(size: tuple[int, ...], p: Path) -> None:
         )
 
 
-def _nifti_header(readable: Path, p: Path | None = None) -> Any:
-    """The NIfTI header as stored in the file, read by nibabel (header only, no voxels;
-    not the image's header, which nibabel rewrites from the affine: pixdim 0 would vanish)."""
-    import nibabel as nib
-
-    p = p or readable
-    try:
-        with _quiet_nibabel():
-            image: Any = nib.load(str(readable))
-            with image.file_map["image"].get_prepare_fileobj("rb") as fh:
-                return image.header_class.from_fileobj(fh, check=False)
-    except Exception as err:  # noqa: BLE001 - nibabel raises many types for bad headers
-        raise InputError(f"cannot read {p}: not a valid NIfTI file ({_first_line(err)})") from err
-
-
-@contextlib.contextmanager
-def _quiet_nibabel() -> Iterator[None]:
-    """Silence nibabel's header-fixing notes ("qform_code 236 not valid; setting to 0"):
-    it prints them on stderr itself, and nibabel's view of the header is used here only
-    for sizes and types (SimpleITK reads the geometry)."""
-    logger = logging.getLogger("nibabel.global")
-    disabled, logger.disabled = logger.disabled, True
-    try:
-        yield
-    finally:
-        logger.disabled = disabled
-
-
 def _check_nifti(readable: Path, header: Any, p: Path) -> int:
     """NIfTI checks SimpleITK does not make: the file holds the voxels its header claims,
     and float voxels are finite (ITK's NIfTI reader silently turns NaN into 0).
@@ -348,7 +326,7 @@ def _check_nifti(readable: Path, header: Any, p: Path) -> int:
         )
     if np.issubdtype(header.get_data_dtype(), np.floating):
         try:
-            with _quiet_nibabel():
+            with quiet_nibabel():
                 image: Any = nib.load(str(readable))
                 raw = np.asanyarray(image.dataobj)
         except Exception as err:  # noqa: BLE001
@@ -402,20 +380,21 @@ def save(
                     raw = tmp.with_name(tmp.name.removesuffix(".gz"))
                     try:
                         writer.SetUseCompression(False)
-                        _write(writer, image, raw, out)
+                        _write(writer, image, raw, out, volume.meta.get("nifti_fields"))
                         gzip_file(raw, tmp)
                     finally:
                         raw.unlink(missing_ok=True)
                 else:
-                    _write(writer, image, tmp, out)
+                    _write(writer, image, tmp, out, volume.meta.get("nifti_fields"))
     except (RuntimeError, OSError) as err:
         raise OutputError(f"cannot write {out}: {_first_line(err)}") from err
     return out
 
 
-def _write(writer: sitk.ImageFileWriter, image: sitk.Image, path: Path, out: Path) -> None:
+def _write(writer: sitk.ImageFileWriter, image: sitk.Image, path: Path, out: Path, fields: Any = None) -> None:
     """Write and check: the NIfTI writer reports a short write (disk full) only on stderr,
-    so the written file is read back (header, size, gzip stream) before it is published."""
+    so the written file is read back (header, size, gzip stream) before it is published.
+    A NIfTI gets back the input's ``fields`` (:func:`kept_nifti_fields`) ITK would drop."""
     writer.SetFileName(str(path))
     with _itk_stderr() as noise:
         writer.Execute(image)
@@ -423,8 +402,10 @@ def _write(writer: sitk.ImageFileWriter, image: sitk.Image, path: Path, out: Pat
     if errors:
         raise OutputError(f"cannot write {out}: {errors[0][:200]} (is the disk full?)")
     if suffix_of(path) in (".nii", ".nii.gz"):
+        if fields and suffix_of(path) == ".nii":
+            restore_nifti_fields(path, fields)
         try:
-            header = _nifti_header(path)
+            header = read_nifti_header(path)
             needed = int(header.get_data_offset()) + int(np.prod(header.get_data_shape(), dtype=np.int64)) * int(
                 header.get_data_dtype().itemsize
             )

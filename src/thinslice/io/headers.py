@@ -9,13 +9,15 @@ line that names the file and what to do; :func:`thinslice.io.files.load` calls t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import re
 import stat
+import struct
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +207,60 @@ def _nrrd_header(head: bytes) -> tuple[list[int], int, bool, str | None, int] | 
     if name is None and not ended:
         return None
     return sizes, itemsize, compressed, name, offset
+
+
+def read_nifti_header(readable: Path, p: Path | None = None) -> Any:
+    """The NIfTI header as stored in the file, read by nibabel (header only, no voxels;
+    not the image's header, which nibabel rewrites from the affine: pixdim 0 would vanish)."""
+    import nibabel as nib
+
+    p = p or readable
+    try:
+        with quiet_nibabel():
+            image: Any = nib.load(str(readable))
+            with image.file_map["image"].get_prepare_fileobj("rb") as fh:
+                return image.header_class.from_fileobj(fh, check=False)
+    except Exception as err:  # noqa: BLE001 - nibabel raises many types for bad headers
+        detail = (str(err).strip().splitlines() or [type(err).__name__])[-1][:200]
+        raise InputError(f"cannot read {p}: not a valid NIfTI file ({detail})") from err
+
+
+@contextlib.contextmanager
+def quiet_nibabel() -> Iterator[None]:
+    """Silence nibabel's header-fixing notes ("qform_code 236 not valid; setting to 0"):
+    it prints them on stderr itself, and nibabel's view of the header is used here only
+    for sizes and types (SimpleITK reads the geometry)."""
+    logger = logging.getLogger("nibabel.global")
+    disabled, logger.disabled = logger.disabled, True
+    try:
+        yield
+    finally:
+        logger.disabled = disabled
+
+
+#: NIfTI-1 header fields ITK's writer sets its own way, kept from the input: the codes say
+#: which space the affine maps to (2 aligned, 3 Talairach, 4 MNI; 0 none), which ITK
+#: writes as 1 (scanner) whatever the input said; cal_min/cal_max, a display range, as 0.
+#: ``(name, byte offset, struct format)``.
+_KEPT_NIFTI = (("qform_code", 252, "h"), ("sform_code", 254, "h"), ("cal_max", 124, "f"), ("cal_min", 128, "f"))
+
+
+def kept_nifti_fields(header: Any) -> dict[str, float]:
+    """The fields of :data:`_KEPT_NIFTI` of a NIfTI-1 header, as read."""
+    return {name: float(header[name]) for name, _, _ in _KEPT_NIFTI if name in header}
+
+
+def restore_nifti_fields(path: Path, fields: dict[str, float]) -> None:
+    """Write ``fields`` into the header of the uncompressed NIfTI-1 file ``path`` in place."""
+    with path.open("r+b") as fh:
+        head = bytearray(fh.read(348))
+        order = "<" if struct.unpack_from("<i", head, 0)[0] == 348 else ">"
+        for name, offset, kind in _KEPT_NIFTI:
+            if name in fields:
+                value = fields[name]
+                struct.pack_into(order + kind, head, offset, int(value) if kind == "h" else value)
+        fh.seek(0)
+        fh.write(head)
 
 
 def check_nifti_header(header: Any, p: Path, file_size: int, gzipped: bool) -> None:
