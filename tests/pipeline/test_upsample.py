@@ -98,3 +98,17 @@ def test_full_abdomen_scan_x2():
     src = thinslice.load(shared("abd5mm_crlm1004.nii.gz"))
     out = thinslice.upsample(src, scale=2, method="linear")
     _assert_geometry_kept(src, out, 2)
+
+
+def test_a_method_of_ones_own_upsamples_as_its_name_does() -> None:
+    """upsample takes a Method instance, as evaluate does (it failed inside difflib)."""
+    from thinslice.methods.classical import Linear
+
+    scan = thinslice.load(LIMB_CROP)
+    np.testing.assert_array_equal(
+        thinslice.upsample(scan, 2, method=Linear()).data, thinslice.upsample(scan, 2, method="linear").data
+    )
+    with pytest.raises(ConfigError, match="method takes a name or a thinslice.methods.Method instance, got None"):
+        thinslice.upsample(scan, 2, method=None)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="apply to the model by name, not linear"):
+        thinslice.upsample(scan, 2, method=Linear(), uncertainty=True)

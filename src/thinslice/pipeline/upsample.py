@@ -116,7 +116,7 @@ def upsample(
     scale: int | None = None,
     *,
     target_spacing: float | None = None,
-    method: str = "model",
+    method: str | Method = "model",
     model: str | os.PathLike[str] | None = None,
     device: str = "auto",
     series_uid: str | None = None,
@@ -146,7 +146,8 @@ def upsample(
             finer spacing works: a ratio the method makes is made directly, others by
             synthesizing at the next factor up and resampling linearly (see
             :func:`thinslice.grid.plan_for_spacing`).
-        method: a name from :func:`thinslice.methods.available`.
+        method: a name from :func:`thinslice.methods.available`, or a
+            :class:`~thinslice.methods.Method` instance of one's own.
         model: a checkpoint for ``method="model"`` (default: the bundled model).
         device: ``auto``, ``cpu``, ``cuda[:N]`` or ``mps``.
         accept_non_ct: upsample values that do not look like CT (see
@@ -225,7 +226,7 @@ def upsample(
 
 
 def build_method(
-    method: str,
+    method: str | Method,
     *,
     model: str | os.PathLike[str] | None = None,
     device: str = "auto",
@@ -241,6 +242,12 @@ def build_method(
             ``device`` other than auto or cpu, ``uncertainty``) the method does not take.
         ModelError: the checkpoint cannot be used.
     """
+    if isinstance(method, Method):  # one's own, as evaluate takes it: run as it was built
+        if model is not None or all_views or (uncertainty and not method.gives_uncertainty):
+            raise ConfigError(f"model=, all_views= and uncertainty= apply to the model by name, not {method.name}")
+        return method
+    if not isinstance(method, str):
+        raise ConfigError(f"method takes a name or a thinslice.methods.Method instance, got {method!r}")
     unused = unused_options(method, model=model, all_views=all_views, precision=precision, device=device)
     if uncertainty and not method_class(method).gives_uncertainty:
         unused.append("uncertainty")
