@@ -121,6 +121,8 @@ class Volume:
             raise InputError(f"{self.name}: voxels of type {self.data.dtype} are not CT values; give real numbers")
         if self.meta is None:
             self.meta = {}
+        if not self.data.dtype.isnative:  # as nibabel reads a big-endian file; torch and ITK take native only
+            self.data = self.data.astype(self.data.dtype.newbyteorder("="))
         check_mm(self.slice_thickness, "slice thickness")
 
     @property

@@ -337,3 +337,15 @@ def test_the_inputs_coordinate_codes_and_display_range_are_kept(tmp_path: Path, 
         if sform or qform:  # the same space, so the same affine for the acquired slices
             np.testing.assert_allclose(nib.load(str(out)).affine[:, :2], nib.load(str(source)).affine[:, :2], atol=1e-4)
         assert read["sform_code"] == sform  # the input as it was
+
+
+def test_arrays_as_numpy_makes_them_are_taken(tmp_path: Path) -> None:
+    """Big-endian voxels (as nibabel reads a big-endian file) reached torch and ITK, which
+    refuse them; float16 and bool volumes, which upsample takes, could not be saved."""
+    scan = thinslice.load(LIMB_CROP)
+    swapped = scan.with_data(scan.data.astype(">i2"))
+    assert swapped.data.dtype.isnative and np.array_equal(swapped.data, scan.data)
+    np.testing.assert_array_equal(thinslice.upsample(swapped, 2).data, thinslice.upsample(scan, 2).data)
+    for dtype in (np.float16, np.bool_):
+        out = thinslice.save(scan.with_data(scan.data.astype(dtype)), tmp_path / f"{np.dtype(dtype).name}.nii.gz")
+        np.testing.assert_array_equal(thinslice.load(out).data, scan.data.astype(dtype).astype(np.float32))

@@ -461,7 +461,10 @@ def check_output_path(
 def to_sitk(volume: Volume) -> sitk.Image:
     """A ``SimpleITK.Image`` with the volume's voxels and geometry, and thinslice's note
     (thickness, slice axis) in ``ITK_FileNotes``, which ``sitk.WriteImage`` keeps."""
-    image = sitk.GetImageFromArray(volume.itk_array())
+    array = volume.itk_array()
+    if array.dtype.kind == "b" or array.dtype.itemsize < 4 and array.dtype.kind == "f":  # types ITK has not
+        array = array.astype(np.uint8 if array.dtype.kind == "b" else np.float32)
+    image = sitk.GetImageFromArray(array)
     image.SetSpacing(volume.geometry.spacing)
     image.SetOrigin(volume.geometry.origin)
     image.SetDirection(volume.geometry.direction)
