@@ -545,3 +545,12 @@ def test_cli_train_options_that_would_be_lost_or_mistaken(tmp_path: Path, capfd)
     assert lines[-2] == "error: checkpoint name should end in .pt, got scan.nii.gz"
     assert lines[-1].startswith(f"error: {LIMB_CROP} is given twice") and lines[-1].endswith("give each scan once")
     assert scan.read_bytes() == LIMB_CROP.read_bytes() and not (tmp_path / "twice.pt").exists()
+
+
+def test_a_batch_too_large_for_memory_is_refused_before_training(volume: Volume, tmp_path: Path) -> None:
+    """The kernel killed such a run (exit 137, no message) once its first step allocated."""
+    from thinslice.errors import ResourceError
+
+    with pytest.raises(ResourceError, match=r"training with batch_size 10000000 needs about .* GiB but only"):
+        train(volume, tmp_path / "big.pt", replace(TRAIN, batch_size=10**7), MODEL, steps=2, device="cpu")
+    assert not (tmp_path / "big.pt").exists()
