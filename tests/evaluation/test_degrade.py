@@ -109,3 +109,10 @@ def test_profile_refuses_a_softness_that_is_not_a_number_at_least_0(softness) ->
     volume = thinslice.load(LIMB_CROP)
     with pytest.raises(ConfigError, match=f"--softness must be a number >= 0 .*got {softness}"):
         degrade.profile(volume, 2, softness=softness)
+
+
+def test_too_few_slices_for_a_softened_profile_names_the_softness() -> None:
+    """The Gaussian's tails lengthen the profile: the message said only the box's width."""
+    too_few = r"24 slices are too few for profiles 37 slices long \(a 2-slice box softened by 5 of it\); give a scan"
+    with pytest.raises(ConfigError, match=too_few + " with more slices or less --softness"):
+        degrade.degrade_array(np.zeros((24, 4, 4), np.float32), 2, "profile", softness=5.0)

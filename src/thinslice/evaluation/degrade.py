@@ -135,7 +135,11 @@ def degrade_array(
     first = len(slice_profile_kernel(width, 1.0, softness * width)) // 2  # the profile's radius
     count = max(0, (data.shape[0] - 1 - 2 * first) // r + 1)
     if count < 1:
-        raise ConfigError(f"{data.shape[0]} slices are too few for {width:g}-slice-thick slices")
+        soft = f" softened by {softness:g} of it" if softness else ""
+        raise ConfigError(
+            f"{data.shape[0]} slices are too few for profiles {2 * first + 1} slices long (a {width:g}-slice box"
+            f"{soft}); give a scan with more slices" + (" or less --softness" if softness else "")
+        )
     thick, _ = profile_degrade(data, 1.0, float(r), width, axis=0, offset=float(first), softness=softness * width)
     return ThickCopy(thick[:count], width, first)
 
