@@ -254,6 +254,18 @@ def factor_for(fn: Method, thick: Volume, reference: Volume) -> int:
     return grid.plan_for_spacing(thick.num_slices, thick.slice_spacing, reference.slice_spacing, fn.makes).r
 
 
+def on_reference(fn: Method, r: int, positions: np.ndarray) -> int:
+    """``r``, or the smallest multiple of it that ``fn`` makes whose slices fall on the
+    reference ``positions`` (in thick slices; within 2 % of a slice): between its slices,
+    a method's output would be resampled linearly, scoring a smooth method partly as linear
+    interpolation (2 mm slices against 1 mm ones centred half-way, say)."""
+    for factor in range(r, grid.MAX_SCALE + 1, r):
+        fine = positions * factor
+        if np.all(np.abs(fine - np.round(fine)) < 0.02) and fn.makes(factor):
+            return factor
+    return r
+
+
 def check_preview(
     preview: str | os.PathLike[str], *, overwrite: bool, inputs: Sequence[str | os.PathLike[str] | Volume] = ()
 ) -> Path:
@@ -414,8 +426,9 @@ def _score(
             len(inside), thick.name, FEW_SLICES,
         )  # fmt: skip
     ratio = thick.slice_spacing / reference.slice_spacing
-    # reference slices within half a reference spacing of a thick slice's centre are "acquired"
-    between = np.abs(positions - np.round(positions)) * ratio > 0.5
+    # reference slices nearer than half a reference spacing to a thick slice's centre are
+    # "acquired"; one exactly half-way is not (a tie, which rounding used to decide)
+    between = np.abs(positions - np.round(positions)) * ratio > 0.5 - 1e-6
     width = max(1.0, reference.thickness / reference.slice_spacing)  # as thick as the reference's slices
     log.info(
         "%s (%d slices, %.4g mm apart, %.4g mm thick) against %s: %d of %d slices within the stack, %.4g mm apart",
@@ -431,7 +444,7 @@ def _score(
     at_reference = replace(reference.geometry, origin=(float(corner[0]), float(corner[1]), float(corner[2])))
     shown: list[tuple[str, Volume]] = []
     for name, fn in scored.items():
-        r = factor_for(fn, thick, reference)
+        r = on_reference(fn, factor_for(fn, thick, reference), positions)
         plan = grid.Plan(r, reference.slice_spacing, positions * r)
         start = time.perf_counter()
         result = run_on_grid(
@@ -448,7 +461,7 @@ def _score(
         row: dict[str, Any] = {"volume": thick.name, "method": name}
         row.update(compare_where(truth, made, between))
         row.update(seconds=seconds, slices_used=len(inside), slices_total=reference.num_slices)
-        row.update(made_by=result.made_by or name)
+        row.update(made_by=result.made_by or name, factor=r)
         rows.append(row)
         log.info("%s / %s: psnr %.2f dB", thick.name, name, row["psnr_paper"])
         if preview is not None:  # float32 HU, one volume per method, only when a picture is asked for
