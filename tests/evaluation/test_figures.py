@@ -34,3 +34,35 @@ def test_views_put_superior_up_and_keep_the_physical_aspect() -> None:
     down = Volume(data, Geometry((0.5, 0.8, 3.0), (0, 0, 0), (-1, 0, 0, 0, 1, 0, 0, 0, -1)))
     coronal, _ = figures._views(down)
     np.testing.assert_array_equal(coronal.image, data[::-1, 2, ::-1])
+
+
+def _coordinates(geometry: Geometry, size: tuple[int, int, int], axis: int) -> Volume:
+    """A volume whose every voxel holds its own LPS coordinate ``axis`` (mm)."""
+    index = np.stack(np.meshgrid(*(np.arange(n) for n in size), indexing="ij"), axis=-1)  # (i, j, k, 3)
+    direction = np.asarray(geometry.direction, float).reshape(3, 3)
+    lps = np.asarray(geometry.origin) + (index * np.asarray(geometry.spacing)) @ direction.T
+    return Volume.from_itk_array(np.ascontiguousarray(lps[..., axis].transpose(2, 1, 0)), geometry)
+
+
+def test_views_of_slices_that_are_not_axial_are_named_and_oriented_as_their_planes() -> None:
+    """Coronal or sagittal slices, stored any way round: each view is named for its plane
+    and drawn as radiologists read it (row 0 at the bottom): superior up in coronal and
+    sagittal views, anterior up in axial ones, patient right on the left, anterior on the
+    left of sagittal views. Both views were called coronal and sagittal, and drawn as
+    such, whatever the slices were."""
+    rotations = {  # columns: ITK axes i, j, k in LPS; k (the slices) along y, x, or y reversed
+        "coronal slices": (1, 0, 0, 0, 0, 1, 0, -1, 0),
+        "sagittal slices": (0, 0, 1, 1, 0, 0, 0, -1, 0),
+        "coronal slices, rows down, left to right": (-1, 0, 0, 0, 0, -1, 0, 1, 0),
+    }
+    for case, direction in rotations.items():
+        geometry = Geometry((0.7, 0.9, 4.0), (10.0, -20.0, 30.0), direction)
+        x, y, z = (figures._views(_coordinates(geometry, (6, 5, 7), a)) for a in range(3))
+        planes = {"coronal slices": ("axial", "sagittal"), "sagittal slices": ("axial", "coronal")}
+        names = planes.get(case, planes["coronal slices"])
+        for v, name in enumerate(names):
+            assert (x[v].name, y[v].name, z[v].name) == (name, name, name), case
+            up = y[v].image if name == "axial" else z[v].image
+            assert np.all(np.diff(up, axis=0) * (-1 if name == "axial" else 1) > 0), (case, name)
+            across = y[v].image if name == "sagittal" else x[v].image
+            assert np.all(np.diff(across, axis=1) > 0), (case, name)

@@ -1,9 +1,10 @@
 """Pictures a user can look at: coronal and sagittal views side by side (matplotlib, Agg).
 
 One column per volume (a thick input, its upsampled versions, a reference), and the
-uncertainty map as a last column when there is one. Each view is drawn at its physical
-aspect ratio (mm, not voxels), superior up, patient right on the left of coronal views
-and anterior on the left of sagittal views. The CT window follows the content: soft
+uncertainty map as a last column when there is one. The two views are the planes through
+the slice axis (coronal and sagittal for axial slices), each named for its plane and drawn
+at its physical aspect ratio (mm, not voxels): superior up (anterior up in axial views),
+patient right on the left of coronal and axial views, anterior on the left of sagittal ones. The CT window follows the content: soft
 tissue always, plus lung when the volume holds lung, else bone when it holds bone
 (:func:`choose_windows`).
 """
@@ -80,30 +81,45 @@ def choose_windows(data: np.ndarray) -> list[Window]:
 
 @dataclass(frozen=True)
 class _View:
-    image: np.ndarray  # (slices, columns), slice 0 first
-    aspect: float  # slice spacing / column spacing
+    name: str  # the anatomical plane: "coronal", "sagittal" or "axial"
+    image: np.ndarray  # (rows, columns), drawn with row 0 at the bottom
+    aspect: float  # row spacing / column spacing
     height_mm: float
     width_mm: float
 
 
+#: The plane a view shows, by the patient (LPS) axis its normal runs along.
+_PLANES = ("sagittal", "coronal", "axial")
+
+
 def _views(volume: Volume) -> tuple[_View, _View]:
-    """The middle coronal and sagittal images, oriented for display (see the module doc)."""
-    d, h, w = volume.data.shape
+    """The two middle planes through the slice axis (for axial slices: coronal and
+    sagittal), each named for the anatomical plane it is nearest to and oriented for
+    display (see the module doc; axial: anterior up, patient right on the left)."""
     g = volume.geometry
-    col_axis, row_axis = (a for a in range(3) if a != g.slice_axis)  # W, then H (Volume.itk_array)
     direction = np.asarray(g.direction, dtype=float).reshape(3, 3)
-    sz, s_w, s_h = g.slice_spacing, float(g.spacing[col_axis]), float(g.spacing[row_axis])
-    coronal, sagittal = volume.data[:, h // 2, :], volume.data[:, :, w // 2]
-    if direction[0, col_axis] < 0:  # W runs to the patient's right: flip, right shows left
-        coronal = coronal[:, ::-1]
-    if direction[1, row_axis] < 0:  # H runs anterior: flip, anterior shows left
-        sagittal = sagittal[:, ::-1]
-    if g.slice_direction[2] < 0:  # slices run downwards: flip, superior shows up
-        coronal, sagittal = coronal[::-1], sagittal[::-1]
-    return (
-        _View(np.asarray(coronal), sz / s_w, d * sz, w * s_w),
-        _View(np.asarray(sagittal), sz / s_h, d * sz, h * s_h),
-    )
+    col_axis, row_axis = (a for a in range(3) if a != g.slice_axis)  # W, then H (Volume.itk_array)
+    views = []
+    # (data axis held at its middle, its ITK axis, the ITK axis of the image's second axis)
+    for held, held_itk, other_itk in ((1, row_axis, col_axis), (2, col_axis, row_axis)):
+        image = np.take(volume.data, volume.data.shape[held] // 2, axis=held)  # (slices, other)
+        axes = [g.slice_axis, other_itk]
+        plane = int(np.argmax(np.abs(direction[:, held_itk])))
+        up = 1 if plane == 2 else 2  # anterior-posterior runs up an axial view, else superior-inferior
+        if abs(direction[up, axes[1]]) > abs(direction[up, axes[0]]):
+            image, axes = image.T, axes[::-1]
+        if (direction[up, axes[0]] > 0) == (up == 1):  # superior up; anterior (LPS -y) up
+            image = image[::-1]
+        across = 1 if plane == 0 else 0  # sagittal: anterior on the left; else patient right on the left
+        if direction[across, axes[1]] < 0:
+            image = image[:, ::-1]
+        rows_mm, cols_mm = (float(g.spacing[a]) for a in axes)
+        views.append(
+            _View(
+                _PLANES[plane], np.asarray(image), rows_mm / cols_mm, image.shape[0] * rows_mm, image.shape[1] * cols_mm
+            )
+        )
+    return views[0], views[1]
 
 
 def compare_views(
@@ -170,7 +186,7 @@ def compare_views(
             if row == 0:
                 ax.set_title(label if not is_unc else f"{label}, 0-{vmax:.0f}", fontsize=8)
             if col == 0:
-                text = f"{('coronal', 'sagittal')[v]}\n{window.name}\nW{window.width:g} L{window.level:g}"
+                text = f"{view.name}\n{window.name}\nW{window.width:g} L{window.level:g}"
                 fig.text(0.08 / width_in, (y + row_in / 2) / height_in, text, fontsize=7, va="center")
         y -= GAP_IN
     if title:
