@@ -72,7 +72,10 @@ def at_scan_profile(config: TrainConfig, volume: Volume, estimate: float | None)
     """``config`` training at the slice profile ``estimate`` made for ``volume`` (plus the
     margin); unchanged when the scan was too short to tell (None)."""
     if estimate is None:
-        log.info("%s is too small to estimate its slice profile; adapting over the trained range", volume.name)
+        log.info(
+            "%s is too small to estimate its slice profile: the box model adapted over the range of profiles it "
+            "was trained on", volume.name,
+        )  # fmt: skip
         return config
     softness = min(2.0, estimate + ADAPT_SOFTNESS_MARGIN)
     log.info(
