@@ -135,6 +135,11 @@ def test_info_says_what_upsample_would_read_and_do_without_doing_it(capsys):
         ),
         ([str(DICOM_CROP), "--target-spacing", "1.2"], {"target_spacing": 1.2}),
         ([str(LIMB_CROP), "--target-spacing", "1", "--keep-acquired"], {"target_spacing": 1.0, "keep_acquired": True}),
+        ([str(LIMB_CROP), "-m", "cubic"], {"scale": 2, "method": "cubic"}),
+        (
+            [str(LIMB_CROP), "--slice-thickness", "1.5", "--output-thickness", "3"],
+            {"scale": 2, "slice_thickness": 1.5, "output_thickness": 3.0},
+        ),
     ]
     said = []
     for args, kwargs in cases:
@@ -157,6 +162,12 @@ def test_info_says_what_upsample_would_read_and_do_without_doing_it(capsys):
     assert "13 slices 1.2 mm apart (1 past the last slice's centre)," in said[5]
     # 3.27 mm to 1 mm: kept at x4, then resampled; no output slice lies on an acquired one
     assert "the acquired slices kept on that grid, then resampled with the others" in said[6]
+    # an interpolation passes through the acquired slices, thick or not: it said "synthesized"
+    assert "the acquired slices kept unchanged" in said[7]
+    scan = thinslice.load(LIMB_CROP)
+    np.testing.assert_array_equal(thinslice.upsample(scan, 2, method="cubic").data[::2], scan.data)
+    # thin slices kept, then averaged over 3 mm: no longer the acquired ones (it said "unchanged")
+    assert "each averaged over 3 mm, the acquired slices kept on that grid, then averaged with the others" in said[8]
     capsys.readouterr()
     assert main(["info", "-i", str(LIMB_CROP), "-r", "2", "--target-spacing", "1"]) == 2
     assert capsys.readouterr().err.strip() == "error: give either --scale or --target-spacing, not both"

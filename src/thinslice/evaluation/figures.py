@@ -4,9 +4,9 @@ One column per volume (a thick input, its upsampled versions, a reference), and 
 uncertainty map as a last column when there is one. The two views are the planes through
 the slice axis (coronal and sagittal for axial slices), each named for its plane and drawn
 at its physical aspect ratio (mm, not voxels): superior up (anterior up in axial views),
-patient right on the left of coronal and axial views, anterior on the left of sagittal ones. The CT window follows the content: soft
-tissue always, plus lung when the volume holds lung, else bone when it holds bone
-(:func:`choose_windows`).
+patient right on the left of coronal and axial views, anterior on the left of sagittal ones.
+The CT window follows the content: soft tissue always, plus lung when the volume holds
+lung, else bone when it holds bone (:func:`choose_windows`).
 """
 
 from __future__ import annotations

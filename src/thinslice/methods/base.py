@@ -51,6 +51,8 @@ class Method(ABC):
         gives_uncertainty: :meth:`run` returns an uncertainty map.
         adaptable: it has a checkpoint that can be fine-tuned on the scan in hand
             (:meth:`checkpoint_for`, :meth:`with_checkpoint`; ``--adapt``).
+        passes_through: an interpolation, whose output at the acquired positions is the
+            acquired slices themselves, thick or thin: they are kept, and said to be.
         host_bytes_per_voxel: bytes it allocates per output and per input voxel while it
             runs (measured; see RELIABILITY.md), for :meth:`host_bytes`.
     """
@@ -60,6 +62,7 @@ class Method(ABC):
     options: ClassVar[frozenset[str]] = frozenset()
     gives_uncertainty: ClassVar[bool] = False
     adaptable: ClassVar[bool] = False
+    passes_through: ClassVar[bool] = False
     host_bytes_per_voxel: ClassVar[tuple[float, float]] = (28.0, 8.0)
 
     @property

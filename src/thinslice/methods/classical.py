@@ -51,6 +51,8 @@ class Interpolator(Method):
     """A classical interpolator: the acquired slices as samples of a smooth signal. It knows
     nothing of slice thickness or voxel spacing, and returns float32."""
 
+    passes_through = True
+
     @abstractmethod
     def interpolate(self, data: np.ndarray, r: int) -> np.ndarray:
         """``(r * (D - 1) + 1, H, W)`` float32 from ``data`` ``(D, H, W)``, acquired slices kept."""

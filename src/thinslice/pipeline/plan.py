@@ -126,9 +126,10 @@ def check_output_thickness(
 
 def acquired_kept(volume: Volume, method: Method, plan: grid.Plan, keep_acquired: bool = False) -> bool:
     """Whether the output keeps the acquired slices bit-identical: asked to, or no thicker
-    than the output's (:func:`thinslice.grid.keeps_acquired`), or a method that copies them
-    anyway (a checkpoint not trained to re-estimate them)."""
-    if keep_acquired or grid.keeps_acquired(volume.thickness, plan.spacing):
+    than the output's (:func:`thinslice.grid.keeps_acquired`), an interpolation (it passes
+    through them), or a method that copies them anyway (a checkpoint not trained to
+    re-estimate them)."""
+    if keep_acquired or grid.keeps_acquired(volume.thickness, plan.spacing) or method.passes_through:
         return True
     if method.reestimates_acquired():
         return False
@@ -208,16 +209,19 @@ def describe(
         f"values {float(volume.data.min()):.0f} to {float(volume.data.max()):.0f}: they {values}",
         f"upsample: x{plan.r}{' then resampled linearly' if plan.positions is not None else ''} to "
         f"{plan.output_slices(volume.num_slices)} slices {plan.spacing:.4g} mm apart{reach}{thick}, "
-        + _acquired_words(kept, resampled=plan.positions is not None),
+        + _acquired_words(kept, resampled=plan.positions is not None, averaged=bool(thick)),
         f"made by: {made_by}",
     ]
 
 
-def _acquired_words(kept: bool, resampled: bool) -> str:
+def _acquired_words(kept: bool, resampled: bool, averaged: bool = False) -> str:
     """What ``info -i`` says of the acquired slices: kept, synthesized, or kept on the
-    synthesized grid and then resampled with the rest (no output slice lies on them)."""
+    synthesized grid and then resampled or averaged with the rest (as upsample records
+    in ``acquired_kept``: such slices are no longer the acquired ones)."""
     if not kept:
         return "every slice synthesized, the acquired positions too"
     if resampled:
         return "the acquired slices kept on that grid, then resampled with the others (none lies on the output's)"
+    if averaged:
+        return "the acquired slices kept on that grid, then averaged with the others"
     return "the acquired slices kept unchanged"
