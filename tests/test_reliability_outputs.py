@@ -145,6 +145,11 @@ def test_evaluate_json_is_checked_before_the_work(dirs: tuple[Path, Path], capfd
     code, lines = run_cli(capfd, "evaluate", "-i", str(scan), "--methods", "linear", "--json",
                           str(out_dir / "old.json"), "--overwrite")  # fmt: skip
     assert code == 0 and "rows" in json.loads((out_dir / "old.json").read_text())
+    same = str(out_dir / "pair.png")  # it ran every method, wrote the picture, then failed on its own PNG
+    code, lines = run_cli(capfd, "evaluate", "-i", str(scan), "--reference", str(scan), "--methods", "linear",
+                          "--json", same, "--preview", same)  # fmt: skip
+    assert_one_line(code, lines, r"--json and --preview name the same file \(.*pair\.png\); give each its own name")
+    assert not (out_dir / "pair.png").exists()
 
 
 def _batch_input(src_dir: Path) -> Path:

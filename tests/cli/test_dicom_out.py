@@ -353,7 +353,7 @@ REFUSALS = {  # case -> (arguments after `upsample`, the start of the one error 
     ),
     "preview not a PNG": (
         ["-i", "{ct}", "-o", "{tmp}/thin", "--preview", "{tmp}/p.jpg"],
-        "error: unsupported output type: p.jpg; end the name with .png",
+        "error: unsupported --preview type: p.jpg; end the name with .png",
     ),
     "unknown output format": (
         ["-i", "{ct}", "-o", "{tmp}/thin", "--output-format", "png"],

@@ -105,6 +105,8 @@ def evaluate(
         from thinslice.evaluation.pair import check_preview
 
         check_preview(preview, overwrite=overwrite, inputs=_read(inputs, reference))
+        if json_out is not None and Path(json_out).resolve() == Path(preview).resolve():
+            raise ConfigError(f"--json and --preview name the same file ({preview}); give each its own name")
     common: dict[str, Any] = {"model": model, "device": device, "progress": options.show_progress()}
     if methods is not None:  # else the API's default, for a pair as for a degraded copy
         common["methods"] = _names(methods)

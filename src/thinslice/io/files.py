@@ -436,26 +436,28 @@ def check_output_path(
         raise OutputError(
             f"unsupported output type: {out.name}; end the name with .nii.gz, .nii, .nrrd or .mha{folder}"
         )
+    what = "output" if option == "-o" else option  # the messages name the option when it is not -o
     if suffixes is not None and not out.name.lower().endswith(suffixes):
-        raise OutputError(f"unsupported output type: {out.name}; end the name with {' or '.join(suffixes)}")
+        raise OutputError(f"unsupported {what} type: {out.name or out}; end the name with {' or '.join(suffixes)}")
     if suffix_of(out) in DETACHED:  # ITK names the uncompressed data file so
         check_companions(out, [stem_of(out) + ".raw"])
     resolved = out.resolve()
     for src in sources or []:  # before the probe, which would touch the input's folder
         if src and (Path(src).resolve() == resolved or (out.exists() and same_file(src, out))):
-            raise OutputError(f"output {out} is the input file; choose another {option} (inputs are never overwritten)")
+            raise OutputError(f"{what} {out} is the input file; choose another {option} (inputs are never overwritten)")
     parent = out.parent if str(out.parent) else Path(".")
     if parent.exists() and not parent.is_dir():
-        raise OutputError(f"output folder {parent} is a file, not a folder; choose another {option}")
+        raise OutputError(f"{what} folder {parent} is a file, not a folder; choose another {option}")
     if not parent.is_dir():
-        raise OutputError(f"output folder does not exist: {parent}; create it first")
+        raise OutputError(f"{what} folder does not exist: {parent}; create it first")
     if not os.access(parent, os.W_OK):
-        raise OutputError(f"output folder is not writable: {parent}; choose another {option}")
+        raise OutputError(f"{what} folder is not writable: {parent}; choose another {option}")
     probe_write(parent)
     if out.is_dir():
-        raise OutputError(f"output {out} is a folder; give a file name such as {out / 'thin.nii.gz'}")
+        example = out / ("thin.nii.gz" if suffixes is None else f"preview{suffixes[0]}")
+        raise OutputError(f"{what} {out} is a folder; give a file name such as {example}")
     if (out.exists() or out.is_symlink()) and not overwrite:  # a dangling link too
-        raise OutputError(f"output {out} already exists; pass --overwrite to replace it")
+        raise OutputError(f"{what} {out} already exists; pass --overwrite to replace it")
 
 
 def to_sitk(volume: Volume) -> sitk.Image:
