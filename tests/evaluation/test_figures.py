@@ -66,3 +66,20 @@ def test_views_of_slices_that_are_not_axial_are_named_and_oriented_as_their_plan
             assert np.all(np.diff(up, axis=0) * (-1 if name == "axial" else 1) > 0), (case, name)
             across = y[v].image if name == "sagittal" else x[v].image
             assert np.all(np.diff(across, axis=1) > 0), (case, name)
+
+
+def test_noisy_air_around_the_body_is_not_lung() -> None:
+    """The noise of the air around a pelvis reaches -900 HU in some scans: a share of it in
+    the lung range chose the lung window over bone. Lung itself, cut by a crop or not,
+    still does."""
+    rng = np.random.default_rng(0)
+    data = -1000 + rng.normal(0, 50, (6, 64, 64))  # air around the body: 16 % of it above -950
+    data[:, 8:56, 8:56] = 40.0  # soft tissue
+    data[:, 30:36, 30:36] = 1200.0  # bone: 0.9 % of the voxels
+    assert figures.choose_windows(data) == [figures.SOFT_TISSUE, figures.BONE]
+    lung = -820 + rng.normal(0, 30, (6, 28, 20))
+    data[:, 12:40, 12:32] = lung  # lung inside the chest wall
+    assert figures.choose_windows(data) == [figures.SOFT_TISSUE, figures.LUNG]
+    cropped = np.full((6, 64, 64), 40.0)  # a crop inside the body, through the lung
+    cropped[:, 12:40, 0:20] = lung
+    assert figures.choose_windows(cropped) == [figures.SOFT_TISSUE, figures.LUNG]

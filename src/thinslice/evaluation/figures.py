@@ -47,8 +47,9 @@ class Window:
 SOFT_TISSUE = Window("soft tissue", 40.0, 400.0)
 LUNG = Window("lung", -600.0, 1500.0)
 BONE = Window("bone", 400.0, 1800.0)
-#: A volume "holds lung" when at least this share of its voxels lies in LUNG_HU
-#: (aerated lung is about -850 to -700 HU; air outside the body is below -950).
+#: A volume "holds lung" when at least this share of its voxels lies in LUNG_HU, outside
+#: the air around the body (aerated lung is about -850 to -700 HU; the air around the body
+#: about -1000, but its noise reaches -900 in some scans: :func:`_not_outside_air`).
 LUNG_FRACTION, LUNG_HU = 0.05, (-950.0, -600.0)
 #: ... and "holds bone" when at least this share lies above BONE_HU.
 BONE_FRACTION, BONE_HU = 0.005, 300.0
@@ -71,12 +72,27 @@ def choose_windows(data: np.ndarray) -> list[Window]:
         hi = hi if hi > lo else lo + 1.0
         return [Window("p1-p99", (lo + hi) / 2, hi - lo)]
     n = max(1, sample.size)
-    lung = np.count_nonzero((sample > LUNG_HU[0]) & (sample < LUNG_HU[1])) / n
+    lung = np.count_nonzero((sample > LUNG_HU[0]) & (sample < LUNG_HU[1]) & _not_outside_air(sample)) / n
     if lung >= LUNG_FRACTION:
         return [SOFT_TISSUE, LUNG]
     if np.count_nonzero(sample > BONE_HU) / n >= BONE_FRACTION:
         return [SOFT_TISSUE, BONE]
     return [SOFT_TISSUE]
+
+
+def _not_outside_air(sample: np.ndarray) -> np.ndarray:
+    """Voxels outside the slices' regions of air whose median reads below LUNG_HU: the air
+    around the body (about -1000 HU, with noise up to -900) is left out, while lung
+    (-850 to -700), cropped or not, is kept."""
+    from scipy import ndimage
+
+    keep = np.ones(sample.shape, dtype=bool)
+    for plane, kept in zip(sample.reshape(-1, *sample.shape[-2:]), keep.reshape(-1, *sample.shape[-2:]), strict=True):
+        labels, count = ndimage.label(plane < LUNG_HU[1])
+        if count:
+            medians = np.asarray(ndimage.median(plane, labels, np.arange(1, count + 1)))
+            kept[np.isin(labels, np.flatnonzero(medians <= LUNG_HU[0]) + 1)] = False
+    return keep
 
 
 @dataclass(frozen=True)
