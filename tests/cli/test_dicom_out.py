@@ -290,13 +290,16 @@ def test_preview_shows_input_and_output_at_the_physical_aspect(ct: Path, tmp_pat
     height, width = matplotlib.image.imread(str(png)).shape[:2]
     thick = thinslice.load(ct)
     assert figures.choose_windows(thick.data) == [figures.SOFT_TISSUE]  # no lung, little bone in this crop
-    row_in = max(figures._ROW_IN[0], figures.PANEL_IN * (8 * 2.0) / (64 * 0.9765625))  # coronal: 16 mm by 62.5 mm
+    # coronal: 16 mm by 62.5 mm, more than FLATTEST times as wide as tall: its middle 50 columns
+    shown = np.ceil(figures.FLATTEST * 8 * 2.0 / 0.9765625) * 0.9765625
+    row_in = max(figures._ROW_IN[0], figures.PANEL_IN * (8 * 2.0) / shown)
     assert width == round(figures.DPI * (figures.LABEL_IN + 2 * (figures.PANEL_IN + figures.GAP_IN)))
     assert height == round(figures.DPI * (figures.HEAD_IN + figures.TITLE_IN + 2 * (row_in + figures.GAP_IN)))
     boxes = panel_boxes(png)
     assert len(boxes) == 2  # input and output (linear gives no uncertainty map)
     for left, right, top, bottom in boxes:
-        assert (bottom - top + 1) / (right - left + 1) == pytest.approx((8 * 2.0) / (64 * 0.9765625), rel=0.06)
+        # 16 mm of input; the output's 17 slices 1 mm apart reach past the end slices' centres
+        assert 0.97 * 16 / shown <= (bottom - top + 1) / (right - left + 1) <= 1.03 * 17 / shown
 
 
 def test_derived_series_names_the_checkpoint_that_made_it(ct: Path, tmp_path: Path, one_thread: None) -> None:

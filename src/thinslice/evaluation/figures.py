@@ -54,6 +54,9 @@ LUNG_FRACTION, LUNG_HU = 0.05, (-950.0, -600.0)
 #: ... and "holds bone" when at least this share lies above BONE_HU.
 BONE_FRACTION, BONE_HU = 0.005, 300.0
 
+#: A view wider than this many times its height (a few slices across a whole field) shows
+#: its middle only, so that its slices are not thinner than a pixel.
+FLATTEST = 3.0
 #: Layout, inches: panel width, gap between panels, room for row labels, column titles
 #: and the figure title; the PNG is written at DPI dots per inch.
 PANEL_IN, GAP_IN, LABEL_IN, HEAD_IN, TITLE_IN, DPI = 2.4, 0.08, 0.8, 0.3, 0.3, 100
@@ -102,20 +105,22 @@ class _View:
     aspect: float  # row spacing / column spacing
     height_mm: float
     width_mm: float
+    cropped: bool = False  # its middle only (see FLATTEST)
 
 
 #: The plane a view shows, by the patient (LPS) axis its normal runs along.
 _PLANES = ("sagittal", "coronal", "axial")
 
 
-def _views(volume: Volume) -> tuple[_View, _View]:
+def _views(volume: Volume, widths: tuple[float, float] | None = None) -> tuple[_View, _View]:
     """The two middle planes through the slice axis (for axial slices: coronal and
     sagittal), each named for the anatomical plane it is nearest to and oriented for
-    display (see the module doc; axial: anterior up, patient right on the left)."""
+    display (see the module doc; axial: anterior up, patient right on the left). A view
+    wider than ``widths`` mm (default :data:`FLATTEST` times its height) shows its middle."""
     g = volume.geometry
     direction = np.asarray(g.direction, dtype=float).reshape(3, 3)
     col_axis, row_axis = (a for a in range(3) if a != g.slice_axis)  # W, then H (Volume.itk_array)
-    views = []
+    views: list[_View] = []
     # (data axis held at its middle, its ITK axis, the ITK axis of the image's second axis)
     for held, held_itk, other_itk in ((1, row_axis, col_axis), (2, col_axis, row_axis)):
         image = np.take(volume.data, volume.data.shape[held] // 2, axis=held)  # (slices, other)
@@ -130,11 +135,14 @@ def _views(volume: Volume) -> tuple[_View, _View]:
         if direction[across, axes[1]] < 0:
             image = image[:, ::-1]
         rows_mm, cols_mm = (float(g.spacing[a]) for a in axes)
-        views.append(
-            _View(
-                _PLANES[plane], np.asarray(image), rows_mm / cols_mm, image.shape[0] * rows_mm, image.shape[1] * cols_mm
-            )
-        )
+        widest = widths[len(views)] if widths else FLATTEST * image.shape[0] * rows_mm
+        keep = max(1, int(np.ceil(widest / cols_mm - 1e-6)))
+        cropped = image.shape[1] > keep  # a thin stack over a wide field: its middle, where the slices show
+        if cropped:
+            start = (image.shape[1] - keep) // 2
+            image = image[:, start : start + keep]
+        height, width = image.shape[0] * rows_mm, image.shape[1] * cols_mm
+        views.append(_View(_PLANES[plane], np.asarray(image), rows_mm / cols_mm, height, width, cropped))
     return views[0], views[1]
 
 
@@ -168,7 +176,8 @@ def compare_views(
 
     columns = list(panels) + ([("uncertainty (HU)", uncertainty)] if uncertainty is not None else [])
     windows = list(windows) if windows is not None else choose_windows(panels[-1][1].data)
-    views = [_views(vol) for _, vol in columns]
+    first = _views(columns[0][1])  # the others show as much of the field as the first
+    views = [_views(vol, (first[0].width_mm, first[1].width_mm)) for _, vol in columns]
     rows = [(window, v) for window in windows for v in (0, 1)]
     heights = [float(np.clip(PANEL_IN * views[0][v].height_mm / views[0][v].width_mm, *_ROW_IN)) for _, v in rows]
     top = HEAD_IN + (TITLE_IN if title else 0.0)
@@ -202,7 +211,8 @@ def compare_views(
             if row == 0:
                 ax.set_title(label if not is_unc else f"{label}, 0-{vmax:.0f}", fontsize=8)
             if col == 0:
-                text = f"{view.name}\n{window.name}\nW{window.width:g} L{window.level:g}"
+                middle = f"\n{view.width_mm:.0f} mm wide" if view.cropped else ""
+                text = f"{view.name}{middle}\n{window.name}\nW{window.width:g} L{window.level:g}"
                 fig.text(0.08 / width_in, (y + row_in / 2) / height_in, text, fontsize=7, va="center")
         y -= GAP_IN
     if title:
