@@ -196,6 +196,7 @@ def test_evaluate_cli_writes_json(tmp_path):
     assert res.returncode == 0, res.stderr
     report = json.loads(out.read_text())
     assert report["scale"] == 2 and report["degrade"] == "profile"  # the measure of record by default
+    assert report["thinslice_version"] == thinslice.__version__
     assert {(r["volume"], r["method"]) for r in report["rows"]} == {
         ("chest_crop", "cubic"),
         ("chest_crop", "linear"),

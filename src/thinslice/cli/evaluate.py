@@ -154,7 +154,9 @@ def evaluate(
         )
     typer.echo(format_table(report))
     if json_out is not None:
-        write_json(json_out, report, overwrite=overwrite)
+        from thinslice import __version__
+
+        write_json(json_out, {**report, "thinslice_version": __version__}, overwrite=overwrite)
         log.info("wrote %s", json_out)
 
 

@@ -66,7 +66,7 @@ def evaluate(
     Each method is told the thickness of the slices it gets (decimation: the input's own;
     slab and profile: the profile width), as ``--slice-thickness`` would. Acquired slices
     no thicker than the output's are put back unchanged, as upsample does; thicker ones
-    are the method's estimate, and ``psnr`` (all slices) scores them too.
+    are the method's estimate, and ``psnr_paper`` (all slices) scores them too.
 
     Args:
         inputs: thin scans taken as the truth: paths or Volumes, or one of them.
