@@ -169,7 +169,8 @@ def _train(
     # this run stops rather than overwrite it (two resumes of one checkpoint, say)
     known = _file_id(output)
     ckpt = None
-    scans = _scans(volumes)
+    digests = _digests(volumes)
+    scans = dict(zip(digests, (v.thickness if isinstance(v, Volume) else None for v in volumes), strict=True))
     if resume and output.exists():
         ckpt = load_checkpoint(output)
         stored = model_config_of(ckpt, output)
@@ -187,7 +188,7 @@ def _train(
         if began is not None and began != scans:  # the thicknesses it began with, as its configs
             if env.is_main:
                 log.warning("warning: resuming %s with the slice thicknesses it began with", output)
-            volumes = [_with_thickness(v, began[key]) for v, key in zip(volumes, _digests(volumes), strict=True)]
+            volumes = [_with_thickness(v, began[key]) for v, key in zip(volumes, digests, strict=True)]
             scans = began
         if ckpt.get("train_config"):
             stored_train = TrainConfig.from_dict(ckpt["train_config"])
@@ -401,12 +402,6 @@ def _digests(volumes: Sequence[Volume | np.ndarray]) -> list[str]:
             digest.update(np.ascontiguousarray(plane).data.cast("B"))
         out.append(digest.hexdigest())
     return out
-
-
-def _scans(volumes: Sequence[Volume | np.ndarray]) -> dict[str, float | None]:
-    """Each scan's digest and the slice thickness it is trained at (None for a bare array)."""
-    thicknesses = [v.thickness if isinstance(v, Volume) else None for v in volumes]
-    return dict(zip(_digests(volumes), thicknesses, strict=True))
 
 
 def _with_thickness(volume: Volume | np.ndarray, thickness: float | None) -> Volume | np.ndarray:
