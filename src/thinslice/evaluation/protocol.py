@@ -110,9 +110,8 @@ def evaluate(
     rows: list[dict[str, Any]] = []
     for item in inputs:
         with _warned_once(len(inputs) > 1):
-            volume, thick = scan(item)
+            volume, thin, thick = scan(item)
         total = volume.num_slices
-        thin = volume.data.astype(np.float32)
         margin = thick.margin(len(thin), r)  # as upsample does, and as far as the truth goes
         truth = thick.truth(thin, r, margin)
         observed, observed_thickness, used = thick.data, thick.thickness, len(truth)
@@ -160,20 +159,22 @@ def _thick_copy(
     softness: float,
     series_uid: str | None,
     accept_non_ct: bool,
-) -> tuple[Volume, ThickCopy]:
-    """One scan read, checked and made thick (``thickness`` in mm, converted to thin slices)."""
+) -> tuple[Volume, np.ndarray, ThickCopy]:
+    """One scan read, checked and made thick (``thickness`` in mm, converted to thin
+    slices): the volume, its voxels as float32 and its thick copy."""
     volume = item if isinstance(item, Volume) else load(item, series_uid)
     if isinstance(item, Volume):  # files are checked as they are read
         require_usable(volume)
     check_ct_values(volume, accept_non_ct=accept_non_ct, verb="score")
     width = None if thickness is None else thickness / volume.slice_spacing
-    thick = degrade_array(volume.data.astype(np.float32), r, degrade, width, softness)
+    thin = volume.data.astype(np.float32)
+    thick = degrade_array(thin, r, degrade, width, softness)
     if len(thick.data) < 3:
         raise ConfigError(
             f"{volume.name} has {volume.num_slices} slices, of which x{r} ({degrade}) makes {len(thick.data)} "
             "thick slices, and evaluating needs 3; give a scan with more slices or a smaller --scale"
         )
-    return volume, thick
+    return volume, thin, thick
 
 
 @contextlib.contextmanager
