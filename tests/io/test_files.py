@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -349,3 +350,13 @@ def test_arrays_as_numpy_makes_them_are_taken(tmp_path: Path) -> None:
     for dtype in (np.float16, np.bool_):
         out = thinslice.save(scan.with_data(scan.data.astype(dtype)), tmp_path / f"{np.dtype(dtype).name}.nii.gz")
         np.testing.assert_array_equal(thinslice.load(out).data, scan.data.astype(dtype).astype(np.float32))
+
+
+def test_a_file_beside_another_of_the_same_stem_is_read_itself(tmp_path: Path) -> None:
+    """Asked for a.nii.gz, the NIfTI library opens a.nii when there is one: the header
+    checked was one scan's, the voxels another's, and nothing said so."""
+    shutil.copy(LIMB_CROP, tmp_path / "a.nii.gz")
+    chest = nib.load(str(CHEST_CROP))
+    nib.save(nib.Nifti1Image(np.asanyarray(chest.dataobj), chest.affine, chest.header), str(tmp_path / "a.nii"))
+    np.testing.assert_array_equal(thinslice.load(tmp_path / "a.nii.gz").data, thinslice.load(LIMB_CROP).data)
+    np.testing.assert_array_equal(thinslice.load(tmp_path / "a.nii").data, thinslice.load(CHEST_CROP).data)

@@ -216,10 +216,17 @@ def _geometry_and_notes(image: sitk.Image) -> tuple[Geometry, Notes]:
 
 @contextlib.contextmanager
 def _canonical_name(p: Path) -> Iterator[Path]:
-    """``p``, or a link to it named in lower case when its suffix is not (``CT.Nii.Gz``):
-    the NIfTI library refuses mixed-case names whatever reader is chosen."""
+    """``p``, or a link to it alone in a folder, named in lower case: when its suffix is
+    not (``CT.Nii.Gz``: the NIfTI library refuses mixed-case names whatever reader is
+    chosen), or when a file beside it shares its stem (asked for ``a.nii.gz``, the library
+    opens ``a.nii`` when there is one, and the voxels would be another scan's)."""
     suffix = suffix_of(p)
-    if p.name.endswith(suffix) or suffix not in (".nii", ".nii.gz"):
+    if suffix not in (".nii", ".nii.gz"):
+        yield p
+        return
+    stem = p.name[: len(p.name) - len(suffix)]
+    twins = [p.with_name(stem + ext) for ext in (".nii", ".nii.gz", ".hdr", ".img", ".hdr.gz", ".img.gz")]
+    if p.name.endswith(suffix) and not any(t.name != p.name and t.exists() for t in twins):
         yield p
         return
     with tempfile.TemporaryDirectory(prefix="thinslice-") as tmp:
