@@ -177,6 +177,24 @@ def test_batch_report_never_replaces_what_is_not_a_report(
     assert code == 0, lines
     code, lines = run_cli(capfd, *_args(src_dir, out_dir / "b", "--report", str(out_dir / "r.json"), "--resume"))
     assert code == 0, lines  # an earlier report is replaced
+    # the gallery --preview writes beside the report: someone's own index.html is kept
+    site = out_dir.parent / "site"
+    site.mkdir()
+    (site / "index.html").write_text("<html>my page</html>")
+    previews = ["--report", str(site / "r.json"), "--preview", str(out_dir / "p")]
+    code, lines = run_cli(capfd, *_args(src_dir, out_dir / "c", *previews))
+    assert_one_line(code, lines, r"index\.html exists and is not a thinslice gallery, .*pass --overwrite")
+    assert (site / "index.html").read_text() == "<html>my page</html>" and not (out_dir / "c").exists()
+    for extra in (("--overwrite",), ("--resume",)):  # replaced when asked; then it is ours, replaced on a rerun
+        code, lines = run_cli(capfd, *_args(src_dir, out_dir / "c", *previews, *extra))
+        assert code == 0 and "thinslice" in (site / "index.html").read_text(), lines
+    # a picture of the user's own where a case's would go is kept, as an output would be
+    mine = out_dir / "q" / "a.png"
+    mine.parent.mkdir()
+    mine.write_bytes(b"my picture")
+    code, lines = run_cli(capfd, *_args(src_dir, out_dir / "d", "--preview", str(mine.parent)))
+    assert code == 2 and any("--preview" in line and "a.png already exists" in line for line in lines), lines
+    assert mine.read_bytes() == b"my picture"
 
 
 @pytest.mark.parametrize("how", ["symlink", "dotdot"])

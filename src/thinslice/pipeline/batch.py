@@ -49,7 +49,7 @@ from thinslice.io.dicom_write import check_series_output, read_template
 from thinslice.methods import Method, method_class
 from thinslice.pipeline.cases import Case, find_cases
 from thinslice.pipeline.export import DICOM, OUTPUT_FORMATS, not_dicom_input, write_preview, write_series
-from thinslice.pipeline.gallery import write_gallery
+from thinslice.pipeline.gallery import check_gallery, write_gallery
 from thinslice.pipeline.markers import fingerprint, is_complete, made_otherwise, marker_path, recipe, write_marker
 from thinslice.pipeline.plan import check_request
 from thinslice.pipeline.upsample import build_method, upsample_checked
@@ -229,6 +229,8 @@ def upsample_batch(
             fn, scale=scale, target_spacing=target_spacing, slice_thickness=slice_thickness,
             output_thickness=output_thickness, adapt=adapt,
         )  # fmt: skip
+        if preview is not None and env.is_main:  # someone's own index.html beside the report is kept
+            check_gallery(report_path.parent / GALLERY_NAME, overwrite)
         cases = from_rank0(env, lambda: _prepare(src, out_dir, report_path, csv_column, output_format, overwrite))
         mine = cases[env.rank :: env.world_size]
         run = _CaseRunner(fn, out_dir, settings, env, resume=resume, overwrite=overwrite, accept_non_ct=accept_non_ct)
@@ -239,6 +241,7 @@ def upsample_batch(
             _check_report(report_path, overwrite, [c.source for c in cases])  # again: it may have appeared
             write_json(report_path, batch.to_dict())
             if preview is not None:
+                check_gallery(report_path.parent / GALLERY_NAME, overwrite)  # again: it may have appeared
                 gallery = write_gallery(report_path.parent / GALLERY_NAME, batch.to_dict())
                 log.info("previews: %s", gallery)
             level = logging.WARNING if batch.failed else logging.INFO
@@ -386,7 +389,9 @@ class _CaseRunner:
             check_output_path(out, overwrite=replace_existing, sources=[str(case.source)])
         if picture is not None:
             picture.parent.mkdir(parents=True, exist_ok=True)
-            check_output_path(picture, overwrite=True, sources=[str(case.source)], suffixes=(".png",))
+            check_output_path(  # a picture of the user's own is kept, as an output is
+                picture, overwrite=replace_existing, sources=[str(case.source)], suffixes=(".png",), option="--preview"
+            )
         volume = load(case.source, series_uid=case.series_uid)
         template = None
         if self.dicom:

@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from thinslice.errors import OutputError
 from thinslice.io.atomic import write_text
 
 _PAGE = """<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
+<meta name="generator" content="thinslice">
 <title>thinslice batch: {title}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }}
@@ -45,6 +47,31 @@ def _link(target: str | None, base: Path) -> str | None:
     if not target:
         return None
     return quote(Path(os.path.relpath(Path(target).absolute(), base.absolute())).as_posix())
+
+
+#: What marks a page as a gallery thinslice wrote (and may replace).
+MARK = '<meta name="generator" content="thinslice">'
+
+
+def check_gallery(path: Path, overwrite: bool) -> None:
+    """Refuse to replace a file at ``path`` that is not a gallery thinslice wrote (someone's
+    own index.html beside the report), unless ``overwrite``.
+
+    Raises:
+        OutputError: naming the file and the way out.
+    """
+    if overwrite or not (path.exists() or path.is_symlink()):
+        return
+    try:
+        head = path.read_text(encoding="utf-8", errors="replace")[:2000]
+        ours = MARK in head or "<title>thinslice batch:" in head  # galleries from before the mark too
+    except OSError:
+        ours = False
+    if not ours:
+        raise OutputError(
+            f"{path} exists and is not a thinslice gallery, which --preview writes beside the report; pass "
+            "--overwrite to replace it or give --report another folder"
+        )
 
 
 def write_gallery(path: str | os.PathLike[str], report: dict[str, Any]) -> Path:
