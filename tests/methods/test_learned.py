@@ -111,6 +111,15 @@ def test_cli_writes_uncertainty_next_to_the_result(tmp_path):
     assert b.GetPixelID() == sitk.sitkFloat32
 
 
+def test_kept_acquired_slices_are_certain(one_thread) -> None:
+    """Thick slices kept with --keep-acquired are the input itself: the views' spread there
+    is 0, as for thin slices (it was the model's spread at the slices it no longer holds)."""
+    scan = thinslice.load(LIMB_CROP)
+    thin, unc = thinslice.upsample(scan, 4, keep_acquired=True, uncertainty=True, device="cpu")
+    np.testing.assert_array_equal(thin.data[::4], scan.data)
+    assert not unc.data[::4].any() and unc.data[1::4].mean() > 1
+
+
 def test_uncertainty_needs_the_model(tmp_path, capsys):
     code = main(
         [

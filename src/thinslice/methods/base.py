@@ -219,6 +219,8 @@ def run_on_grid(
     out, spread = result.data, result.uncertainty
     if keep_acquired:
         grid.keep_acquired(out[r * pad : len(out) - r * pad], data, r)
+        if spread is not None:  # the acquired slices, put back, are certain: as a thin-slice model says
+            spread[r * pad : len(spread) - r * pad : r] = 0
     if output_width != 1.0:  # on the fine grid, before resampling: measured 0.4 dB closer
         width = output_width * plan.step
         out = average_slices(out, width)
