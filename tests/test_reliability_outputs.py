@@ -350,6 +350,7 @@ def test_option_mistakes_give_one_line(dirs: tuple[Path, Path], capfd: pytest.Ca
         (("--target-spacing", "nan"), r"--target-spacing must be a positive number of mm, got nan"),
         (("--target-spacing", "1e-300"), r"target spacing 1e-300 mm is not reachable"),
         (("--uncertainty", str(out)), r"--uncertainty and -o name the same file"),
+        (("--uncertainty", str(out_dir / ".." / out_dir.name / "o.nii.gz")), r"--uncertainty and -o name the same"),
     ):
         code, lines = run_cli(capfd, *_args(LIMB_CROP, out, *extra))
         assert_one_line(code, lines, message)

@@ -97,7 +97,7 @@ def upsample_path(
         check_series_output(output, overwrite=overwrite, sources=[source, dicom_template])
     else:
         check_output_path(output, overwrite=overwrite, sources=[str(source)])
-    if uncertainty is not None and Path(uncertainty).absolute() == output.absolute():
+    if uncertainty is not None and Path(uncertainty).resolve() == output.resolve():  # however spelled
         raise ConfigError(f"--uncertainty and -o name the same file ({output}); give the uncertainty its own name")
     if uncertainty is not None:
         check_output_path(
