@@ -18,7 +18,7 @@ import SimpleITK as sitk
 import thinslice
 from tests.conftest import CHEST_CROP, DICOM_CROP, LIMB_CROP
 from thinslice.cli import main
-from thinslice.errors import ConfigError
+from thinslice.errors import ConfigError, InputError
 from thinslice.io import to_sitk
 from thinslice.methods.learned import bundled_model_path
 from thinslice.pipeline import markers
@@ -255,6 +255,10 @@ def test_csv_input(tmp_path):
     assert [c.name for c in find_cases(data / "other.csv")] == ["scans/limb.nii.gz"]
     with pytest.raises(ConfigError, match="Did you mean 'path'"):
         find_cases(table, csv_column="paths")
+    # a list without a header row: its first scan was taken for the header and left out
+    (data / "bare.csv").write_text(f"scans/limb.nii.gz\n{elsewhere / 'chest.nii.gz'}\n")
+    with pytest.raises(InputError, match=r"first row of .*bare.csv names a scan \(scans/limb.nii.gz\) but is read"):
+        find_cases(data / "bare.csv")
 
 
 def test_unexpected_errors_are_isolated_and_method_built_once(tmp_path, monkeypatch):
