@@ -74,6 +74,9 @@ def test_folder_batch_isolates_failures_and_resumes(tmp_path, capsys):
     assert main(["upsample", "-i", str(src), "-o", str(out), "--scale", "2", "--method", "linear", "--resume"]) == 2
     cases = by_name(read_report(out / "thinslice_report.json"))
     assert [cases[n]["status"] for n in GOOD] == ["skipped", "skipped", "done"]
+    skipped = cases[GOOD[0]]  # what the run that made it knew, from its marker (it was null)
+    assert skipped["input_slices"] and skipped["output_slices"] and skipped["made_by"] == "linear"
+    assert all(Path(c["output"]).is_absolute() for c in cases.values())  # as input and preview are
     after = mtimes(out)
     assert after["limb/limb_crop.nii.gz"] != before["limb/limb_crop.nii.gz"]
     assert {k: v for k, v in after.items() if "limb" not in k} == {k: v for k, v in before.items() if "limb" not in k}

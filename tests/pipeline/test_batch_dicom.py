@@ -76,6 +76,7 @@ def test_multi_series_folder_to_dicom_with_previews_and_resume(tmp_path: Path) -
     assert all((out / link).is_file() for link in links)
     assert page.count('<tr class="done">') == 3 and page.count('<tr class="failed">') == 1
     assert "cannot write DICOM from limb.nii.gz" in page
+    assert 'href="limb' not in page and all(f'href="{n}"' in page for n in series)  # no link to what was not made
 
     # --resume: complete series are skipped; one whose marker is gone is written again
     (out / (series[0] + MARKER_SUFFIX)).unlink()

@@ -50,7 +50,15 @@ from thinslice.methods import Method, method_class
 from thinslice.pipeline.cases import Case, find_cases
 from thinslice.pipeline.export import DICOM, OUTPUT_FORMATS, not_dicom_input, write_preview, write_series
 from thinslice.pipeline.gallery import check_gallery, write_gallery
-from thinslice.pipeline.markers import fingerprint, is_complete, made_otherwise, marker_path, recipe, write_marker
+from thinslice.pipeline.markers import (
+    fingerprint,
+    is_complete,
+    made_otherwise,
+    marker_path,
+    read_marker,
+    recipe,
+    write_marker,
+)
 from thinslice.pipeline.plan import check_request
 from thinslice.pipeline.upsample import build_method, upsample_checked
 
@@ -335,7 +343,7 @@ class _CaseRunner:
 
     def one(self, case: Case) -> CaseResult:
         out = self.out_dir / case.name
-        result = CaseResult(case.name, str(case.source), case.series_uid, str(out), "failed", rank=self.rank)
+        result = CaseResult(case.name, str(case.source), case.series_uid, str(out.absolute()), "failed", rank=self.rank)
         t0 = time.perf_counter()
         picture = None
         if self.previews is not None:
@@ -347,6 +355,9 @@ class _CaseRunner:
                 print_ = self._fingerprint(case)  # once, before reading: what the marker describes
                 if self.resume and is_complete(out, self.recipe, print_) and (picture is None or picture.is_file()):
                     result.status, result.reason = "skipped", "complete"
+                    facts = read_marker(out) or {}  # what the run that made it knew
+                    result.input_slices, result.output_slices = facts.get("input_slices"), facts.get("output_slices")
+                    result.scale, result.made_by = facts.get("scale"), facts.get("made_by")
                     result.preview = None if picture is None else str(picture)
                     log.debug("%s%s: skipped, already complete", self.tag, case.name)
                     return result
@@ -424,6 +435,7 @@ class _CaseRunner:
         write_marker(
             out, self.recipe, print_, input=str(case.source), series_uid=case.series_uid,
             input_slices=volume.num_slices, output_slices=thin.num_slices, slice_spacing_mm=thin.slice_spacing, scale=r,
+            made_by=result.made_by,
         )  # fmt: skip
 
 

@@ -81,7 +81,7 @@ def write_gallery(path: str | os.PathLike[str], report: dict[str, Any]) -> Path:
     for case in report["cases"]:
         name, status = html.escape(case["name"]), html.escape(case["status"])
         picture = _link(case.get("preview"), out.parent)
-        output = _link(case["output"], out.parent)
+        output = _link(case["output"], out.parent) if status != "failed" else None  # a failed case made none
         cell = f'<a href="{picture}"><img src="{picture}" alt="{name}" loading="lazy"></a>' if picture else ""
         if status == "failed":
             cell = html.escape(case.get("reason") or "")

@@ -89,7 +89,7 @@ def write_marker(out: Path, made: dict[str, Any], input_sha256: str, **facts: An
 def is_complete(out: Path, made: dict[str, Any], input_sha256: str) -> bool:
     """The output exists, and its marker names the same recipe (:func:`recipe`), the output's
     size and the input's fingerprint as it is now (:func:`fingerprint`)."""
-    marker = _read(out)
+    marker = read_marker(out)
     if marker is None or any(marker.get(k) != v for k, v in made.items()):
         return False
     try:
@@ -101,7 +101,7 @@ def is_complete(out: Path, made: dict[str, Any], input_sha256: str) -> bool:
 def made_otherwise(out: Path, made: dict[str, Any]) -> bool:
     """The output's marker names the same settings but another version or model (a marker
     written before markers recorded them counts as another)."""
-    marker = _read(out)
+    marker = read_marker(out)
     return (
         marker is not None
         and marker.get("settings") == made["settings"]
@@ -109,7 +109,8 @@ def made_otherwise(out: Path, made: dict[str, Any]) -> bool:
     )
 
 
-def _read(out: Path) -> dict[str, Any] | None:
+def read_marker(out: Path) -> dict[str, Any] | None:
+    """The marker of ``out`` as written (None when there is none or it is unreadable)."""
     try:
         marker = json.loads(marker_path(out).read_text())
     except (OSError, ValueError):
