@@ -88,6 +88,17 @@ def test_folder_batch_isolates_failures_and_resumes(tmp_path, capsys):
     assert "--resume" in by_name(read_report(report_path))["limb/limb_crop.nii.gz"]["reason"]
 
 
+def test_a_file_where_a_case_folder_would_go_fails_that_case_plainly(tmp_path):
+    """It read 'unexpected FileExistsError', as a bug would."""
+    src, out = make_tree(tmp_path / "in"), tmp_path / "out"
+    out.mkdir()
+    (out / "limb").write_text("mine")
+    cases = by_name(upsample_batch(src, out, scale=2, method="linear").to_dict())
+    reason = cases["limb/limb_crop.nii.gz"]["reason"]
+    assert reason.startswith("cannot make the folder for ") and "unexpected" not in reason
+    assert (out / "limb").read_text() == "mine" and cases["chest/sub/chest_crop.nii.gz"]["status"] == "done"
+
+
 def test_resume_recomputes_what_another_version_or_model_made(tmp_path, capsys, monkeypatch):
     """An output is complete only for the thinslice code and the checkpoint that made it,
     and the precision asked for: a model replaced under the same path, a changed checkout,

@@ -439,9 +439,10 @@ def check_output_path(
     """
     if suffixes is None and not suffix_of(out):
         hint = " (or, for a DICOM series in that folder, give --output-format dicom; from a file, --dicom-template too)"
-        folder = "" if "." in out.name else hint
+        folder = "" if "." in out.name or option != "-o" else hint
         raise OutputError(
-            f"unsupported output type: {out.name}; end the name with .nii.gz, .nii, .nrrd or .mha{folder}"
+            f"unsupported {option if option != '-o' else 'output'} type: {out.name}; end the name with .nii.gz, "
+            f".nii, .nrrd or .mha{folder}"
         )
     what = "output" if option == "-o" else option  # the messages name the option when it is not -o
     if suffixes is not None and not out.name.lower().endswith(suffixes):

@@ -393,7 +393,10 @@ class _CaseRunner:
             raise OutputError(f"output {out} already exists; pass --resume to keep it or --overwrite to replace it")
         if self.dicom and case.series_uid is None:
             raise not_dicom_input(case.source, batch=True)
-        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # a file where the mirrored folder would go, say
+            raise OutputError(f"cannot make the folder for {out}: {err.strerror or err}") from err
         if self.dicom:
             check_series_output(out, overwrite=replace_existing, sources=[case.source])
         else:
