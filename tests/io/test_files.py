@@ -322,7 +322,9 @@ def test_an_unknown_slice_thickness_stays_unknown_through_save_and_load(tmp_path
 @pytest.mark.parametrize(("qform", "sform"), [(0, 2), (3, 4), (0, 0)], ids=["aligned", "talairach-mni", "none"])
 def test_the_inputs_coordinate_codes_and_display_range_are_kept(tmp_path: Path, qform: int, sform: int) -> None:
     """ITK writes codes 1 (scanner) whatever the input said, and a display range of 0:
-    an MNI-space scan came back claiming scanner coordinates."""
+    an MNI-space scan came back claiming scanner coordinates. A file that states no space
+    (0/0) keeps ITK's 1/1: with 0/0 readers would rebuild the grid from the voxel sizes,
+    and an output that starts before the first slice (x3 of thick slices) would move."""
     image = nib.load(str(LIMB_CROP))
     header = image.header.copy()
     header.set_qform(image.affine, code=qform)
@@ -331,13 +333,27 @@ def test_the_inputs_coordinate_codes_and_display_range_are_kept(tmp_path: Path, 
     source = tmp_path / "coded.nii.gz"
     nib.save(nib.Nifti1Image(np.asanyarray(image.dataobj), None, header), str(source))  # the header as set
     for out in (tmp_path / "thin.nii.gz", tmp_path / "thin.nii"):
-        thinslice.save(thinslice.upsample(thinslice.load(source), 2, method="linear"), out)
+        thin = thinslice.upsample(thinslice.load(source), 3, method="linear")
+        thinslice.save(thin, out)
         written, read = nib.load(str(out)).header, nib.load(str(source)).header
-        assert (int(written["qform_code"]), int(written["sform_code"])) == (qform, sform)
+        assert (int(written["qform_code"]), int(written["sform_code"])) == (
+            (qform, sform) if qform or sform else (1, 1)
+        )
+        np.testing.assert_allclose(thinslice.load(out).geometry.origin, thin.geometry.origin, atol=1e-4)
         assert (float(written["cal_min"]), float(written["cal_max"])) == (-200.0, 300.0)
         if sform or qform:  # the same space, so the same affine for the acquired slices
             np.testing.assert_allclose(nib.load(str(out)).affine[:, :2], nib.load(str(source)).affine[:, :2], atol=1e-4)
         assert read["sform_code"] == sform  # the input as it was
+
+
+def test_a_detached_output_named_relatively_is_replaced_with_overwrite(tmp_path: Path, monkeypatch) -> None:
+    """Its own data file, named relatively, was taken for another header's and refused."""
+    monkeypatch.chdir(tmp_path)
+    scan = thinslice.load(LIMB_CROP)
+    for name in ("out.mhd", "out2.nhdr"):
+        thinslice.save(scan, name)
+        thinslice.save(scan.with_data(scan.data + 1), name, overwrite=True)
+        np.testing.assert_array_equal(thinslice.load(name).data, scan.data + 1)
 
 
 def test_arrays_as_numpy_makes_them_are_taken(tmp_path: Path) -> None:

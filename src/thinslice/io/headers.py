@@ -123,7 +123,7 @@ def check_companions(out: Path, names: Iterable[str]) -> None:
     own = detached_data_file(out) if out.exists() else None
     for name in names:
         there = out.parent / name
-        if name != out.name and (there.exists() or there.is_symlink()) and there != own:
+        if name != out.name and (there.exists() or there.is_symlink()) and there.resolve() != own:  # own: resolved
             raise OutputError(
                 f"{out.name} would write its data to {name}, which is there already (another header's "
                 f"data?) in {out.parent}; choose another output name"
@@ -246,8 +246,14 @@ _KEPT_NIFTI = (("qform_code", 252, "h"), ("sform_code", 254, "h"), ("cal_max", 1
 
 
 def kept_nifti_fields(header: Any) -> dict[str, float]:
-    """The fields of :data:`_KEPT_NIFTI` of a NIfTI-1 header, as read."""
-    return {name: float(header[name]) for name, _, _ in _KEPT_NIFTI if name in header}
+    """The fields of :data:`_KEPT_NIFTI` of a NIfTI-1 header, as read; not the codes when both
+    are 0 (no stated space): readers would then rebuild the grid from the voxel sizes alone,
+    losing the origin of an output that reaches past the end slices, so ITK's 1/1 stay."""
+    fields = {name: float(header[name]) for name, _, _ in _KEPT_NIFTI if name in header}
+    if not fields.get("qform_code") and not fields.get("sform_code"):
+        fields.pop("qform_code", None)
+        fields.pop("sform_code", None)
+    return fields
 
 
 def restore_nifti_fields(path: Path, fields: dict[str, float]) -> None:
