@@ -273,6 +273,10 @@ def test_csv_input(tmp_path):
     (data / "bare.csv").write_text(f"scans/limb.nii.gz\n{elsewhere / 'chest.nii.gz'}\n")
     with pytest.raises(InputError, match=r"first row of .*bare.csv names a scan \(scans/limb.nii.gz\) but is read"):
         find_cases(data / "bare.csv")
+    # ... but a header that happens to name a folder beside the CSV is a header
+    (data / "path").mkdir()
+    (data / "scans.csv").write_text("scans\nscans/limb.nii.gz\n")
+    assert [c.name for c in find_cases(data / "scans.csv")] == ["scans/limb.nii.gz"]
 
 
 def test_unexpected_errors_are_isolated_and_method_built_once(tmp_path, monkeypatch):

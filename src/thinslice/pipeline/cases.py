@@ -190,8 +190,9 @@ def _csv_rows(path: Path, column: str | None) -> list[Path]:
         index = header.index(column)
     else:
         index = lower.index(CSV_COLUMN) if CSV_COLUMN in lower else 0
-        first = Path(header[index]).expanduser() if header[index] else None
-        if first is not None and (first if first.is_absolute() else path.parent / first).exists():
+        # a list without a header row: an image file named where the header should be
+        first = Path(header[index]).expanduser() if header[index] and CSV_COLUMN not in lower else None
+        if first is not None and suffix_of(first) and (path.parent / first).is_file():  # an absolute one too
             raise InputError(  # a list without a header row: its first scan would be left out unsaid
                 f"the first row of {path} names a scan ({header[index]}) but is read as the header; add a header "
                 f"row ('{CSV_COLUMN}') above the paths"
