@@ -344,6 +344,10 @@ def test_the_inputs_coordinate_codes_and_display_range_are_kept(tmp_path: Path, 
         if sform or qform:  # the same space, so the same affine for the acquired slices
             np.testing.assert_allclose(nib.load(str(out)).affine[:, :2], nib.load(str(source)).affine[:, :2], atol=1e-4)
         assert read["sform_code"] == sform  # the input as it was
+    # the model's uncertainty map: the same space, but not the CT's display range (0-100 HU shown flat)
+    _, spread = thinslice.upsample(thinslice.load(source), 2, uncertainty=True, device="cpu")
+    written = nib.load(str(thinslice.save(spread, tmp_path / "spread.nii.gz"))).header
+    assert int(written["sform_code"]) == (sform if qform or sform else 1) and float(written["cal_max"]) == 0.0
 
 
 def test_a_detached_output_named_relatively_is_replaced_with_overwrite(tmp_path: Path, monkeypatch) -> None:

@@ -108,6 +108,8 @@ def upsample_volume(
     if spread is not None:
         uncertainty = upsampled.with_data(np.asarray(spread, dtype=np.float32))
         uncertainty.name = f"{volume.name}_uncertainty"
+        fields = uncertainty.meta.get("nifti_fields") or {}  # the same space, not the CT's display range
+        uncertainty.meta["nifti_fields"] = {k: v for k, v in fields.items() if not k.startswith("cal_")}
     return upsampled, uncertainty
 
 
