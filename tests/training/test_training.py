@@ -537,6 +537,10 @@ def test_cli_train_options_that_would_be_lost_or_mistaken(tmp_path: Path, capfd)
     said = capfd.readouterr().err
     assert f"warning: resuming {out} with the seed it began with; ignoring --seed 7" in said
     assert load_checkpoint(out)["step"] == 3 and load_checkpoint(out)["model_config"]["scale"] == 3  # its own x3
+    other = tmp_path / "x2.toml"
+    other.write_text("[model]\nscale = 2\n")
+    assert main(["train", "-i", str(LIMB_CROP), "-o", str(out), "--steps", "4", "--resume", "--config", str(other)]) == 2
+    assert capfd.readouterr().err.strip().endswith(f"[model] scale = 2 in {other}, but the resumed checkpoint is x3")
     scan = tmp_path / "scan.nii.gz"
     scan.write_bytes(LIMB_CROP.read_bytes())
     for args in (["-o", str(scan), "--overwrite"], ["-i", str(LIMB_CROP), "-o", str(tmp_path / "twice.pt")]):

@@ -136,7 +136,8 @@ def _scale(given: int | None, config: Path | None, stored: dict[str, Any] | None
     scale`` in ``--config``, else 2; ``--scale`` and ``--config`` must agree.
 
     Raises:
-        ConfigError: ``--scale`` and the config's scale differ.
+        ConfigError: ``--scale`` and the config's scale differ, or the config's and the
+            resumed checkpoint's.
     """
     from thinslice.model.config import read_toml
 
@@ -146,7 +147,10 @@ def _scale(given: int | None, config: Path | None, stored: dict[str, Any] | None
     if given is not None:
         return given
     if stored is not None:
-        return int(stored["model_config"].get("scale", 2))
+        began = int(stored["model_config"].get("scale", 2))
+        if in_config is not None and in_config != began:
+            raise ConfigError(f"[model] scale = {in_config} in {config}, but the resumed checkpoint is x{began}")
+        return began
     return 2 if in_config is None else int(in_config)
 
 
