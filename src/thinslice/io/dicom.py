@@ -163,16 +163,17 @@ def read_series(folder: str | Path, series_uid: str | None = None, *, series_opt
     return Volume.from_itk_array(_to_hu(array), geometry, name, meta, thickness)
 
 
-def slice_thickness_of(ds: Dataset, spacing: float, folder: Path) -> float | None:
+def slice_thickness_of(ds: Dataset, spacing: float, folder: Path, *, warn: bool = True) -> float | None:
     """SliceThickness (mm), checked against the spacing from the positions.
 
     Thicker than the spacing is an overlapping reconstruction, thinner leaves gaps; both
-    are legitimate and logged. A missing or unusable value gives None (read as the spacing).
+    are legitimate and logged. A missing or unusable value gives None (read as the spacing),
+    with a warning when a value is there (``warn``: once per series, as it is read).
     """
     thick = _floats(ds, "SliceThickness", 1)
     if not thick.size or thick[0] <= 0:
         stated = _text(ds, "SliceThickness")
-        if stated:  # a value that is there but cannot be a thickness: said, not taken silently for none
+        if stated and warn:  # a value that is there but cannot be a thickness: said, not taken silently for none
             log.warning(
                 "warning: SliceThickness %r in %s is not a thickness; taking the slices as contiguous (%.4g mm "
                 "thick); give --slice-thickness if they are not", stated, folder, spacing,

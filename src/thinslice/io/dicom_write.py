@@ -76,7 +76,7 @@ class Template:
     @property
     def slice_thickness(self) -> float | None:
         """Its SliceThickness (mm), as reading the series would give it; None when unusable."""
-        return slice_thickness_of(self.headers[0], self.spacing, self.folder)
+        return slice_thickness_of(self.headers[0], self.spacing, self.folder, warn=False)  # reading it warned
 
 
 @dataclass(frozen=True)

@@ -104,8 +104,9 @@ class Method(ABC):
     def reestimates_acquired(self) -> bool:
         """Whether, given slices thicker than the output's, this method makes its own
         output at the acquired positions (:func:`thinslice.grid.keeps_acquired` says when
-        it is asked to); False: it copies the acquired slices there whatever it is asked."""
-        return True
+        it is asked to); False: it copies the acquired slices there whatever it is asked
+        (an interpolation, :attr:`passes_through`, always does)."""
+        return not self.passes_through
 
     def provenance(self, r: int) -> str:
         """What makes a result at factor ``r``, in a few words for a derived series or a

@@ -129,10 +129,12 @@ def acquired_kept(volume: Volume, method: Method, plan: grid.Plan, keep_acquired
     than the output's (:func:`thinslice.grid.keeps_acquired`), an interpolation (it passes
     through them), or a method that copies them anyway (a checkpoint not trained to
     re-estimate them)."""
-    if keep_acquired or grid.keeps_acquired(volume.thickness, plan.spacing) or method.passes_through:
+    if keep_acquired or grid.keeps_acquired(volume.thickness, plan.spacing):
         return True
     if method.reestimates_acquired():
         return False
+    if method.passes_through:  # as an interpolation does: nothing to warn of
+        return True
     log.warning(
         "%s was trained for thin slices: it keeps the acquired %.4g mm slices as they are (bands in coronal "
         "views); the bundled models, or one trained by `thinslice train` on thick scans, re-estimate them",
