@@ -468,10 +468,11 @@ def _uid_maker(src: Template, description: str, derivation: str, volume: Volume,
     job too (texts, grid, voxels)."""
     if not deterministic:
         return lambda role: generate_uid()
-    # who and where, besides the UIDs: anonymised exports may have none, and two patients'
-    # series must never share a new study or frame of reference
+    source = ["thinslice derived series", src.uid, *map(sop_uid, src.headers)]
+    # a new study or frame of reference: who and where too, as anonymised exports may have no
+    # UIDs and two patients' series must never share one (the job's voxels tell series apart)
     patient = [str(src.headers[0].get(k) or "") for k in _SOURCE_KEYS]
-    source = ["thinslice derived series", src.uid, *map(sop_uid, src.headers), *patient, *map(str, src.positions)]
+    shared = [*source, *patient, *map(str, src.positions)]
     first = volume.geometry.slice_position(0).round(4).tolist()
     grid = f"{volume.data.shape} {volume.data.dtype.str} {volume.slice_spacing:.6f} {first}"
     digest = hashlib.sha256()
@@ -479,7 +480,7 @@ def _uid_maker(src: Template, description: str, derivation: str, volume: Volume,
         digest.update(np.ascontiguousarray(plane).data.cast("B"))
     voxels = digest.hexdigest()
     job = [*source, description, derivation, grid, voxels]
-    return lambda role: generate_uid(entropy_srcs=[*(source if role in SOURCE_ROLES else job), role])
+    return lambda role: generate_uid(entropy_srcs=[*(shared if role in SOURCE_ROLES else job), role])
 
 
 def _write_file(ds: Dataset, path: Path) -> None:
