@@ -475,6 +475,8 @@ def test_a_resume_continues_only_the_run_it_began(volume: Volume, tmp_path: Path
     stored = load_checkpoint(path)
     assert stored["step"] == 3 and list(stored["scans"].values()) == [volume.thickness]
     assert stored["metrics"]["val_base"] == pytest.approx(load_checkpoint(path)["metrics"]["val_base"])
+    with pytest.raises(ConfigError, match="the same scan is given twice"):
+        train([volume, volume.with_data(volume.data.copy())], tmp_path / "twice.pt", TRAIN, MODEL, steps=2)
     with pytest.raises(ConfigError, match="steps must be a whole number >= 1, got 0"):
         train(volume, tmp_path / "zero.pt", TRAIN, MODEL, steps=0, device="cpu", progress=False)
     nan = volume.with_data(np.where(np.arange(volume.data.size).reshape(volume.data.shape) == 7, np.nan, 0.0))
@@ -539,7 +541,8 @@ def test_cli_train_options_that_would_be_lost_or_mistaken(tmp_path: Path, capfd)
     assert load_checkpoint(out)["step"] == 3 and load_checkpoint(out)["model_config"]["scale"] == 3  # its own x3
     other = tmp_path / "x2.toml"
     other.write_text("[model]\nscale = 2\n")
-    assert main(["train", "-i", str(LIMB_CROP), "-o", str(out), "--steps", "4", "--resume", "--config", str(other)]) == 2
+    resumed = ["train", "-i", str(LIMB_CROP), "-o", str(out), "--steps", "4", "--resume"]
+    assert main([*resumed, "--config", str(other)]) == 2
     assert capfd.readouterr().err.strip().endswith(f"[model] scale = 2 in {other}, but the resumed checkpoint is x3")
     scan = tmp_path / "scan.nii.gz"
     scan.write_bytes(LIMB_CROP.read_bytes())

@@ -170,6 +170,8 @@ def _train(
     known = _file_id(output)
     ckpt = None
     digests = _digests(volumes)
+    if len(set(digests)) < len(digests):  # it would weigh twice, and a resume could not tell
+        raise ConfigError("the same scan is given twice; give each scan once")
     scans = dict(zip(digests, (v.thickness if isinstance(v, Volume) else None for v in volumes), strict=True))
     if resume and output.exists():
         ckpt = load_checkpoint(output)
