@@ -20,8 +20,9 @@ from thinslice.cli import main
 from thinslice.errors import InputError
 from thinslice.evaluation import figures
 from thinslice.evaluation.metrics import psnr, scale_hu
-from thinslice.evaluation.pair import evaluate_pair
+from thinslice.evaluation.pair import evaluate_pair, on_reference
 from thinslice.evaluation.protocol import evaluate, format_table
+from thinslice.methods import get_method
 from thinslice.profile import average_slices, profile_degrade
 from thinslice.volume import Volume
 
@@ -118,6 +119,10 @@ def test_a_method_is_scored_at_its_own_slices_on_reference_positions_between(che
         assert row["psnr_paper"] == pytest.approx(psnr(truth, scale_hu(at_reference)), abs=1e-3), method
     linear, cubic, model = (row["psnr_paper"] for row in report["rows"])
     assert model > cubic > linear + 1
+    # 2.5 mm slices against the 1 mm ones: x5 lands on them, x3 (the next factor up) would not
+    (row,) = evaluate_pair(thick_series(chest_field, 2.5, 2), chest_field, methods=["cubic"])["rows"]  # type: ignore[arg-type]
+    assert row["factor"] == 5
+    assert on_reference(get_method("cubic"), 3, np.array([0.0, 1 / 3, 0.5])) == 6
 
 
 def test_thicker_reference_slices_are_matched_by_averaging(chest_field, one_thread) -> None:

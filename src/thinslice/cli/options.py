@@ -37,7 +37,7 @@ Scale = Annotated[
 ScaleTwo = Annotated[int | None, typer.Option("--scale", "-r", help="Factor r (2-8). Default: 2.")]
 TargetSpacing = Annotated[float | None, typer.Option("--target-spacing", help="Wanted slice spacing, mm.")]
 Model = Annotated[
-    Path | None, typer.Option("--model", help="Checkpoint for --method model (default: the bundled models).")
+    Path | None, typer.Option("--model", help="Checkpoint for the model method (default: the bundled models).")
 ]
 AllViews = Annotated[
     bool, typer.Option("--all-views", help="Model: also fuse the axial network's view (three views; slower).")

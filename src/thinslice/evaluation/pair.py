@@ -255,11 +255,12 @@ def factor_for(fn: Method, thick: Volume, reference: Volume) -> int:
 
 
 def on_reference(fn: Method, r: int, positions: np.ndarray) -> int:
-    """``r``, or the smallest multiple of it that ``fn`` makes whose slices fall on the
-    reference ``positions`` (in thick slices; within 2 % of a slice): between its slices,
-    a method's output would be resampled linearly, scoring a smooth method partly as linear
-    interpolation (2 mm slices against 1 mm ones centred half-way, say)."""
-    for factor in range(r, grid.MAX_SCALE + 1, r):
+    """The smallest factor from ``r`` up that ``fn`` makes whose slices fall on the
+    reference ``positions`` (in thick slices; within 2 % of a slice), else ``r``: between
+    its slices, a method's output would be resampled linearly, scoring a smooth method
+    partly as linear interpolation (2 mm slices against 1 mm ones centred half-way: x4;
+    2.5 mm against 1 mm: x5, not x3)."""
+    for factor in range(r, grid.MAX_SCALE + 1):
         fine = positions * factor
         if np.all(np.abs(fine - np.round(fine)) < 0.02) and fn.makes(factor):
             return factor
