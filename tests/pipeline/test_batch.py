@@ -81,11 +81,19 @@ def test_folder_batch_isolates_failures_and_resumes(tmp_path, capsys):
     assert after["limb/limb_crop.nii.gz"] != before["limb/limb_crop.nii.gz"]
     assert {k: v for k, v in after.items() if "limb" not in k} == {k: v for k, v in before.items() if "limb" not in k}
 
-    # without --resume or --overwrite, an existing output fails its case and says what to do
+    # without --resume or --overwrite, existing outputs stop the batch before anything is
+    # written (each failed its case, and the earlier report was replaced by that record)
     report_path = tmp_path / "again.json"
     args = ["upsample", "-i", str(src), "-o", str(out), "-m", "linear", "--report", str(report_path)]
+    capsys.readouterr()
+    earlier = (out / "thinslice_report.json").read_text()
     assert main(args) == 2
-    assert "--resume" in by_name(read_report(report_path))["limb/limb_crop.nii.gz"]["reason"]
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: 3 of the 4 outputs are in {out} already (such as chest/sub/chest_crop.nii.gz); pass --resume to "
+        "keep the finished ones and do the rest, or --overwrite to do them all again"
+    ]
+    assert not report_path.exists() and (out / "thinslice_report.json").read_text() == earlier
+    assert mtimes(out) == after
 
 
 def test_a_file_where_a_case_folder_would_go_fails_that_case_plainly(tmp_path):

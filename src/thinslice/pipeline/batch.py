@@ -239,7 +239,9 @@ def upsample_batch(
         )  # fmt: skip
         if preview is not None and env.is_main:  # someone's own index.html beside the report is kept
             check_gallery(report_path.parent / GALLERY_NAME, overwrite)
-        cases = from_rank0(env, lambda: _prepare(src, out_dir, report_path, csv_column, output_format, overwrite))
+        cases = from_rank0(
+            env, lambda: _prepare(src, out_dir, report_path, csv_column, output_format, overwrite, resume)
+        )
         mine = cases[env.rank :: env.world_size]
         run = _CaseRunner(fn, out_dir, settings, env, resume=resume, overwrite=overwrite, accept_non_ct=accept_non_ct)
         results = run.all(mine, progress=progress and env.is_main)
@@ -273,9 +275,12 @@ def _check_no_scans_inside(out_dir: Path, src: Path, output_format: str) -> None
 
 
 def _prepare(
-    src: Path, out_dir: Path, report: Path, csv_column: str | None, output_format: str, overwrite: bool
+    src: Path, out_dir: Path, report: Path, csv_column: str | None, output_format: str, overwrite: bool, resume: bool
 ) -> list[Case]:
-    """Rank 0's setup: check the output folder and the report's, create them, list the cases."""
+    """Rank 0's setup: check the output folder and the report's, create them, list the cases.
+    Without --resume or --overwrite, outputs there already stop the batch before anything
+    is written (each would fail its case, and the report of the run that made them would
+    be replaced by that record)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"output {out_dir} is a file; batch runs need an output folder")
     if not out_dir.exists() and suffix_of(out_dir):
@@ -293,6 +298,12 @@ def _prepare(
     cases = find_cases(src, out_dir.resolve(), csv_column=csv_column, output_format=output_format)
     if not cases:  # a wrong -i, most likely: before any folder is made
         raise InputError(f"no scans found in {src} (NIfTI, NRRD, MHA files or DICOM series); check -i")
+    there = [c.name for c in cases if (out_dir / c.name).exists()]
+    if there and not (overwrite or resume):
+        raise OutputError(
+            f"{len(there)} of the {len(cases)} outputs are in {out_dir} already (such as {there[0]}); pass --resume "
+            "to keep the finished ones and do the rest, or --overwrite to do them all again"
+        )
     _check_report(report, overwrite, [c.source for c in cases])
     inside = report.parent.resolve() == out_dir.resolve() or out_dir.resolve() in report.parent.resolve().parents
     if not (inside or report.parent.is_dir()):  # as -o: only the output folder is made
