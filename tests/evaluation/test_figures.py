@@ -83,3 +83,5 @@ def test_noisy_air_around_the_body_is_not_lung() -> None:
     cropped = np.full((6, 64, 64), 40.0)  # a crop inside the body, through the lung
     cropped[:, 12:40, 0:20] = lung
     assert figures.choose_windows(cropped) == [figures.SOFT_TISSUE, figures.LUNG]
+    data[:, 10:54, 10:40] = -960 + rng.normal(0, 30, (6, 44, 30))  # emphysema: a median below -950, inside the body
+    assert figures.choose_windows(data) == [figures.SOFT_TISSUE, figures.LUNG]

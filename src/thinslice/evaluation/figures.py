@@ -84,9 +84,10 @@ def choose_windows(data: np.ndarray) -> list[Window]:
 
 
 def _not_outside_air(sample: np.ndarray) -> np.ndarray:
-    """Voxels outside the slices' regions of air whose median reads below LUNG_HU: the air
-    around the body (about -1000 HU, with noise up to -900) is left out, while lung
-    (-850 to -700), cropped or not, is kept."""
+    """Voxels outside the air around the body: a slice's region of air that reaches the
+    edge of the field and whose median reads below LUNG_HU (about -1000 HU, with noise up
+    to -900). Lung (-850 to -700, cropped or not) is kept, and so is air inside the body,
+    however dark (emphysema)."""
     from scipy import ndimage
 
     keep = np.ones(sample.shape, dtype=bool)
@@ -94,7 +95,9 @@ def _not_outside_air(sample: np.ndarray) -> np.ndarray:
         labels, count = ndimage.label(plane < LUNG_HU[1])
         if count:
             medians = np.asarray(ndimage.median(plane, labels, np.arange(1, count + 1)))
-            kept[np.isin(labels, np.flatnonzero(medians <= LUNG_HU[0]) + 1)] = False
+            edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+            outside = np.intersect1d(np.flatnonzero(medians <= LUNG_HU[0]) + 1, edge)
+            kept[np.isin(labels, outside)] = False
     return keep
 
 
