@@ -22,7 +22,8 @@ from thinslice.errors import ConfigError, InputError
 from thinslice.io import to_sitk
 from thinslice.methods.learned import bundled_model_path
 from thinslice.pipeline import markers
-from thinslice.pipeline.batch import find_cases, upsample_batch
+from thinslice.pipeline.batch import upsample_batch
+from thinslice.pipeline.cases import find_cases
 from thinslice.pipeline.markers import MARKER_SUFFIX
 
 GOOD = ["chest/sub/chest_crop.nii.gz", "dicom/chest_totalseg_crop.nii.gz", "limb/limb_crop.nii.gz"]
@@ -105,6 +106,18 @@ def test_a_file_where_a_case_folder_would_go_fails_that_case_plainly(tmp_path):
     reason = cases["limb/limb_crop.nii.gz"]["reason"]
     assert reason.startswith("cannot make the folder for ") and "unexpected" not in reason
     assert (out / "limb").read_text() == "mine" and cases["chest/sub/chest_crop.nii.gz"]["status"] == "done"
+
+
+def test_a_failed_case_leaves_no_empty_folders(tmp_path):
+    """Its mirrored output and picture folders were made before it failed, and stayed."""
+    src, out, pictures = tmp_path / "in", tmp_path / "out", tmp_path / "pictures"
+    (src / "deep" / "er").mkdir(parents=True)
+    (src / "deep" / "er" / "broken.nii.gz").write_bytes(os.urandom(2000))
+    shutil.copy(LIMB_CROP, src / "limb.nii.gz")
+    report = upsample_batch(src, out, scale=2, method="linear", preview=pictures)
+    assert report.counts == {"done": 1, "skipped": 0, "failed": 1}
+    assert not (out / "deep").exists() and not (pictures / "deep").exists()
+    assert (out / "limb.nii.gz").is_file() and (pictures / "limb.png").is_file()
 
 
 def test_resume_recomputes_what_another_version_or_model_made(tmp_path, capsys, monkeypatch):

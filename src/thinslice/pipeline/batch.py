@@ -28,7 +28,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import time
@@ -43,11 +42,12 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from thinslice import __version__
 from thinslice.distributed import DistEnv, from_rank0, gather_objects, process_group
 from thinslice.errors import ConfigError, InputError, Interrupted, OutputError, ThinsliceError
-from thinslice.io import check_output_path, load, save, stem_of, suffix_of
+from thinslice.io import check_output_path, load, save, stem_of
 from thinslice.io.atomic import write_json
 from thinslice.io.dicom_write import check_series_output, read_template
 from thinslice.methods import Method, method_class
-from thinslice.pipeline.cases import Case, find_cases
+from thinslice.pipeline.cases import Case
+from thinslice.pipeline.destinations import REPORT_NAME, check_report, make_folders, prepare
 from thinslice.pipeline.export import DICOM, OUTPUT_FORMATS, not_dicom_input, write_preview, write_series
 from thinslice.pipeline.gallery import check_gallery, write_gallery
 from thinslice.pipeline.markers import (
@@ -64,7 +64,6 @@ from thinslice.pipeline.upsample import build_method, upsample_checked
 
 log = logging.getLogger(__name__)
 
-REPORT_NAME = "thinslice_report.json"
 GALLERY_NAME = "index.html"
 
 
@@ -240,7 +239,7 @@ def upsample_batch(
         if preview is not None and env.is_main:  # someone's own index.html beside the report is kept
             check_gallery(report_path.parent / GALLERY_NAME, overwrite)
         cases = from_rank0(
-            env, lambda: _prepare(src, out_dir, report_path, csv_column, output_format, overwrite, resume)
+            env, lambda: prepare(src, out_dir, report_path, csv_column, output_format, overwrite, resume)
         )
         mine = cases[env.rank :: env.world_size]
         run = _CaseRunner(fn, out_dir, settings, env, resume=resume, overwrite=overwrite, accept_non_ct=accept_non_ct)
@@ -248,7 +247,7 @@ def upsample_batch(
         merged = sorted((r for part in gather_objects(env, results) for r in part), key=lambda r: r.name)
         batch = BatchReport(merged, settings, env.world_size, time.perf_counter() - start, report_path)
         if env.is_main:
-            _check_report(report_path, overwrite, [c.source for c in cases])  # again: it may have appeared
+            check_report(report_path, overwrite, [c.source for c in cases])  # again: it may have appeared
             write_json(report_path, batch.to_dict())
             if preview is not None:
                 check_gallery(report_path.parent / GALLERY_NAME, overwrite)  # again: it may have appeared
@@ -257,65 +256,6 @@ def upsample_batch(
             level = logging.WARNING if batch.failed else logging.INFO
             log.log(level, "%s", batch.summary())
     return batch
-
-
-def _check_no_scans_inside(out_dir: Path, src: Path, output_format: str) -> None:
-    """Refuse an output folder inside the input folder that holds scans other than a batch's
-    outputs (each has its done-marker): the search leaves the output folder out, so they
-    would be skipped without a word."""
-    if not out_dir.is_dir():
-        return
-    strays = [c.source for c in find_cases(out_dir, output_format=output_format) if not marker_path(c.source).exists()]
-    if strays:
-        raise OutputError(
-            f"output folder {out_dir} lies inside the input folder {src} and holds {len(strays)} scan(s) that are not "
-            f"outputs of a batch (such as {strays[0].relative_to(out_dir.resolve())}), which the search would leave "
-            "out; choose an -o outside the input folder, or an empty one"
-        )
-
-
-def _prepare(
-    src: Path, out_dir: Path, report: Path, csv_column: str | None, output_format: str, overwrite: bool, resume: bool
-) -> list[Case]:
-    """Rank 0's setup: check the output folder and the report's, create them, list the cases.
-    Without --resume or --overwrite, outputs there already stop the batch before anything
-    is written (each would fail its case, and the report of the run that made them would
-    be replaced by that record)."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OutputError(f"output {out_dir} is a file; batch runs need an output folder")
-    if not out_dir.exists() and suffix_of(out_dir):
-        raise OutputError(
-            f"a batch writes one output per scan into a folder, and -o {out_dir} names a file; give a folder such "
-            f"as {out_dir.with_name(stem_of(out_dir))}"
-        )
-    if src.is_dir() and _same_place(out_dir, src):  # also through a symlink or '..'
-        raise OutputError(f"output folder {out_dir} is the input folder ({src.resolve()}); choose another -o")
-    if src.is_dir() and src.resolve() in out_dir.resolve().parents:
-        _check_no_scans_inside(out_dir, src, output_format)
-        log.info("the output folder %s lies inside the input folder; it is left out of the search", out_dir)
-    if report.is_dir():
-        raise OutputError(f"--report {report} is a folder; give a file name such as {report / REPORT_NAME}")
-    cases = find_cases(src, out_dir.resolve(), csv_column=csv_column, output_format=output_format)
-    if not cases:  # a wrong -i, most likely: before any folder is made
-        raise InputError(f"no scans found in {src} (NIfTI, NRRD, MHA files or DICOM series); check -i")
-    there = [c.name for c in cases if (out_dir / c.name).exists()]
-    if there and not (overwrite or resume):
-        raise OutputError(
-            f"{len(there)} of the {len(cases)} outputs are in {out_dir} already (such as {there[0]}); pass --resume "
-            "to keep the finished ones and do the rest, or --overwrite to do them all again"
-        )
-    _check_report(report, overwrite, [c.source for c in cases])
-    inside = report.parent.resolve() == out_dir.resolve() or out_dir.resolve() in report.parent.resolve().parents
-    if not (inside or report.parent.is_dir()):  # as -o: only the output folder is made
-        raise OutputError(f"--report folder does not exist: {report.parent}; create it first")
-    for folder in (out_dir, report.parent):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise OutputError(f"cannot create the folder {folder}: {err.strerror}") from err
-        if not os.access(folder, os.W_OK):
-            raise OutputError(f"folder {folder} is not writable; choose another -o or --report")
-    return cases
 
 
 class _CaseRunner:
@@ -339,6 +279,7 @@ class _CaseRunner:
         self.previews = None if settings["preview"] is None else Path(settings["preview"])
         self.resume, self.overwrite, self.accept_non_ct, self.rank = resume, overwrite, accept_non_ct, env.rank
         self.tag = f"[rank {env.rank}] " if env.enabled else ""
+        self.alone = not env.enabled
 
     def all(self, cases: list[Case], *, progress: bool) -> list[CaseResult]:
         results = []
@@ -404,16 +345,23 @@ class _CaseRunner:
             raise OutputError(f"output {out} already exists; pass --resume to keep it or --overwrite to replace it")
         if self.dicom and case.series_uid is None:
             raise not_dicom_input(case.source, batch=True)
+        made = make_folders([out.parent] + ([picture.parent] if picture is not None else []), out)
         try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as err:  # a file where the mirrored folder would go, say
-            raise OutputError(f"cannot make the folder for {out}: {err.strerror or err}") from err
+            self._write(case, out, result, picture, print_, replace_existing)
+        except BaseException:
+            for folder in made if self.alone else []:  # no empty folders left (other ranks may be filling them)
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            raise
+
+    def _write(
+        self, case: Case, out: Path, result: CaseResult, picture: Path | None, print_: str, replace_existing: bool
+    ) -> None:
         if self.dicom:
             check_series_output(out, overwrite=replace_existing, sources=[case.source])
         else:
             check_output_path(out, overwrite=replace_existing, sources=[str(case.source)])
         if picture is not None:
-            picture.parent.mkdir(parents=True, exist_ok=True)
             check_output_path(  # a picture of the user's own is kept, as an output is
                 picture, overwrite=replace_existing, sources=[str(case.source)], suffixes=(".png",), option="--preview"
             )
@@ -451,33 +399,3 @@ class _CaseRunner:
             input_slices=volume.num_slices, output_slices=thin.num_slices, slice_spacing_mm=thin.slice_spacing, scale=r,
             made_by=result.made_by,
         )  # fmt: skip
-
-
-def _same_place(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve() or (a.exists() and os.path.samefile(a, b))
-    except OSError:
-        return False
-
-
-def _check_report(report: Path, overwrite: bool, inputs: list[Path]) -> None:
-    """The report may replace only an earlier thinslice report (or anything with ``overwrite``),
-    never an input, never a folder."""
-    if report.is_dir():
-        raise OutputError(f"--report {report} is a folder; give a file name such as {report / REPORT_NAME}")
-    if not report.exists():
-        return
-    if any(_same_place(report, src) or src.resolve() in report.resolve().parents for src in inputs):
-        raise OutputError(f"--report {report} is an input of this batch; choose another --report")
-    if overwrite:
-        return
-    try:
-        previous = json.loads(report.read_text(encoding="utf-8"))
-        ours = isinstance(previous, dict) and "thinslice" in previous and "cases" in previous
-    except (OSError, ValueError):
-        ours = False
-    if not ours:
-        raise OutputError(
-            f"--report {report} exists and is not a thinslice report; pass --overwrite to replace it "
-            "or choose another --report"
-        )
