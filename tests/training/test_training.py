@@ -510,6 +510,16 @@ def test_an_adapt_checkpoint_is_never_saved_on_an_interruption(volume: Volume, t
         train(volume, tmp_path / "own.pt", TRAIN, MODEL, steps=5, device="cpu", progress=False)
     assert caught.value.kept == f"checkpoint {tmp_path / 'own.pt'} at step 2 (continue with --resume)"
 
+    def interrupted_early(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - while the scans are prepared
+        raise Interrupted(2, "SIGINT")
+
+    monkeypatch.setattr("thinslice.training.loop.prepare_volumes", interrupted_early)
+    for resume, said in ((True, "as it was (continue with --resume)"), (False, "untouched (this run wrote none)")):
+        with pytest.raises(Interrupted) as caught:  # before this run's first save: the file as it was
+            train(volume, tmp_path / "own.pt", TRAIN, MODEL, steps=9, device="cpu", progress=False,
+                  resume=resume, overwrite=not resume)  # fmt: skip
+        assert caught.value.kept is not None and caught.value.kept.endswith(said), caught.value.kept
+
 
 def test_cli_train_options_that_would_be_lost_or_mistaken(tmp_path: Path, capfd) -> None:
     from tests.conftest import LIMB_CROP

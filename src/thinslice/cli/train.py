@@ -92,7 +92,7 @@ def train(
         volumes = _training_volumes(inputs, accept_non_ct)
     except Interrupted as err:
         if output.exists():
-            err.kept = untouched(output)
+            err.kept = untouched(output, resume)
         raise
     if slice_thickness is not None:  # the width of the thick profile in the training pairs
         volumes = [v.with_data(v.data, slice_thickness=slice_thickness) for v in volumes]

@@ -134,13 +134,16 @@ def train(
             )  # fmt: skip
         except Interrupted as err:
             if err.kept is None and output.exists() and not disposable:  # before this run saved anything
-                err.kept = untouched(output)
+                err.kept = untouched(output, resume)
             raise
 
 
-def untouched(output: Path) -> str:
-    """What an interruption keeps of a checkpoint this run has not yet written."""
-    return f"checkpoint {output} as it was (continue with --resume)"
+def untouched(output: Path, resume: bool) -> str:
+    """What an interruption keeps of a checkpoint this run has not yet written: the run it
+    continues, or (starting over) an earlier one, which --resume would continue, not this."""
+    if resume:
+        return f"checkpoint {output} as it was (continue with --resume)"
+    return f"the earlier checkpoint {output}, untouched (this run wrote none)"
 
 
 def _train(
