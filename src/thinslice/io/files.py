@@ -32,6 +32,7 @@ from thinslice.io.headers import (
     check_nifti_header,
     check_spacing,
     check_text_header,
+    first_line,
     gzip_payload_size,
     integer_values,
     kept_nifti_fields,
@@ -163,7 +164,7 @@ def _read_checked(p: Path, readable: Path, size_on_disk: int) -> Volume:
             raise InputError(
                 f"{p.name} is NIfTI-2, which SimpleITK cannot read; save it as NIfTI-1 (.nii.gz), .nrrd or .mha"
             ) from err
-        raise InputError(f"cannot read {p}: not a valid image file ({_first_line(err)})") from err
+        raise InputError(f"cannot read {p}: not a valid image file ({first_line(err)})") from err
     size = reader.GetSize()
     _check_shape(size, p)
     if reader.GetNumberOfComponents() > 1:  # RGB, vector or complex voxels
@@ -179,7 +180,7 @@ def _read_checked(p: Path, readable: Path, size_on_disk: int) -> Volume:
             with _itk_stderr() as noise:
                 image = reader.Execute()
         except RuntimeError as err:
-            detail = next((ln for ln in noise if not ln.startswith("WARNING")), _first_line(err))
+            detail = next((ln for ln in noise if not ln.startswith("WARNING")), first_line(err))
             raise InputError(f"cannot read {p}: the file is damaged or truncated ({detail})") from err
         if payload is not None and payload.result() < needed:
             raise InputError(
@@ -224,8 +225,7 @@ def _canonical_name(p: Path) -> Iterator[Path]:
     if suffix not in (".nii", ".nii.gz"):
         yield p
         return
-    stem = p.name[: len(p.name) - len(suffix)]
-    twins = [p.with_name(stem + ext) for ext in (".nii", ".nii.gz", ".hdr", ".img", ".hdr.gz", ".img.gz")]
+    twins = [p.with_name(stem_of(p) + ext) for ext in (".nii", ".nii.gz", ".hdr", ".img", ".hdr.gz", ".img.gz")]
     if p.name.endswith(suffix) and not any(t.name != p.name and t.exists() for t in twins):
         yield p
         return
@@ -284,12 +284,6 @@ def _check_memory_to_read(reader: sitk.ImageFileReader, p: Path) -> None:
     require_memory(voxels * itemsize * copies, f"reading {p.name}", "crop the scan or use a machine with more memory")
 
 
-def _first_line(err: BaseException) -> str:
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-    useful = [ln for ln in lines if not ln.startswith(("sitk::", "/", "Exception thrown"))]
-    return (useful or lines or [type(err).__name__])[-1][:200]
-
-
 def _check_shape(size: tuple[int, ...], p: Path) -> None:
     if len(size) == 2:
         raise InputError(f"{p.name} is a 2-D image {tuple(size)}; thinslice needs a 3-D CT volume")
@@ -337,7 +331,7 @@ def _check_nifti(readable: Path, header: Any, p: Path) -> int:
                 image: Any = nib.load(str(readable))
                 raw = np.asanyarray(image.dataobj)
         except Exception as err:  # noqa: BLE001
-            raise InputError(f"cannot read {p}: the file is damaged or truncated ({_first_line(err)})") from err
+            raise InputError(f"cannot read {p}: the file is damaged or truncated ({first_line(err)})") from err
         bad = int(raw.size - np.count_nonzero(np.isfinite(raw)))
         if bad:
             raise InputError(f"{p.name} holds {bad:,} NaN/Inf voxels; fix or mask them before upsampling")
@@ -394,11 +388,13 @@ def save(
                 else:
                     _write(writer, image, tmp, out, volume.meta.get("nifti_fields"))
     except (RuntimeError, OSError) as err:
-        raise OutputError(f"cannot write {out}: {_first_line(err)}") from err
+        raise OutputError(f"cannot write {out}: {first_line(err)}") from err
     return out
 
 
-def _write(writer: sitk.ImageFileWriter, image: sitk.Image, path: Path, out: Path, fields: Any = None) -> None:
+def _write(
+    writer: sitk.ImageFileWriter, image: sitk.Image, path: Path, out: Path, fields: dict[str, float] | None = None
+) -> None:
     """Write and check: the NIfTI writer reports a short write (disk full) only on stderr,
     so the written file is read back (header, size, gzip stream) before it is published.
     A NIfTI gets back the input's ``fields`` (:func:`kept_nifti_fields`) ITK would drop."""

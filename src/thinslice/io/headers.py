@@ -209,6 +209,13 @@ def _nrrd_header(head: bytes) -> tuple[list[int], int, bool, str | None, int] | 
     return sizes, itemsize, compressed, name, offset
 
 
+def first_line(err: BaseException) -> str:
+    """The line of an error from ITK or nibabel worth showing a user (their C++ frames left out)."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    useful = [ln for ln in lines if not ln.startswith(("sitk::", "/", "Exception thrown"))]
+    return (useful or lines or [type(err).__name__])[-1][:200]
+
+
 def read_nifti_header(readable: Path, p: Path | None = None) -> Any:
     """The NIfTI header as stored in the file, read by nibabel (header only, no voxels;
     not the image's header, which nibabel rewrites from the affine: pixdim 0 would vanish)."""
@@ -221,8 +228,7 @@ def read_nifti_header(readable: Path, p: Path | None = None) -> Any:
             with image.file_map["image"].get_prepare_fileobj("rb") as fh:
                 return image.header_class.from_fileobj(fh, check=False)
     except Exception as err:  # noqa: BLE001 - nibabel raises many types for bad headers
-        detail = (str(err).strip().splitlines() or [type(err).__name__])[-1][:200]
-        raise InputError(f"cannot read {p}: not a valid NIfTI file ({detail})") from err
+        raise InputError(f"cannot read {p}: not a valid NIfTI file ({first_line(err)})") from err
 
 
 @contextlib.contextmanager
