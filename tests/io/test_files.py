@@ -380,3 +380,29 @@ def test_a_file_beside_another_of_the_same_stem_is_read_itself(tmp_path: Path) -
     nib.save(nib.Nifti1Image(np.asanyarray(chest.dataobj), chest.affine, chest.header), str(tmp_path / "a.nii"))
     np.testing.assert_array_equal(thinslice.load(tmp_path / "a.nii.gz").data, thinslice.load(LIMB_CROP).data)
     np.testing.assert_array_equal(thinslice.load(tmp_path / "a.nii").data, thinslice.load(CHEST_CROP).data)
+
+
+@pytest.mark.parametrize("name", ["thin.nrrd", "thin.nhdr"])
+def test_a_nrrd_carries_the_slice_thickness_in_its_own_field(tmp_path: Path, name: str) -> None:
+    """NRRD has a field for slice thickness (``thicknesses``, per axis), which readers of the
+    format take without knowing thinslice's note; it stayed empty. A NRRD another tool wrote
+    with it gives its thickness, as a DICOM SliceThickness does."""
+    scan = thinslice.load(LIMB_CROP)
+    thin = thinslice.upsample(scan.with_data(scan.data, slice_thickness=4.0), 2, method="linear")
+    out = thinslice.save(thin, tmp_path / name)
+    header = out.read_bytes().split(b"\n\n")[0].decode("latin-1").splitlines()
+    assert [ln for ln in header if ln.startswith("thicknesses:")] == [f"thicknesses: nan nan {thin.thickness:g}"]
+    again = thinslice.load(out)  # the voxels after the longer header are intact
+    np.testing.assert_array_equal(again.data, thin.data)
+    assert again.geometry.spacing == pytest.approx(thin.geometry.spacing)
+    assert not [p.name for p in tmp_path.iterdir() if p.name not in (name, "thin.raw.gz", "thin.raw")]
+
+    image = sitk.ReadImage(str(LIMB_CROP))  # another tool's NRRD: the field alone, no thinslice note
+    image.SetMetaData("NRRD_thicknesses[2]", "0")  # ITK writes the field from this key, a placeholder
+    sitk.WriteImage(image, str(tmp_path / "other.nrrd"))
+    raw = (tmp_path / "other.nrrd").read_bytes()
+    assert b"thicknesses: nan nan 0\n" in raw
+    (tmp_path / "other.nrrd").write_bytes(raw.replace(b"thicknesses: nan nan 0\n", b"thicknesses: nan nan 3.5\n", 1))
+    assert thinslice.load(tmp_path / "other.nrrd").slice_thickness == pytest.approx(3.5)
+    (tmp_path / "other.nrrd").write_bytes(raw.replace(b"thicknesses: nan nan 0\n", b"thicknesses: nan nan nan\n", 1))
+    assert thinslice.load(tmp_path / "other.nrrd").slice_thickness is None

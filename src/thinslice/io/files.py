@@ -41,7 +41,7 @@ from thinslice.io.headers import (
     require_regular_file,
     restore_nifti_fields,
 )
-from thinslice.io.notes import Notes, notes_for, read_notes
+from thinslice.io.notes import Notes, notes_for, nrrd_thickness, read_notes, record_nrrd_thickness
 from thinslice.memory import require_memory
 from thinslice.volume import Geometry, Volume
 
@@ -197,7 +197,8 @@ def _read_checked(p: Path, readable: Path, size_on_disk: int) -> Volume:
     meta: dict[str, Any] = {"source": str(p.resolve())} | ({"notes": notes.text} if notes.text else {})
     if header is not None:  # what ITK would not carry to a NIfTI written from it
         meta["nifti_fields"] = kept_nifti_fields(header)
-    return Volume.from_itk_array(array, geometry, stem_of(p), meta, notes.thickness)
+    thickness = notes.thickness or (nrrd_thickness(p, geometry.slice_axis) if suffix in (".nrrd", ".nhdr") else None)
+    return Volume.from_itk_array(array, geometry, stem_of(p), meta, thickness)
 
 
 def _geometry_and_notes(image: sitk.Image) -> tuple[Geometry, Notes]:
@@ -373,7 +374,7 @@ def save(
     try:
         if suffix in DETACHED:  # header and data file, published together under their final names
             with atomic_files(out, overwrite=overwrite) as folder:
-                _write(writer, image, folder / out.name, out)
+                _write(writer, image, folder / out.name, out, volume)
                 check_companions(out, os.listdir(folder))  # as ITK named them
         else:
             with atomic_path(out, suffix=suffix, overwrite=overwrite) as tmp:
@@ -381,30 +382,32 @@ def save(
                     raw = tmp.with_name(tmp.name.removesuffix(".gz"))
                     try:
                         writer.SetUseCompression(False)
-                        _write(writer, image, raw, out, volume.meta.get("nifti_fields"))
+                        _write(writer, image, raw, out, volume)
                         gzip_file(raw, tmp)
                     finally:
                         raw.unlink(missing_ok=True)
                 else:
-                    _write(writer, image, tmp, out, volume.meta.get("nifti_fields"))
+                    _write(writer, image, tmp, out, volume)
     except (RuntimeError, OSError) as err:
         raise OutputError(f"cannot write {out}: {first_line(err)}") from err
     return out
 
 
-def _write(
-    writer: sitk.ImageFileWriter, image: sitk.Image, path: Path, out: Path, fields: dict[str, float] | None = None
-) -> None:
+def _write(writer: sitk.ImageFileWriter, image: sitk.Image, path: Path, out: Path, volume: Volume) -> None:
     """Write and check: the NIfTI writer reports a short write (disk full) only on stderr,
     so the written file is read back (header, size, gzip stream) before it is published.
-    A NIfTI gets back the input's ``fields`` (:func:`kept_nifti_fields`) ITK would drop."""
+    A NIfTI gets back the input's fields (:func:`kept_nifti_fields`) ITK would drop, a NRRD
+    the slice thickness (:func:`record_nrrd_thickness`)."""
     writer.SetFileName(str(path))
     with _itk_stderr() as noise:
         writer.Execute(image)
     errors = [ln for ln in noise if "ERROR" in ln.upper()]
     if errors:
         raise OutputError(f"cannot write {out}: {errors[0][:200]} (is the disk full?)")
+    if suffix_of(path) in (".nrrd", ".nhdr") and volume.slice_thickness is not None:
+        record_nrrd_thickness(path, volume.geometry.slice_axis, volume.slice_thickness)
     if suffix_of(path) in (".nii", ".nii.gz"):
+        fields = volume.meta.get("nifti_fields")
         if fields and suffix_of(path) == ".nii":
             restore_nifti_fields(path, fields)
         try:

@@ -179,7 +179,10 @@ def _meta_header(head: bytes) -> tuple[list[int], int, bool, str | None, int] | 
     return sizes, itemsize, compressed, None if name.upper() == "LOCAL" else name, offset
 
 
-def _nrrd_header(head: bytes) -> tuple[list[int], int, bool, str | None, int] | None:
+def nrrd_fields(head: bytes) -> tuple[dict[str, str], int, bool] | None:
+    """A NRRD header's fields (keys lower case without spaces: ``spacedirections``), the
+    bytes up to its end, and whether it ended (a blank line) within ``head``; None if
+    ``head`` is not NRRD. Key/value pairs (``key:=value``) and comments are left out."""
     if not head.startswith(b"NRRD"):
         return None
     fields: dict[str, str] = {}
@@ -195,6 +198,14 @@ def _nrrd_header(head: bytes) -> tuple[list[int], int, bool, str | None, int] | 
         key, colon, value = line.partition(":")
         if colon:
             fields[key.strip().lower().replace(" ", "")] = value.strip()
+    return fields, offset, ended
+
+
+def _nrrd_header(head: bytes) -> tuple[list[int], int, bool, str | None, int] | None:
+    parsed = nrrd_fields(head)
+    if parsed is None:
+        return None
+    fields, offset, ended = parsed
     try:
         sizes = [int(v) for v in fields["sizes"].split()]
     except (KeyError, ValueError):
