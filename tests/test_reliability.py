@@ -28,6 +28,7 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
+import torch
 
 import thinslice
 from tests.conftest import CHEST_CROP, DICOM_CROP, LIMB_CROP
@@ -36,9 +37,10 @@ from thinslice import memory as resources
 from thinslice.cli import main
 from thinslice.ct import ct_value_problem
 from thinslice.errors import ConfigError, InputError, ModelError, OutputError, ResourceError, ThinsliceError
+from thinslice.memory import cuda_free_memory
 from thinslice.methods import get_method
 from thinslice.methods.classical import Linear
-from thinslice.pipeline import upsample as upsample_module
+from thinslice.methods.learned import ModelMethod
 from thinslice.pipeline.upsample import upsample_volume
 from thinslice.volume import Geometry, Volume
 
@@ -906,10 +908,14 @@ def test_corrupted_bytes_never_escape_as_anything_but_input_error(
 
 
 def test_network_device_memory_is_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The model's batches must fit the device (CUDA free memory, simulated here)."""
+    """The model's batches must fit the device (CUDA free memory, simulated here). Methods
+    name their device as a string ("cuda:0"), which the check took for no CUDA device: it
+    never ran."""
     ckpt = _tiny_checkpoint(tmp_path / "model.pt")
-    monkeypatch.setattr(upsample_module, "cuda_free_memory", lambda device: 2**20)
-    with pytest.raises(ResourceError, match=r"with model needs about 0\.3 GiB but only 1 MiB of cpu is free"):
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (2**20, 2**34))
+    monkeypatch.setattr(ModelMethod, "device", property(lambda self: "cuda:0"))  # as a GPU run names it
+    with pytest.raises(ResourceError, match=r"with model needs about 0\.3 GiB but only 1 MiB of cuda:0 is free; try"):
         thinslice.upsample(LIMB_CROP, scale=2, method="model", model=ckpt, device="cpu")
+    assert cuda_free_memory(torch.device("cuda", 1)) == 2**20 and cuda_free_memory("cpu") is None
     method = get_method("model", model=ckpt, device="cpu")
     assert method.device_bytes((400, 512, 512), 4) < 4 * 2**30  # a 512 x 512 CT fits a small GPU

@@ -56,14 +56,15 @@ def available_memory() -> int | None:
 
 
 def cuda_free_memory(device: object) -> int | None:
-    """Free bytes on a CUDA device (``torch.cuda.mem_get_info``), ``None`` otherwise."""
-    if getattr(device, "type", None) != "cuda":
+    """Free bytes on a CUDA device (``"cuda:0"`` as methods name it, or a ``torch.device``)
+    by ``torch.cuda.mem_get_info``; ``None`` for any other device or when unknown."""
+    if not str(device).startswith("cuda"):
         return None
     import torch
 
     try:
-        free, _total = torch.cuda.mem_get_info(device)  # type: ignore[arg-type]
-    except (RuntimeError, AssertionError):
+        free, _total = torch.cuda.mem_get_info(torch.device(str(device)))
+    except (RuntimeError, AssertionError, ValueError):
         return None
     return int(free)
 
