@@ -77,3 +77,17 @@ def test_the_public_api_is_listed_and_loads_on_first_use() -> None:
 
     for name in thinslice.__all__:
         assert name in dir(thinslice) and getattr(thinslice, name) is not None
+
+
+def test_the_cli_and_classical_methods_start_without_torch_or_simpleitk() -> None:
+    """``thinslice --help`` is meant to be instant and a Lanczos job not to pay for torch
+    (about a second to import): both had crept in through module-level imports."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, thinslice.cli; print(sorted(m for m in ('torch', 'SimpleITK') if m in sys.modules)); "
+        "import thinslice.methods, thinslice.pipeline.single; print('torch' in sys.modules)"
+    )
+    got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert got == "[]\nFalse\n"

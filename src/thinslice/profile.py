@@ -22,15 +22,17 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import Tensor
 
 from thinslice.checks import not_negative, positive
 from thinslice.ct import HU_WINDOW
 from thinslice.errors import ConfigError
 from thinslice.volume import Volume
+
+if TYPE_CHECKING:  # torch is imported where it is used: classical methods start without it
+    from torch import Tensor
 
 # sub-samples per thin cell when a Gaussian softens the box (numerical cell integral)
 _SUBSAMPLES = 64
@@ -75,6 +77,8 @@ def slice_profile_kernel(thickness_mm: float, spacing_mm: float, softness: float
 
 def _normal_cdf(x: np.ndarray) -> np.ndarray:
     # torch's, not scipy's: importing scipy.special costs 0.2 s of every upsample's start-up
+    import torch
+
     return torch.special.ndtr(torch.from_numpy(x)).numpy()
 
 
@@ -197,6 +201,8 @@ def profile_degrade_torch(
     E.g. ``images`` ``(S, h, x)`` degraded along the in-plane axis ``x`` gives
     ``(S, h, count)``.
     """
+    import torch
+
     m, _ = profile_matrix(images.shape[dim], thin_spacing, thick_spacing, thickness, offset, softness, count)
     mt = torch.from_numpy(m).to(device=images.device, dtype=images.dtype)
     return (images.movedim(dim, -1) @ mt.T).movedim(-1, dim)

@@ -11,7 +11,6 @@ import typer
 
 from thinslice.cli import options
 from thinslice.errors import BatchError, ConfigError
-from thinslice.io.files import suffix_of
 
 log = logging.getLogger("thinslice")
 
@@ -123,6 +122,8 @@ def upsample(
     if given:
         verb = "applies" if len(given) == 1 else "apply"
         raise ConfigError(f"{', '.join(given)} only {verb} to batch runs (-i FOLDER or CSV, -o FOLDER)")
+    from thinslice.io.files import suffix_of
+
     from_template = Path(source).is_dir() or dicom_template is not None  # where patient and study come from
     dicom = fmt == "dicom" or (fmt is None and from_template and _names_folder(output))
     if dicom and suffix_of(output):
