@@ -36,6 +36,7 @@ from thinslice.io.headers import (
     gzip_payload_size,
     integer_values,
     kept_nifti_fields,
+    nifti_bytes,
     quiet_nibabel,
     read_nifti_header,
     require_regular_file,
@@ -317,10 +318,7 @@ def _check_nifti(readable: Path, header: Any, p: Path) -> int:
     """
     import nibabel as nib
 
-    needed = (
-        int(header.get_data_offset())
-        + int(np.prod(header.get_data_shape(), dtype=np.int64)) * header.get_data_dtype().itemsize
-    )
+    needed = nifti_bytes(header)
     if suffix_of(p) == ".nii" and p.stat().st_size < needed:
         raise InputError(
             f"{p} is truncated: its header needs {needed:,} bytes but the file has "
@@ -412,9 +410,7 @@ def _write(writer: sitk.ImageFileWriter, image: sitk.Image, path: Path, out: Pat
             restore_nifti_fields(path, fields)
         try:
             header = read_nifti_header(path)
-            needed = int(header.get_data_offset()) + int(np.prod(header.get_data_shape(), dtype=np.int64)) * int(
-                header.get_data_dtype().itemsize
-            )
+            needed = nifti_bytes(header)
             got = gzip_payload_size(path) if suffix_of(path) == ".nii.gz" else path.stat().st_size
         except InputError as err:
             raise OutputError(f"cannot write {out}: the written file is incomplete (is the disk full?): {err}") from err

@@ -300,9 +300,7 @@ def check_nifti_header(header: Any, p: Path, file_size: int, gzipped: bool) -> N
             f"{p.name} has a voxel size of {zooms} mm (pixdim 0 or not a number), which would be read as "
             "1 mm; fix the header's pixdim"
         )
-    needed = int(header.get_data_offset()) + int(np.prod(header.get_data_shape(), dtype=np.int64)) * int(
-        header.get_data_dtype().itemsize
-    )
+    needed = nifti_bytes(header)
     if gzipped and needed > file_size * MAX_DEFLATE_RATIO:
         raise InputError(
             f"{p} is truncated: its header needs {needed:,} bytes but {file_size:,} compressed bytes "
@@ -317,6 +315,12 @@ def check_nifti_header(header: Any, p: Path, file_size: int, gzipped: bool) -> N
         raise
     except Exception as err:  # noqa: BLE001 - nibabel raises many types for a garbled header
         raise InputError(f"cannot read {p}: its NIfTI orientation fields are invalid ({err})") from err
+
+
+def nifti_bytes(header: Any) -> int:
+    """The bytes a NIfTI file with ``header`` holds: its voxels' offset plus the voxels."""
+    voxels = int(np.prod(header.get_data_shape(), dtype=np.int64))
+    return int(header.get_data_offset()) + voxels * int(header.get_data_dtype().itemsize)
 
 
 def integer_values(header: Any) -> bool:

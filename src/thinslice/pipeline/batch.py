@@ -381,7 +381,7 @@ class _CaseRunner:
             adapt=self.settings["adapt"],
             device=self.settings["device"],
         )
-        r = thin.meta["scale"]
+        ratio = thin.meta["scale"]  # of the spacings (2.5); meta["factor"] is what the method ran at
         marker_path(out).unlink(missing_ok=True)
         if template is not None:
             write_series(
@@ -390,12 +390,12 @@ class _CaseRunner:
             )  # fmt: skip
         else:
             save(thin, out, overwrite=replace_existing)
-        result.input_slices, result.output_slices, result.scale = volume.num_slices, thin.num_slices, r
+        result.input_slices, result.output_slices, result.scale = volume.num_slices, thin.num_slices, ratio
         result.made_by = thin.meta.get("made_by")
         if picture is not None:  # before the marker: a case without its picture is not complete
             result.preview = str(write_preview(volume, thin, picture, fn=self.fn, spread=spread))
         write_marker(
             out, self.recipe, print_, input=str(case.source), series_uid=case.series_uid,
-            input_slices=volume.num_slices, output_slices=thin.num_slices, slice_spacing_mm=thin.slice_spacing, scale=r,
-            made_by=result.made_by,
+            input_slices=volume.num_slices, output_slices=thin.num_slices, slice_spacing_mm=thin.slice_spacing,
+            scale=ratio, made_by=result.made_by,
         )  # fmt: skip

@@ -83,7 +83,7 @@ def write_series(
 
     Args:
         thin: the result of :func:`thinslice.pipeline.upsample.upsample_volume` (its
-            ``meta["scale"]`` is the factor).
+            ``meta["factor"]`` is the factor the method ran at).
         template: from :func:`thinslice.io.dicom_write.read_template`.
         fn: the method that made it (for the derivation text, when ``thin.meta`` does not
             say which checkpoint made it: ``made_by``).

@@ -79,6 +79,7 @@ def upsample_volume(
     """
     kept = acquired_kept(volume, method, plan, keep_acquired)
     width = grid.output_thickness_width(output_thickness, volume.thickness, plan.spacing)
+    dtype = output_dtype(volume.data)  # a pass over every voxel: once
     try:
         result = run_on_grid(  # methods take any real dtype: no float copy of the input here
             method,
@@ -87,12 +88,12 @@ def upsample_volume(
             thickness=volume.thickness / volume.slice_spacing,
             spacing=volume.voxel_spacing,
             keep_acquired=kept,
-            dtype=output_dtype(volume.data),
+            dtype=dtype,
             output_width=width,
         )
     except MemoryError as err:  # the estimate in check_resources was too low
         raise ResourceError(f"ran out of memory upsampling {volume.name} x{plan.r}; {memory_hint()}") from err
-    out, spread = to_dtype(result.data, output_dtype(volume.data)), result.uncertainty
+    out, spread = to_dtype(result.data, dtype), result.uncertainty
     first = float(plan.fine_positions(volume.num_slices)[0]) / plan.r  # in input slices
     # synthesized slices are as thick as their spacing, or as asked: known, and saved so
     upsampled = volume.with_data(out, plan.spacing, output_thickness or plan.spacing, first=first)
