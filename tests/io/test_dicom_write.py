@@ -275,6 +275,30 @@ def test_template_without_study_uid_is_refused_unless_new_study(tmp_path: Path) 
     assert again.SeriesInstanceUID != headers[0].SeriesInstanceUID
 
 
+def test_a_new_study_is_its_own_study(written: Path, template: Path, thin: Volume, tmp_path: Path) -> None:
+    """The same job filed in the source's study and in a new one made the same series and
+    instance UIDs under two studies (an archive holding one rejects or misfiles the other),
+    and the new study claimed the old one's accession number, study ID and order."""
+    source = tmp_path / "ordered"
+    shutil.copytree(template, source)
+    for path in source.iterdir():
+        ds = pydicom.dcmread(path)
+        ds.AccessionNumber, ds.StudyID = "ACC123", "7"
+        item = pydicom.Dataset()
+        item.RequestedProcedureID = "RP1"
+        ds.RequestAttributesSequence = pydicom.Sequence([item])
+        ds.save_as(path)
+    own, new = (
+        _headers(_write(thin, tmp_path / name, source, new_study=flag)) for name, flag in (("own", 0), ("new", 1))
+    )
+    assert new[0].StudyInstanceUID != own[0].StudyInstanceUID == STUDY_UID
+    uids = lambda headers: {str(ds.SeriesInstanceUID) for ds in headers} | {str(ds.SOPInstanceUID) for ds in headers}  # noqa: E731
+    assert not uids(own) & uids(new)
+    assert uids(own) == uids(_headers(written))  # into the source's study: the UIDs as before
+    assert (own[0].AccessionNumber, own[0].StudyID, len(own[0].RequestAttributesSequence)) == ("ACC123", "7", 1)
+    assert (new[0].AccessionNumber, new[0].StudyID) == ("", "") and "RequestAttributesSequence" not in new[0]
+
+
 def test_a_new_study_is_one_per_patient_even_without_source_uids(tmp_path: Path) -> None:
     """Anonymised exports may leave the datasets' UIDs empty (the file meta keeps them):
     the new study and frame of reference still follow the patient, never the slice count,

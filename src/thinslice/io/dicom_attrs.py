@@ -67,6 +67,13 @@ COPIED_KEYWORDS: tuple[str, ...] = (
 )  # fmt: skip
 
 
+#: What names the source's study to its archive (its order, accession number, study ID):
+#: not carried into a new study (``--new-study``), which it would claim to be.
+STUDY_IDENTITY: tuple[str, ...] = (
+    "StudyID", "AccessionNumber", "IssuerOfAccessionNumberSequence", "ReferencedStudySequence",
+    "RequestAttributesSequence",
+)  # fmt: skip
+
 #: Type 2 attributes of the CT Image IOD among the copied ones: a derived series must have
 #: them, empty when the source lacks them (an archive may refuse a series without them).
 TYPE2_KEYWORDS: tuple[str, ...] = (
@@ -166,8 +173,9 @@ def slice_dataset(
         sop: the new SOPInstanceUID.
     """
     ds = Dataset()
+    new_study = series.StudyInstanceUID != str(nearest.get("StudyInstanceUID") or "").strip()
     for keyword in COPIED_KEYWORDS:
-        if keyword in nearest:
+        if keyword in nearest and not (new_study and keyword in STUDY_IDENTITY):
             ds[keyword] = copy.deepcopy(nearest[keyword])
     for keyword in TYPE2_KEYWORDS:
         if keyword not in ds:

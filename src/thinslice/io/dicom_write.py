@@ -265,7 +265,7 @@ def write_dicom_series(
     if plane.normal @ volume.geometry.slice_direction < 0:
         log.info("left-handed grid: readers will list the %d slices in reverse order", volume.num_slices)
 
-    uid = _uid_maker(src, description, derivation, volume, deterministic_uids)
+    uid = _uid_maker(src, description, derivation, volume, deterministic_uids, new_study)
     series, new_frame = series_dataset(
         src.headers[0], src.uid, src.headers, description=description, derivation=derivation, uid=uid,
         new_study=new_study,
@@ -459,13 +459,16 @@ _SOURCE_KEYS = (
 )  # fmt: skip
 
 
-def _uid_maker(src: Template, description: str, derivation: str, volume: Volume, deterministic: bool) -> UidMaker:
+def _uid_maker(
+    src: Template, description: str, derivation: str, volume: Volume, deterministic: bool, new_study: bool
+) -> UidMaker:
     """A function ``role -> UID``: stable per role and job, or random.
 
     The roles the source's own series stands for (a new study, a new frame of reference,
     made when the source has none) depend on the source alone, so that every series
     derived from one source lands in one study and one patient space; the others on the
-    job too (texts, grid, voxels)."""
+    job too (texts, grid, voxels, and whether it goes into a new study: the same series
+    filed in two studies must not share its UIDs)."""
     if not deterministic:
         return lambda role: generate_uid()
     source = ["thinslice derived series", src.uid, *map(sop_uid, src.headers)]
@@ -479,7 +482,7 @@ def _uid_maker(src: Template, description: str, derivation: str, volume: Volume,
     for plane in volume.data:  # a slice at a time: a flipped view is not copied whole
         digest.update(np.ascontiguousarray(plane).data.cast("B"))
     voxels = digest.hexdigest()
-    job = [*source, description, derivation, grid, voxels]
+    job = [*source, description, derivation, grid, voxels, *(["new study"] if new_study else [])]
     return lambda role: generate_uid(entropy_srcs=[*(shared if role in SOURCE_ROLES else job), role])
 
 
