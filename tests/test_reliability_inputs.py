@@ -323,6 +323,39 @@ def test_multiframe_enhanced_ct_reads_like_the_series(tmp_path: Path, capfd: pyt
     assert code == 0, lines
 
 
+def test_an_enhanced_ct_series_is_written_back_as_dicom(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """Enhanced CT was read but could not be written back: "the DICOM template series ...
+    lacks a valid orientation or position". Its frames are now the template's slices, and
+    the derived series cites each frame it was computed from."""
+    source = _enhanced_ct(tmp_path) / "ct.dcm"
+    ds = pydicom.dcmread(source)
+    ds.PatientID, ds.PatientName, ds.StudyInstanceUID, ds.SeriesInstanceUID = (
+        "P7",
+        "Doe^Jane",
+        generate_uid(),
+        generate_uid(),
+    )
+    ds.save_as(source)
+    out = tmp_path / "thin"
+    code, lines = run_cli(capfd, "upsample", "-i", str(source.parent), "-o", f"{out}/", "-m", "linear")
+    assert code == 0, lines
+    code, lines = run_cli(
+        capfd, "upsample", "-i", str(source.parent), "-o", str(tmp_path / "thin.nii.gz"), "-m", "linear"
+    )
+    assert code == 0, lines
+    written, expected = read_series(out), thinslice.load(tmp_path / "thin.nii.gz")
+    np.testing.assert_array_equal(written.data, expected.data)
+    np.testing.assert_allclose(written.geometry.origin, expected.geometry.origin, atol=1e-3)
+    np.testing.assert_allclose(written.geometry.spacing, expected.geometry.spacing, atol=1e-4)
+    slices = [pydicom.dcmread(p) for p in sorted(out.iterdir())]
+    assert {(s.PatientID, s.StudyInstanceUID) for s in slices} == {("P7", ds.StudyInstanceUID)}
+    cited = {int(item.ReferencedFrameNumber) for s in slices for item in s.SourceImageSequence}
+    assert cited == set(range(1, int(ds.NumberOfFrames) + 1))  # every frame, by its number
+    assert {item.ReferencedSOPInstanceUID for s in slices for item in s.SourceImageSequence} == {ds.SOPInstanceUID}
+    (listed,) = slices[0].ReferencedSeriesSequence
+    assert [i.ReferencedSOPInstanceUID for i in listed.ReferencedInstanceSequence] == [ds.SOPInstanceUID]  # once
+
+
 def test_pydicom_warnings_stay_off_stderr_under_quiet(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     files = _dicom_copy(tmp_path)
     for path in files:

@@ -450,16 +450,18 @@ def test_the_sources_padding_value_is_kept_for_the_same_hu(tmp_path: Path, shift
 
 def test_type_2_attributes_the_source_lacks_are_written_empty(tmp_path: Path) -> None:
     """A CT image must carry its Type 2 attributes (an archive may refuse it otherwise):
-    copied when the source has them, present and empty when it does not."""
+    copied when the source has them, present and empty when it does not. dciodvfy found
+    PatientPosition (2C, required for CT) and PositionReferenceIndicator missing."""
+    TYPE_2 = ("PatientBirthDate", "PatientSex", "AccessionNumber", "PatientPosition", "PositionReferenceIndicator")
     source = filled_dicom(tmp_path / "src")
     for f in source.iterdir():
         ds = pydicom.dcmread(f)
-        for keyword in ("PatientBirthDate", "PatientSex", "AccessionNumber"):
+        for keyword in TYPE_2:
             if keyword in ds:
                 delattr(ds, keyword)
         ds.save_as(f, enforce_file_format=True)
     (ds, *_) = _headers(_write(_upsample_x2(load(source)), tmp_path / "out", source))
-    for keyword in ("PatientBirthDate", "PatientSex", "AccessionNumber"):
+    for keyword in TYPE_2:
         assert keyword in ds and ds[keyword].is_empty, keyword
     assert ds.PatientID == PATIENT_ID and ds.KVP == 120  # what the source has is still copied
 

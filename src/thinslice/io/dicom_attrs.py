@@ -79,6 +79,7 @@ STUDY_IDENTITY: tuple[str, ...] = (
 TYPE2_KEYWORDS: tuple[str, ...] = (
     "PatientName", "PatientID", "PatientBirthDate", "PatientSex",  # patient
     "StudyDate", "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber",  # general study
+    "PatientPosition", "PositionReferenceIndicator",  # general series (2C, always so for CT), frame of reference
     "Manufacturer", "KVP",  # general equipment, CT image
 )  # fmt: skip
 
@@ -245,15 +246,22 @@ def _sop_reference(ds: Dataset) -> Dataset | None:
     meta_class = meta.get("MediaStorageSOPClassUID") if meta is not None else None
     item.ReferencedSOPClassUID = ds.get("SOPClassUID") or meta_class or CTImageStorage
     item.ReferencedSOPInstanceUID = sop
+    if "ReferencedFrameNumber" in ds:  # a frame of a multi-frame source (multiframe.frame_headers)
+        item.ReferencedFrameNumber = ds.ReferencedFrameNumber
     return item
 
 
 def _referenced_series(source_uid: str, sources: SequenceOf[Dataset]) -> Dataset | None:
     """One ReferencedSeriesSequence item listing the source's instances (None without UIDs)."""
-    instances = [ref for ref in map(_sop_reference, sources) if ref is not None]
+    instances: dict[str, Dataset] = {}  # each instance once: a multi-frame file is one
+    for ref in map(_sop_reference, sources):
+        if ref is not None and ref.ReferencedSOPInstanceUID not in instances:
+            if "ReferencedFrameNumber" in ref:
+                del ref.ReferencedFrameNumber
+            instances[ref.ReferencedSOPInstanceUID] = ref
     if not source_uid or not instances:
         return None
     item = Dataset()
     item.SeriesInstanceUID = source_uid
-    item.ReferencedInstanceSequence = Sequence(instances)
+    item.ReferencedInstanceSequence = Sequence(instances.values())
     return item

@@ -36,6 +36,7 @@ from thinslice.errors import ConfigError, InputError, OutputError
 from thinslice.io.atomic import atomic_folder, probe_write
 from thinslice.io.dicom import headers_by_series, slice_thickness_of
 from thinslice.io.dicom_attrs import UidMaker, ds_text, series_dataset, slice_dataset, sop_uid
+from thinslice.io.multiframe import frame_headers
 from thinslice.volume import Geometry, Volume, check_mm
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,10 @@ def read_template(
             f"the volume was read from series {volume_uid!r} but the template series is {uid!r}; "
             "pass the DICOM folder (and series) the volume was read from"
         )
-    template = _sorted_template(folder, uid, groups[uid])
+    headers = groups[uid]
+    if len(headers) == 1 and int(headers[0].get("NumberOfFrames") or 1) > 1:  # Enhanced CT: frames are slices
+        headers = frame_headers(headers[0]) if "PerFrameFunctionalGroupsSequence" in headers[0] else headers
+    template = _sorted_template(folder, uid, headers)
     if not new_study and not template.study_uid:
         raise InputError(_no_study(folder))
     if volume is not None:

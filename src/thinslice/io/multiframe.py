@@ -21,8 +21,13 @@ from pydicom.dataset import Dataset
 from thinslice.errors import InputError
 
 _Slices = list[tuple[Path, Dataset]]
-_COPIED = ("Modality", "Rows", "Columns", "SeriesDescription", "SeriesInstanceUID", "SamplesPerPixel",
-           "PhotometricInterpretation", "BitsAllocated", "GantryDetectorTilt")  # fmt: skip
+#: What a frame's functional groups say that a classic CT slice says at its top level.
+_FRAME_VALUES = (
+    ("PlanePositionSequence", "ImagePositionPatient"), ("PlaneOrientationSequence", "ImageOrientationPatient"),
+    ("PixelMeasuresSequence", "PixelSpacing"), ("PixelMeasuresSequence", "SliceThickness"),
+    ("PixelValueTransformationSequence", "RescaleSlope"), ("PixelValueTransformationSequence", "RescaleIntercept"),
+)  # fmt: skip
+_GROUPS = ("PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence", "PixelData", "NumberOfFrames")
 
 
 def expand_frames(group: _Slices) -> tuple[_Slices, Callable[[_Slices], np.ndarray] | None]:
@@ -42,34 +47,9 @@ def expand_frames(group: _Slices) -> tuple[_Slices, Callable[[_Slices], np.ndarr
             f"{path.name} holds {count} frames without per-frame positions (PerFrameFunctionalGroupsSequence); "
             "export the series as one file per slice"
         )
-    shared = (ds.get("SharedFunctionalGroupsSequence") or [Dataset()])[0]
-    frames: _Slices = []
-    index: dict[int, int] = {}
-    rescale: list[tuple[float, float]] = []
-    for i, item in enumerate(per):
-        frame = Dataset()
-        for keyword in _COPIED:
-            if keyword in ds:
-                setattr(frame, keyword, ds.get(keyword))
-        frame.ImagePositionPatient = _group_value(item, shared, "PlanePositionSequence", "ImagePositionPatient")
-        frame.ImageOrientationPatient = _group_value(
-            item, shared, "PlaneOrientationSequence", "ImageOrientationPatient"
-        ) or ds.get("ImageOrientationPatient")
-        frame.PixelSpacing = _group_value(item, shared, "PixelMeasuresSequence", "PixelSpacing") or ds.get(
-            "PixelSpacing"
-        )
-        thickness = _group_value(item, shared, "PixelMeasuresSequence", "SliceThickness")
-        if thickness is not None:
-            frame.SliceThickness = thickness
-        frame.InstanceNumber = i + 1
-        slope = _group_value(item, shared, "PixelValueTransformationSequence", "RescaleSlope")
-        intercept = _group_value(item, shared, "PixelValueTransformationSequence", "RescaleIntercept")
-        rescale.append((
-            float(slope if slope is not None else ds.get("RescaleSlope", 1) or 1),
-            float(intercept if intercept is not None else ds.get("RescaleIntercept", 0) or 0),
-        ))  # fmt: skip
-        index[id(frame)] = i
-        frames.append((path, frame))
+    frames: _Slices = [(path, frame) for frame in frame_headers(ds)]
+    index = {id(frame): i for i, (_, frame) in enumerate(frames)}
+    rescale = [(float(f.get("RescaleSlope", 1) or 1), float(f.get("RescaleIntercept", 0) or 0)) for _, f in frames]
 
     def read(ordered: _Slices) -> np.ndarray:
         """``(frames, rows, cols)`` HU in the order of ``ordered`` (float64)."""
@@ -87,6 +67,31 @@ def expand_frames(group: _Slices) -> tuple[_Slices, Callable[[_Slices], np.ndarr
         return out
 
     return frames, read
+
+
+def frame_headers(ds: Dataset) -> list[Dataset]:
+    """One header per frame of the multi-frame header ``ds`` (with per-frame positions):
+    its own attributes (patient, study, series, equipment), less the functional groups,
+    with the frame's position, orientation, pixel spacing, thickness and rescale set as a
+    classic CT slice has them, InstanceNumber the frame's number and ReferencedFrameNumber
+    too, so that a derived series can cite the frame it was computed from."""
+    shared = (ds.get("SharedFunctionalGroupsSequence") or [Dataset()])[0]
+    top = [elem for elem in ds if elem.keyword not in _GROUPS]
+    frames = []
+    for i, item in enumerate(ds.PerFrameFunctionalGroupsSequence):
+        frame = Dataset()
+        for elem in top:  # shared, never changed: slice headers copy what they take
+            frame.add(elem)
+        meta = getattr(ds, "file_meta", None)
+        if meta is not None:  # the stored UIDs, where an anonymiser emptied the dataset's
+            frame.file_meta = meta
+        for sequence, keyword in _FRAME_VALUES:
+            value = _group_value(item, shared, sequence, keyword)
+            if value is not None:
+                setattr(frame, keyword, value)
+        frame.InstanceNumber = frame.ReferencedFrameNumber = i + 1
+        frames.append(frame)
+    return frames
 
 
 def _group_value(item: Dataset, shared: Dataset, sequence: str, keyword: str) -> Any:
