@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from thinslice import grid
 from thinslice.checks import not_negative, positive
 from thinslice.ct import HU_WINDOW
 from thinslice.errors import ConfigError
@@ -232,7 +233,7 @@ def smore_pair(
     """
     x = images.shape[-1]
     n_target = int(math.floor((x - 1 - offset) / step + 1e-9)) + 1
-    n_target = (n_target - 1) // scale * scale + 1
+    n_target = grid.usable_slices(n_target, scale)
     if n_target < scale + 1:
         return None
     m = (n_target - 1) // scale + 1

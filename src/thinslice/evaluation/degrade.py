@@ -109,7 +109,7 @@ class ThickCopy:
         """The thin slices an upsampled copy covers: ``r * (K - 1) + 1`` from :attr:`first`,
         and ``margin`` more past each end (default :meth:`margin`: as upsample makes them)."""
         m = self.margin(len(thin), r) if margin is None else margin
-        return thin[self.first - m : self.first + r * (len(self.data) - 1) + 1 + m]
+        return thin[self.first - m : self.first + grid.output_slices(len(self.data), r) + m]
 
 
 def degrade_array(

@@ -299,7 +299,7 @@ class ModelMethod(Method):
         """Accelerator bytes of one batch (results come back to the host batch by batch):
         an axial ``H x W`` image and a through-plane ``r*(D-1)+1`` by ``max(H, W)`` image."""
         d, h, w = (int(s) for s in shape[:3])
-        pixels = h * w + (r * (d - 1) + 1) * max(h, w)
+        pixels = h * w + grid.output_slices(d, r) * max(h, w)
         return int(DEVICE_BYTES_PER_PIXEL * pixels) + DEVICE_BYTES_FIXED
 
     def run(

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from thinslice import grid
 from thinslice.checks import is_whole
 from thinslice.device import keep_freed_memory, release_freed_memory, resolve_device, resolve_precision
 from thinslice.errors import ConfigError, InputError, ModelError
@@ -104,7 +105,7 @@ def synthesize_views(
     device = torch.device(device)
     d, h, w = x.shape
     r = scale
-    n_out = r * (d - 1) + 1
+    n_out = grid.output_slices(d, r)
     if "axial" in views and axial is None:
         raise ModelError("this model has no axial network; choose views coronal,sagittal")
     if ("coronal" in views or "sagittal" in views) and sr is None:
@@ -297,7 +298,7 @@ class Synthesizer:
         uncertainty: np.ndarray | None = None
         for i in range(passes):
             x = normalize(current, cfg.hu_min, cfg.hu_max)
-            n_out = r * (current.shape[0] - 1) + 1
+            n_out = grid.output_slices(current.shape[0], r)
             out = np.empty((n_out, *current.shape[1:]), out_dtype if i == passes - 1 else np.float32)
             writer = OutputWriter(out, current, r, (cfg.hu_min, cfg.hu_max), keep)
             _, spread = synthesize_views(

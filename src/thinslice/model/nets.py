@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from thinslice import grid
 from thinslice.errors import ConfigError
 from thinslice.grid import check_scale
 from thinslice.model.config import BASES, ModelConfig
@@ -37,7 +38,7 @@ _SHIFT, _GAIN = 0.25, 4.0
 @functools.lru_cache(maxsize=64)
 def _interp_matrix_np(n: int, scale: int, kind: str) -> np.ndarray:
     """Matrix ``(scale*(n-1)+1, n)`` that interpolates n samples onto the fine grid."""
-    fine = np.arange(scale * (n - 1) + 1) / scale
+    fine = np.arange(grid.output_slices(n, scale)) / scale
     degree = {"linear": 1, "cubic": 3}[kind]
     degree = min(degree, n - 1)
     if degree < 1:

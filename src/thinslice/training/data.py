@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from thinslice import grid
 from thinslice.errors import InputError
 from thinslice.model.config import ModelConfig
 from thinslice.model.inference import normalize
@@ -113,7 +114,7 @@ class Batch:
 def fit_slices(wanted: int, available: int, r: int) -> int:
     """Largest ``n <= min(wanted, available)`` with ``n = r*j + 1``."""
     n = min(wanted, available)
-    return (n - 1) // r * r + 1
+    return grid.usable_slices(n, r)
 
 
 def degrade_inplane(images: Tensor, ratio: float, scale: int, offset: float = 0.0) -> tuple[Tensor, Tensor] | None:
@@ -130,7 +131,7 @@ def degrade_inplane(images: Tensor, ratio: float, scale: int, offset: float = 0.
     """
     s, h, x = images.shape
     n_target = int(math.floor((x - 1 - offset) / ratio)) + 1
-    n_target = (n_target - 1) // scale * scale + 1
+    n_target = grid.usable_slices(n_target, scale)
     if n_target < scale + 1:
         return None
     sigma = ratio / 2.355

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from thinslice import grid
 from thinslice.checks import positive, whole
 from thinslice.ct import require_usable
 from thinslice.device import keep_freed_memory
@@ -392,7 +393,7 @@ def _step_bytes(config: TrainConfig, model_config: ModelConfig) -> int:
     r = model_config.scale
     size, slices = config.crop_for(r)
     width = max(model_config.axial_width, model_config.sr_width) / 16
-    return int(config.batch_size * size * size * (r * (slices - 1) + 1) * STEP_BYTES_PER_VOXEL * width)
+    return int(config.batch_size * size * size * grid.output_slices(slices, r) * STEP_BYTES_PER_VOXEL * width)
 
 
 def _digests(volumes: Sequence[Volume | np.ndarray]) -> list[str]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from thinslice import grid
 from thinslice.model.config import ModelConfig
 from thinslice.model.nets import build_networks, interpolate_slices
 from thinslice.training.config import TrainConfig
@@ -76,7 +77,7 @@ class DistillationModel(nn.Module):
             out_cor, out_sag = both[: cor.shape[0]], both[cor.shape[0] :]
         else:
             out_cor, out_sag = self.sr(cor), self.sr(sag)
-        fine = self.r * (n - 1) + 1
+        fine = grid.output_slices(n, self.r)
         return out_cor.view(b, -1, fine, w), out_sag.view(b, -1, fine, h)
 
     def _sr_pairs(self, cor: Tensor, sag: Tensor) -> tuple[Tensor, Tensor]:
@@ -84,7 +85,7 @@ class DistillationModel(nn.Module):
         assert self.sr is not None
         b, _, n, w = cor.shape
         h = sag.shape[-1]
-        fine = self.r * (n - 1) + 1
+        fine = grid.output_slices(n, self.r)
         out_cor = self.sr(cor.reshape(-1, 1, n, w)).view(b, -1, fine, w)
         out_sag = self.sr(sag.reshape(-1, 1, n, h)).view(b, -1, fine, h)
         return out_cor, out_sag
