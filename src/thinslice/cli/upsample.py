@@ -154,14 +154,9 @@ def upsample(
 
 
 def _output_format(value: str | None) -> str | None:
-    from thinslice.pipeline.export import OUTPUT_FORMATS
+    from thinslice.pipeline.export import output_format
 
-    if value is None:
-        return None
-    fmt = value.lower().lstrip(".")
-    if fmt not in OUTPUT_FORMATS:
-        raise ConfigError(f"unknown output format {value!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
-    return fmt
+    return None if value is None else output_format(value)
 
 
 def _names_folder(output: str) -> bool:

@@ -31,6 +31,7 @@ from pydicom.errors import InvalidDicomError
 
 from thinslice.ct import fits_int16
 from thinslice.errors import InputError
+from thinslice.io.headers import first_line
 from thinslice.io.tilt import deshear, find_shear
 from thinslice.io.walk import files_below
 from thinslice.memory import require_memory
@@ -471,9 +472,8 @@ def _read_pixels(folder: Path, files: list[Path]) -> sitk.Image:
     try:
         return reader.Execute()
     except RuntimeError as err:
-        detail = (str(err).strip().splitlines() or ["unknown error"])[-1].strip()
         hint = "a truncated file or an unsupported compression?"
-        raise InputError(f"cannot read the pixels in {folder} ({hint}): {detail}") from err
+        raise InputError(f"cannot read the pixels in {folder} ({hint}): {first_line(err)}") from err
 
 
 def _to_hu(array: np.ndarray) -> np.ndarray:

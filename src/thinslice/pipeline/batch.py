@@ -41,14 +41,15 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from thinslice import __version__
 from thinslice.distributed import DistEnv, from_rank0, gather_objects, process_group
-from thinslice.errors import ConfigError, InputError, Interrupted, OutputError, ThinsliceError
+from thinslice.errors import InputError, Interrupted, OutputError, ThinsliceError
 from thinslice.io import check_output_path, load, save, stem_of
 from thinslice.io.atomic import write_json
 from thinslice.io.dicom_write import check_series_output, read_template
 from thinslice.methods import Method, method_class
 from thinslice.pipeline.cases import Case
 from thinslice.pipeline.destinations import REPORT_NAME, check_report, make_folders, prepare
-from thinslice.pipeline.export import DICOM, OUTPUT_FORMATS, not_dicom_input, write_preview, write_series
+from thinslice.pipeline.export import DICOM, not_dicom_input, write_preview, write_series
+from thinslice.pipeline.export import output_format as checked_format
 from thinslice.pipeline.gallery import check_gallery, write_gallery
 from thinslice.pipeline.markers import (
     fingerprint,
@@ -199,9 +200,7 @@ def upsample_batch(
     start = time.perf_counter()
     src, out_dir = Path(input), Path(output_dir)
     report_path = Path(report) if report is not None else out_dir / REPORT_NAME
-    if output_format.lstrip(".") not in OUTPUT_FORMATS:
-        raise ConfigError(f"unknown output format {output_format!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
-    output_format = output_format.lstrip(".")
+    output_format = checked_format(output_format)
     settings: dict[str, Any] = {
         "input": str(src.absolute()),
         "output_dir": str(out_dir.absolute()),

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from thinslice import __version__
-from thinslice.errors import InputError
+from thinslice.errors import ConfigError, InputError
 from thinslice.evaluation.figures import compare_views
 from thinslice.io import suffix_of
 from thinslice.io.dicom_write import Template, write_dicom_series
@@ -23,6 +23,18 @@ from thinslice.volume import Volume
 FILE_FORMATS = ("nii.gz", "nii", "nrrd", "mha")
 DICOM = "dicom"
 OUTPUT_FORMATS = (*FILE_FORMATS, DICOM)
+
+
+def output_format(value: str) -> str:
+    """``value`` as one of :data:`OUTPUT_FORMATS` (``.NII.GZ`` is ``nii.gz``).
+
+    Raises:
+        ConfigError: it is none of them.
+    """
+    fmt = value.lower().lstrip(".")
+    if fmt not in OUTPUT_FORMATS:
+        raise ConfigError(f"unknown output format {value!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
+    return fmt
 
 
 def mm(value: float) -> str:
