@@ -647,7 +647,7 @@ def _proc_path(_: Path) -> Path:
 
 OUTPUT_CASES = [
     ("missing folder", lambda t: t / "out" / "nofolder" / "o.nii.gz", r"output folder does not exist: .*create it"),
-    ("read-only place (/proc)", _proc_path, r"cannot write in output folder /proc: .*choose another -o"),
+    ("read-only place (/proc)", _proc_path, r"cannot write output in /proc: .*choose another -o"),
     ("a file used as folder", lambda t: t / "in" / "ct.nii.gz" / "o.nii.gz", r"is a file, not a folder; choose"),
     ("output is the input", lambda t: t / "in" / "ct.nii.gz", r"is the input file; choose another -o"),
     ("output is a hard link to the input", lambda t: t / "out" / "link.nii.gz", r"is the input file"),

@@ -131,8 +131,8 @@ def test_evaluate_json_is_checked_before_the_work(dirs: tuple[Path, Path], capfd
     shutil.copy(LIMB_CROP, scan)
     before = digest(scan)
     cases = [
-        (str(scan), r"--json .*ct\.nii\.gz is an input; choose another --json"),
-        (str(out_dir / "missing" / "r.json"), r"folder .*missing does not exist; create it first"),
+        (str(scan), r"--json .*ct\.nii\.gz is the input file; choose another --json"),
+        (str(out_dir / "missing" / "r.json"), r"--json folder does not exist: .*missing; create it first"),
         ("/proc/r.json", r"cannot write --json in /proc"),
         (str(out_dir), r"--json .*out is a folder"),
     ]

@@ -422,7 +422,7 @@ def test_cli_train_makes_a_model_for_the_scans_slices(tmp_path: Path, capfd: pyt
         ({"minutes": 0}, ConfigError, "minutes must be a positive number"),
         ({"steps": 1.5}, ConfigError, "steps must be a whole number"),
         ({"steps": -1}, ConfigError, "steps must be a whole number"),
-        ({"steps": 3, "output": "missing/m.pt"}, OutputError, "does not exist; create it first"),
+        ({"steps": 3, "output": "missing/m.pt"}, OutputError, "folder does not exist: missing; create it first"),
         ({"steps": 3, "output": "."}, OutputError, "is a folder"),
     ],
     ids=["nan minutes", "0 minutes", "1.5 steps", "-1 steps", "missing folder", "a folder"],
@@ -454,7 +454,7 @@ def test_training_refuses_a_checkpoint_named_like_one_of_its_scans(tmp_path) -> 
 
     scan = shutil.copy(LIMB_CROP, tmp_path / "scan.pt")
     before = (tmp_path / "scan.pt").read_bytes()
-    with pytest.raises(OutputError, match=r"checkpoint .*scan.pt is an input; choose another checkpoint \(inputs"):
+    with pytest.raises(OutputError, match=r"checkpoint .*scan.pt is the input file; choose another checkpoint"):
         train([scan], scan, TRAIN, MODEL, steps=2, device="cpu", progress=False)
     assert (tmp_path / "scan.pt").read_bytes() == before
 

@@ -25,7 +25,7 @@ import secrets
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from thinslice.errors import OutputError
@@ -271,53 +271,59 @@ def check_destination(
     *,
     overwrite: bool,
     what: str = "output",
-    inputs: tuple[str | os.PathLike[str], ...] = (),
+    option: str | None = None,
+    inputs: Iterable[str | os.PathLike[str] | None] = (),
+    example: Path | None = None,
 ) -> Path:
-    """Refuse, before any work, a file destination that cannot or must not be written:
-    its folder is missing, a file, or does not take new files (probed: ``os.access`` says
-    yes to root everywhere); it is a folder; it is one of ``inputs``; it exists and not
-    ``overwrite``.
+    """Refuse, before any work, a file destination that cannot or must not be written: it
+    is one of ``inputs`` (first: the probe would touch the input's folder); its folder is a
+    file, missing, or does not take new files (probed: ``os.access`` says yes to root
+    everywhere); it is a folder; it exists and not ``overwrite``. The one rule for every
+    file thinslice writes (:func:`thinslice.io.files.check_output_path` adds the formats).
+
+    Args:
+        what: the destination, for the messages (``"output"``, ``"--json"``, ``"checkpoint"``).
+        option: the option to change (default ``what``).
+        inputs: the paths read (None entries are skipped).
+        example: a file name to suggest when ``out`` is a folder.
 
     Raises:
-        OutputError: naming ``what`` (``--json``, ``-o``) and the fix.
+        OutputError: naming ``what`` and the fix.
     """
-    out = Path(out)
+    out, option = Path(out), option or what
+    given = [src for src in inputs if src]
+    for src in given:
+        if same_file(src, out):
+            noun = "the input file" if len(given) == 1 else "an input"
+            raise OutputError(f"{what} {out} is {noun}; choose another {option} (inputs are never overwritten)")
     parent = out.parent if str(out.parent) else Path(".")
     if parent.exists() and not parent.is_dir():
-        raise OutputError(f"{what} {out}: {parent} is a file, not a folder; choose another {what}")
+        raise OutputError(f"{what} folder {parent} is a file, not a folder; choose another {option}")
     if not parent.is_dir():
-        raise OutputError(f"{what} {out}: folder {parent} does not exist; create it first")
+        raise OutputError(f"{what} folder does not exist: {parent}; create it first")
     if out.is_dir():
-        raise OutputError(f"{what} {out} is a folder; give a file name")
-    for src in inputs:
-        with contextlib.suppress(OSError):
-            if Path(src).resolve() == out.resolve() or (out.exists() and os.path.samefile(src, out)):
-                raise OutputError(f"{what} {out} is an input; choose another {what} (inputs are never overwritten)")
-    try:
-        fd = os.open(probe := part_name(out, ".probe"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except OSError as err:
-        raise OutputError(f"cannot write {what} in {parent}: {err.strerror or err}; choose another {what}") from err
-    os.close(fd)
-    os.unlink(probe)
-    if (out.exists() or out.is_symlink()) and not overwrite:
+        raise OutputError(f"{what} {out} is a folder; give a file name" + (f" such as {example}" if example else ""))
+    probe_write(parent, what, option)
+    if (out.exists() or out.is_symlink()) and not overwrite:  # a dangling link too
         raise OutputError(f"{what} {out} already exists; pass --overwrite to replace it")
     return out
 
 
-def probe_write(folder: Path) -> None:
+def probe_write(folder: Path, what: str = "output", option: str = "-o") -> None:
     """Create and delete a file in ``folder``: the honest test of writability (``os.access``
     says yes to root everywhere, even under ``/proc`` or on a read-only mount)."""
     try:
         fd, probe = tempfile.mkstemp(prefix=".thinslice-probe-", dir=folder)
     except OSError as err:
-        raise OutputError(f"cannot write in output folder {folder}: {err.strerror or err}; choose another -o") from err
+        raise OutputError(f"cannot write {what} in {folder}: {err.strerror or err}; choose another {option}") from err
     os.close(fd)
     os.unlink(probe)
 
 
-def same_file(a: str | os.PathLike[str], b: Path) -> bool:
-    """Whether ``a`` and ``b`` are one file (False when either is missing)."""
+def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether ``a`` and ``b`` name one file or folder however spelled (``..``, symbolic or
+    hard links); False when either is missing and they differ as written."""
     try:
-        return os.path.samefile(a, b)
+        return Path(a).resolve() == Path(b).resolve() or os.path.samefile(a, b)
     except OSError:
         return False

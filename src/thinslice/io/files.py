@@ -24,7 +24,7 @@ import SimpleITK as sitk
 
 from thinslice.ct import fits_int16, require_usable
 from thinslice.errors import ConfigError, InputError, OutputError
-from thinslice.io.atomic import atomic_files, atomic_path, probe_write, same_file
+from thinslice.io.atomic import atomic_files, atomic_path, check_destination
 from thinslice.io.compress import gzip_file
 from thinslice.io.headers import (
     check_companions,
@@ -444,23 +444,8 @@ def check_output_path(
         raise OutputError(f"unsupported {what} type: {out.name or out}; end the name with {' or '.join(suffixes)}")
     if suffix_of(out) in DETACHED:  # ITK names the uncompressed data file so
         check_companions(out, [stem_of(out) + ".raw"])
-    resolved = out.resolve()
-    for src in sources or []:  # before the probe, which would touch the input's folder
-        if src and (Path(src).resolve() == resolved or (out.exists() and same_file(src, out))):
-            raise OutputError(f"{what} {out} is the input file; choose another {option} (inputs are never overwritten)")
-    parent = out.parent if str(out.parent) else Path(".")
-    if parent.exists() and not parent.is_dir():
-        raise OutputError(f"{what} folder {parent} is a file, not a folder; choose another {option}")
-    if not parent.is_dir():
-        raise OutputError(f"{what} folder does not exist: {parent}; create it first")
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"{what} folder is not writable: {parent}; choose another {option}")
-    probe_write(parent)
-    if out.is_dir():
-        example = out / ("thin.nii.gz" if suffixes is None else f"preview{suffixes[0]}")
-        raise OutputError(f"{what} {out} is a folder; give a file name such as {example}")
-    if (out.exists() or out.is_symlink()) and not overwrite:  # a dangling link too
-        raise OutputError(f"{what} {out} already exists; pass --overwrite to replace it")
+    example = out / ("thin.nii.gz" if suffixes is None else f"preview{suffixes[0]}")
+    check_destination(out, overwrite=overwrite, what=what, option=option, inputs=sources or [], example=example)
 
 
 def to_sitk(volume: Volume) -> sitk.Image:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from thinslice.errors import InputError, OutputError
 from thinslice.io import stem_of, suffix_of
+from thinslice.io.atomic import same_file
 from thinslice.pipeline.cases import Case, find_cases
 from thinslice.pipeline.markers import marker_path
 
@@ -53,7 +54,7 @@ def prepare(
             f"a batch writes one output per scan into a folder, and -o {out_dir} names a file; give a folder such "
             f"as {out_dir.with_name(stem_of(out_dir))}"
         )
-    if src.is_dir() and same_place(out_dir, src):  # also through a symlink or '..'
+    if src.is_dir() and same_file(out_dir, src):  # also through a symlink or '..'
         raise OutputError(f"output folder {out_dir} is the input folder ({src.resolve()}); choose another -o")
     if src.is_dir() and src.resolve() in out_dir.resolve().parents:
         check_no_scans_inside(out_dir, src, output_format)
@@ -100,13 +101,6 @@ def make_folders(folders: list[Path], out: Path) -> list[Path]:
     return made
 
 
-def same_place(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve() or (a.exists() and os.path.samefile(a, b))
-    except OSError:
-        return False
-
-
 def check_report(report: Path, overwrite: bool, inputs: list[Path]) -> None:
     """The report may replace only an earlier thinslice report (or anything with ``overwrite``),
     never an input, never a folder."""
@@ -114,7 +108,7 @@ def check_report(report: Path, overwrite: bool, inputs: list[Path]) -> None:
         raise OutputError(f"--report {report} is a folder; give a file name such as {report / REPORT_NAME}")
     if not report.exists():
         return
-    if any(same_place(report, src) or src.resolve() in report.resolve().parents for src in inputs):
+    if any(same_file(report, src) or src.resolve() in report.resolve().parents for src in inputs):
         raise OutputError(f"--report {report} is an input of this batch; choose another --report")
     if overwrite:
         return

@@ -100,9 +100,7 @@ def upsample_path(
     if uncertainty is not None and Path(uncertainty).resolve() == output.resolve():  # however spelled
         raise ConfigError(f"--uncertainty and -o name the same file ({output}); give the uncertainty its own name")
     if uncertainty is not None:
-        check_output_path(
-            Path(uncertainty), overwrite=overwrite, sources=[str(source), str(output)], option="--uncertainty"
-        )
+        check_output_path(Path(uncertainty), overwrite=overwrite, sources=[str(source)], option="--uncertainty")
     if preview is not None:
         check_output_path(
             Path(preview), overwrite=overwrite, sources=[str(source)], suffixes=(".png",), option="--preview"

@@ -130,8 +130,8 @@ def train(
         warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         try:
             return _train(
-                scans, output, config, model_config, steps, minutes, resume, seed, env, dev, progress, init,
-                overwrite, disposable,
+                scans, output, config, model_config, steps=steps, minutes=minutes, resume=resume, seed=seed,
+                env=env, dev=dev, progress=progress, init=init, overwrite=overwrite, disposable=disposable,
             )  # fmt: skip
         except Interrupted as err:
             if err.kept is None and output.exists() and not disposable:  # before this run saved anything
@@ -152,6 +152,7 @@ def _train(
     output: Path,
     config: TrainConfig,
     model_config: ModelConfig,
+    *,
     steps: int | None,
     minutes: float | None,
     resume: bool,
@@ -159,9 +160,9 @@ def _train(
     env: DistEnv,
     dev: torch.device,
     progress: bool,
-    init: str | Path | None = None,
-    overwrite: bool = False,
-    disposable: bool = False,
+    init: str | Path | None,
+    overwrite: bool,
+    disposable: bool,
 ) -> Path:
     """:func:`train` once the process group is joined."""
     # a new name is claimed by the run's first checkpoint, which replaces nothing: of two runs
