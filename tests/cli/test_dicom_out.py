@@ -313,6 +313,19 @@ def test_derived_series_names_the_checkpoint_that_made_it(ct: Path, tmp_path: Pa
     assert derivation.endswith("every slice synthesized (thick input)")
 
 
+def test_a_thickness_other_than_the_spacing_is_named_in_the_derivation(ct: Path, tmp_path: Path) -> None:
+    """The series is named by its spacing (1.0 mm), as clinical series are; with
+    --output-thickness 3 only SliceThickness said the slices were 3 mm thick."""
+    out = tmp_path / "thin"
+    assert (
+        main(["-q", "upsample", "-i", str(ct), "-o", f"{out}/", "-r", "2", "-m", "linear", "--output-thickness", "3"])
+        == 0
+    )
+    (first, *_) = headers(out)
+    assert float(first.SliceThickness) == 3.0 and str(first.SeriesDescription).endswith("x2 1.0 mm")
+    assert "slice spacing 2.0 -> 1.0 mm, 3.0 mm thick; every slice synthesized" in str(first.DerivationDescription)
+
+
 def test_preview_adds_the_uncertainty_map_of_the_model(tmp_path: Path, one_thread: None) -> None:
     png = tmp_path / "preview.png"
     args = ["-q", "upsample", "-i", str(LIMB_CROP), "-o", str(tmp_path / "thin.nii.gz"), "--scale", "2"]

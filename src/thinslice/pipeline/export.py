@@ -49,10 +49,19 @@ def ratio_text(thick_mm: float, thin_mm: float) -> str:
 
 
 def series_texts(
-    source_description: str, made_by: str, r: int, thick_mm: float, thin_mm: float, *, kept: bool = True
+    source_description: str,
+    made_by: str,
+    r: int,
+    thick_mm: float,
+    thin_mm: float,
+    *,
+    kept: bool = True,
+    thickness_mm: float | None = None,
 ) -> tuple[str, str]:
     """``(SeriesDescription, DerivationDescription)`` of a derived series; ``made_by`` is what
-    made it (a method's provenance, e.g. ``model profile_x2.pt (bundled)``).
+    made it (a method's provenance, e.g. ``model profile_x2.pt (bundled)``). The description
+    names the spacing, as clinical series names do; the derivation also names a thickness
+    (``--output-thickness``) other than the spacing.
 
     Example:
         >>> series_texts("CT Body 3.0", "linear", 2, 2.0, 1.0)  # doctest: +SKIP
@@ -63,7 +72,8 @@ def series_texts(
     description = f"{base} {suffix}" if base else suffix
     derivation = (
         f"thinslice {__version__}: {made_by}, x{r} along the slice axis, slice spacing "
-        f"{mm(thick_mm)} -> {mm(thin_mm)} mm; "
+        f"{mm(thick_mm)} -> {mm(thin_mm)} mm"
+        + (f", {mm(thickness_mm)} mm thick; " if thickness_mm and abs(thickness_mm - thin_mm) > 1e-3 else "; ")
         + ("acquired slices kept, the others synthesized" if kept else "every slice synthesized (thick input)")
     )
     return description, derivation
@@ -104,7 +114,7 @@ def write_series(
     r = int(thin.meta["factor"])
     description, derivation = series_texts(
         template.description, thin.meta.get("made_by") or fn.provenance(r), r, thick_spacing, thin.slice_spacing,
-        kept=bool(thin.meta.get("acquired_kept", True)),
+        kept=bool(thin.meta.get("acquired_kept", True)), thickness_mm=thin.thickness,
     )  # fmt: skip
     return write_dicom_series(
         thin,
