@@ -120,7 +120,12 @@ class Plan:
 
 
 def plan_for_spacing(
-    num_slices: int, slice_spacing: float, target_spacing: float, makes: Callable[[int], bool]
+    num_slices: int,
+    slice_spacing: float,
+    target_spacing: float,
+    makes: Callable[[int], bool],
+    *,
+    exact: bool = False,
 ) -> Plan:
     """The :class:`Plan` that turns ``num_slices`` slices ``slice_spacing`` mm apart into
     slices ``target_spacing`` mm apart, for a method that makes the factors ``makes`` accepts.
@@ -129,6 +134,11 @@ def plan_for_spacing(
     -> 1 mm with a method that makes only x2 and x4) the smallest factor ``r`` above the
     ratio that the method makes is synthesized, and the output slices, which start at the
     first slice and cover the stack, are linearly interpolated from those fine slices.
+    With ``exact`` (an interpolation, whose slices at any factor are its interpolant
+    sampled there) the smallest factor whose fine grid holds every output slice is used
+    instead where there is one (x5 for 2.5 -> 1 mm), so each output slice is the
+    interpolant at its own position, not a blend of two neighbours (BENCHMARKS.md,
+    "Ratios that are not whole numbers").
 
     Raises:
         ConfigError: the target is not a positive number, not finer than the spacing, or
@@ -143,7 +153,9 @@ def plan_for_spacing(
             f"target spacing {target_spacing:g} mm is not finer than the slice spacing {slice_spacing:.4g} mm; "
             "thinslice only makes slices thinner"
         )
-    for candidate in range(max(MIN_SCALE, int(np.ceil(ratio - RATIO_TOLERANCE * ratio))), MAX_SCALE + 1):
+    candidates = range(max(MIN_SCALE, int(np.ceil(ratio - RATIO_TOLERANCE * ratio))), MAX_SCALE + 1)
+    landing = [c for c in candidates if abs(c / ratio - round(c / ratio)) < 1e-3 and makes(c)] if exact else []
+    for candidate in landing or candidates:
         if makes(candidate):
             count = int(np.floor((num_slices - 1) * ratio + 1e-6)) + 1
             positions = np.arange(count) * (candidate / ratio)

@@ -249,17 +249,21 @@ def alignment(thick: Volume, reference: Volume, fields: InplaneMap | None) -> di
     }
 
 
-def factor_for(fn: Method, thick: Volume, reference: Volume) -> int:
-    """The factor ``fn`` runs at to reach the reference's spacing from the thick series'."""
-    return grid.plan_for_spacing(thick.num_slices, thick.slice_spacing, reference.slice_spacing, fn.makes).r
+def factor_for(fn: Method, thick: Volume, reference: Volume, positions: np.ndarray) -> int:
+    """The factor ``fn`` is scored at: the one ``upsample --target-spacing`` runs when the
+    grid it writes holds the reference ``positions`` (in thick slices), so that what is
+    scored is what it writes (2.5 -> 1 mm: the model at x3 resampled, an interpolation at
+    x5); else :func:`on_reference` from that factor up."""
+    r = fn.plan_for_spacing(thick.num_slices, thick.slice_spacing, reference.slice_spacing).r
+    written = positions * thick.slice_spacing / reference.slice_spacing  # upsample's output slices
+    return r if np.all(np.abs(written - np.round(written)) < 0.02) else on_reference(fn, r, positions)
 
 
 def on_reference(fn: Method, r: int, positions: np.ndarray) -> int:
     """The smallest factor from ``r`` up that ``fn`` makes whose slices fall on the
-    reference ``positions`` (in thick slices; within 2 % of a slice), else ``r``: between
-    its slices, a method's output would be resampled linearly, scoring a smooth method
-    partly as linear interpolation (2 mm slices against 1 mm ones centred half-way: x4;
-    2.5 mm against 1 mm: x5, not x3)."""
+    reference ``positions`` (within 2 % of a slice), else ``r``: a linear resampling of its
+    slices would score a smooth method partly as linear interpolation (2 mm slices against
+    1 mm ones centred half-way: x4)."""
     for factor in range(r, grid.MAX_SCALE + 1):
         fine = positions * factor
         if np.all(np.abs(fine - np.round(fine)) < 0.02) and fn.makes(factor):
@@ -387,7 +391,7 @@ def evaluate_pair(
         if adapter is not None:
             label, adapt = adapter
             fn = get_method("model", **options)
-            scored[label] = stack.enter_context(adapt(fn, thick, factor_for(fn, thick, reference)))
+            scored[label] = stack.enter_context(adapt(fn, thick, factor_for(fn, thick, reference, positions)))
         report = _score(thick, reference, scored, inside, positions, fields, preview)
     report["alignment"] = aligned
     return report
@@ -445,7 +449,7 @@ def _score(
     at_reference = replace(reference.geometry, origin=(float(corner[0]), float(corner[1]), float(corner[2])))
     shown: list[tuple[str, Volume]] = []
     for name, fn in scored.items():
-        r = on_reference(fn, factor_for(fn, thick, reference), positions)
+        r = factor_for(fn, thick, reference, positions)
         plan = grid.Plan(r, reference.slice_spacing, positions * r)
         start = time.perf_counter()
         result = run_on_grid(

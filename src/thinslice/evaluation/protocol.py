@@ -128,7 +128,7 @@ def evaluate(
         for name, fn in built.items():
             # as upsample does: a factor the method does not make is reached by resampling;
             # lengths in thin slices here (spacing r onto 1), so the margin is the reach
-            plan = grid.plan_for_spacing(len(observed), float(r), 1.0, fn.makes).with_reach(margin)
+            plan = fn.plan_for_spacing(len(observed), float(r), 1.0).with_reach(margin)
             start = time.perf_counter()
             result = run_on_grid(
                 fn,

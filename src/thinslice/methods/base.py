@@ -101,6 +101,11 @@ class Method(ABC):
             return False
         return True
 
+    def plan_for_spacing(self, num_slices: int, slice_spacing: float, target_spacing: float) -> grid.Plan:
+        """How this method reaches ``target_spacing`` (:func:`thinslice.grid.plan_for_spacing`;
+        an interpolation, which passes through its input, at a factor landing on every slice)."""
+        return grid.plan_for_spacing(num_slices, slice_spacing, target_spacing, self.makes, exact=self.passes_through)
+
     def reestimates_acquired(self) -> bool:
         """Whether, given slices thicker than the output's, this method makes its own
         output at the acquired positions (:func:`thinslice.grid.keeps_acquired` says when

@@ -94,7 +94,7 @@ def resolve_plan(
     """
     require_plausible_thickness(volume)
     if target_spacing is not None:
-        plan = grid.plan_for_spacing(volume.num_slices, volume.slice_spacing, target_spacing, fn.makes)
+        plan = fn.plan_for_spacing(volume.num_slices, volume.slice_spacing, target_spacing)
     else:
         r = fn.check_scale(fn.default_scale if scale is None else scale)
         plan = grid.Plan(r, volume.slice_spacing / r)
