@@ -264,10 +264,12 @@ def test_an_overlapping_reconstruction_gets_the_model_for_soft_profiles(caplog, 
     caplog.clear()
     with caplog.at_level("INFO", logger="thinslice"):
         assert thinslice.upsample(small, scale=2, device="cpu").meta["made_by"] == "model profile_soft_x2.pt (bundled)"
-    # one line says both why no softness was read and what the overlap makes of the box
+    # one line says both why no softness was read and what the overlap makes of the box (a sweep
+    # read "looks softer than a box (softness about 0.0 ...)" as a contradiction)
     said = [r.getMessage() for r in caplog.records if "slice profile" in r.getMessage()]
     assert said == [
-        "the slice profile looks softer than a box (the scan is too small to estimate its softness from: taken "
+        "the slice profile looks softer than a box once the slices' overlap is counted (the scan is too small to "
+        "estimate its softness from: taken "
         "for a box; 2 spacings thick, as soft as contiguous slices softened by 1.2): using the model for soft "
         "profiles; --adapt 2 (two minutes of fine-tuning on this scan) sharpens such scans further"
     ], said

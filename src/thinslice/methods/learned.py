@@ -284,11 +284,13 @@ class ModelMethod(Method):
             equivalent = equivalent_softness(thickness, softness or 0.0)
             notes.append(f"{thickness:.2g} spacings thick, as soft as contiguous slices softened by {equivalent:.1f}")
         facts = f" ({'; '.join(notes)})"
+        # an overlap alone can make a box-like profile soft: say so, or "softness 0.0" reads as a contradiction
+        overlap = " once the slices' overlap is counted" if weight > soft_weight(1.0, softness) else ""
         if weight >= 1:
-            looks, action = "softer than a box", ": using the model for soft profiles"
+            looks, action = "softer than a box" + overlap, ": using the model for soft profiles"
             action += "; --adapt 2 (two minutes of fine-tuning on this scan) sharpens such scans further"
         elif weight > 0:
-            looks = "between a box and a soft profile"
+            looks = "between a box and a soft profile" + overlap
             action = f": blending the profile and soft-profile models, {1 - weight:.2f} / {weight:.2f}"
         else:
             looks, action = "like a box", ""
