@@ -43,6 +43,7 @@ from thinslice.io.headers import (
     restore_nifti_fields,
 )
 from thinslice.io.notes import Notes, notes_for, nrrd_thickness, read_notes, record_nrrd_thickness
+from thinslice.io.walk import NOT_DICOM_SUFFIXES
 from thinslice.memory import require_memory
 from thinslice.volume import Geometry, Volume
 
@@ -246,7 +247,7 @@ def _files_under(folder: Path) -> list[Path]:
 
 def _is_dicom_candidate(path: Path) -> bool:
     """Could be a DICOM file: no image suffix and not an obvious companion or document."""
-    return not suffix_of(path) and path.suffix.lower() not in (".raw", ".zraw", ".json", ".csv", ".txt", ".md")
+    return not suffix_of(path) and path.suffix.lower() not in NOT_DICOM_SUFFIXES
 
 
 @contextlib.contextmanager

@@ -14,6 +14,12 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+#: Suffixes of files no folder of scans holds DICOM in (a header's data, reports, pictures,
+#: archives), so that looking for a series never opens them as DICOM.
+NOT_DICOM_SUFFIXES = frozenset(
+    {".raw", ".zraw", ".gz", ".json", ".csv", ".txt", ".md", ".png", ".jpg", ".pdf", ".zip", ".pt", ".xml"}
+)
+
 
 def walk(root: str | os.PathLike[str], *, exclude: Path | None = None) -> Iterator[tuple[Path, list[str]]]:
     """``(folder, its visible file names)`` for ``root`` and every folder below it, in

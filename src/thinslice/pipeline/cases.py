@@ -32,13 +32,12 @@ from pathlib import Path
 from thinslice.errors import ConfigError, InputError, ThinsliceError
 from thinslice.io import stem_of, suffix_of
 from thinslice.io.dicom import list_series, series_uid_of
-from thinslice.io.walk import walk
+from thinslice.io.walk import NOT_DICOM_SUFFIXES, walk
 
 log = logging.getLogger(__name__)
 
 CSV_COLUMN = "path"
 #: Extensions never probed as DICOM (companions of other formats, documents, archives).
-_NOT_DICOM = {".raw", ".zraw", ".gz", ".json", ".csv", ".txt", ".md", ".png", ".jpg", ".pdf", ".zip", ".pt", ".xml"}
 
 
 @dataclass(frozen=True)
@@ -98,7 +97,7 @@ def is_one_series(folder: str | os.PathLike[str]) -> bool:
             path = here / name
             if suffix_of(path):
                 return False
-            if Path(name).suffix.lower() not in _NOT_DICOM and (uid := series_uid_of(path)) is not None:
+            if Path(name).suffix.lower() not in NOT_DICOM_SUFFIXES and (uid := series_uid_of(path)) is not None:
                 uids.add(uid)
                 if len(uids) > 1:
                     return False
@@ -115,7 +114,7 @@ def _walk(root: Path, exclude: Path | None, ext: str) -> list[Case]:
             path = here / name
             if suffix_of(path):
                 cases.append(Case(_rename(path.relative_to(root), ext), path))
-            elif Path(name).suffix.lower() not in _NOT_DICOM:
+            elif Path(name).suffix.lower() not in NOT_DICOM_SUFFIXES:
                 uid = series_uid_of(path)
                 if uid is not None:
                     uids.add(uid)
