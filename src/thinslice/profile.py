@@ -92,24 +92,22 @@ def _profile_matrix(
         count = int(math.floor((n_in - 1 - offset) / step + 1e-9)) + 1
     if n_in < 1 or count < 1 or offset < 0:
         raise ConfigError(f"no thick sample fits: {n_in} thin samples, offset {offset}, step {step:.4g}")
-    half = 0.5 * thickness / thin_spacing
-    sigma = softness / thin_spacing / (2.0 * math.sqrt(2.0 * math.log(2.0)))
-    radius = int(math.ceil(half + 4.0 * sigma + 1.0))
+    taps = slice_profile_kernel(thickness, thin_spacing, softness)
+    radius = len(taps) // 2
+    # convolution with replicated edges as a matrix (n_in, n_in)
+    conv = np.zeros((n_in, n_in))
+    rows = np.arange(n_in)
+    for j, t in enumerate(taps):
+        cols = np.clip(rows + j - radius, 0, n_in - 1)
+        np.add.at(conv, (rows, cols), t)
     positions = offset + step * np.arange(count)
-    centre = np.floor(positions + 0.5)
-    rel = np.arange(-radius, radius + 1, dtype=np.float64)
-    x = rel[None, :] + (centre - positions)[:, None]  # each cell's centre from the profile's
-    if sigma == 0:  # exact overlap of the box with each cell, wherever the profile is centred
-        w = np.clip(np.minimum(x + 0.5, half) - np.maximum(x - 0.5, -half), 0.0, None)
-    else:
-        sub = (np.arange(_SUBSAMPLES) + 0.5) / _SUBSAMPLES - 0.5
-        xs = x[:, :, None] + sub[None, None, :]
-        w = (_normal_cdf((xs + half) / sigma) - _normal_cdf((xs - half) / sigma)).mean(axis=2)
-    w = w / w.sum(axis=1, keepdims=True)
-    cols = np.clip(centre[:, None] + rel[None, :], 0, n_in - 1).astype(int)  # replicated edges
-    m = np.zeros((count, n_in))
-    np.add.at(m, (np.repeat(np.arange(count), len(rel)), cols.ravel()), w.ravel())
-    return m, positions
+    lo = np.clip(np.floor(positions).astype(int), 0, max(0, n_in - 2))
+    frac = np.clip(positions - lo, 0.0, 1.0)
+    hi = np.minimum(lo + 1, n_in - 1)
+    interp = np.zeros((count, n_in))
+    np.add.at(interp, (np.arange(count), lo), 1 - frac)
+    np.add.at(interp, (np.arange(count), hi), frac)
+    return interp @ conv, positions
 
 
 def profile_matrix(
