@@ -140,6 +140,7 @@ def test_info_says_what_upsample_would_read_and_do_without_doing_it(capsys):
             [str(LIMB_CROP), "--slice-thickness", "1.5", "--output-thickness", "3"],
             {"scale": 2, "slice_thickness": 1.5, "output_thickness": 3.0},
         ),
+        ([str(LIMB_CROP), "--target-spacing", "1.308", "-m", "cubic"], {"target_spacing": 1.308, "method": "cubic"}),
     ]
     said = []
     for args, kwargs in cases:
@@ -168,6 +169,9 @@ def test_info_says_what_upsample_would_read_and_do_without_doing_it(capsys):
     np.testing.assert_array_equal(thinslice.upsample(scan, 2, method="cubic").data[::2], scan.data)
     # thin slices kept, then averaged over 3 mm: no longer the acquired ones (it said "unchanged")
     assert "each averaged over 3 mm, the acquired slices kept on that grid, then averaged with the others" in said[8]
+    # an interpolation makes 3.27 -> 1.308 mm (x2.5) at x5, every other slice taken (not "resampled")
+    assert "upsample: x5, one slice in 2 of it taken, to 61 slices 1.308 mm apart" in said[9]
+    assert "the acquired slices kept where the output grid has them" in said[9]
     capsys.readouterr()
     assert main(["info", "-i", str(LIMB_CROP), "-r", "2", "--target-spacing", "1"]) == 2
     assert capsys.readouterr().err.strip() == "error: give either --scale or --target-spacing, not both"

@@ -11,6 +11,8 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
+
 from thinslice import grid
 from thinslice.checks import positive
 from thinslice.ct import ct_value_problem, require_usable
@@ -209,21 +211,36 @@ def describe(
         f"{volume.name}: {volume.num_slices} slices {volume.slice_spacing:.4g} mm apart, {volume.thickness:.4g} mm "
         f"thick ({said}); {h} x {w} pixels of {sh:.4g} x {sw:.4g} mm",
         f"values {float(volume.data.min()):.0f} to {float(volume.data.max()):.0f}: they {values}",
-        f"upsample: x{plan.r}{' then resampled linearly' if plan.positions is not None else ''} to "
+        f"upsample: x{plan.r}{_regrid_words(plan)} to "
         f"{plan.output_slices(volume.num_slices)} slices {plan.spacing:.4g} mm apart{reach}{thick}, "
-        + _acquired_words(kept, resampled=plan.positions is not None, averaged=bool(thick)),
+        + _acquired_words(kept, resampled=plan.positions is not None, averaged=bool(thick), picked=_picked(plan)),
         f"made by: {made_by}",
     ]
 
 
-def _acquired_words(kept: bool, resampled: bool, averaged: bool = False) -> str:
+def _picked(plan: grid.Plan) -> bool:
+    """Whether every output slice is one of the synthesized slices (an interpolation's plan
+    for a ratio that is not whole: :func:`thinslice.grid.plan_for_spacing`)."""
+    return plan.positions is not None and bool(np.allclose(plan.positions, np.round(plan.positions)))
+
+
+def _regrid_words(plan: grid.Plan) -> str:
+    """How the synthesized slices become the output grid, for ``info -i``."""
+    if plan.positions is None:
+        return ""
+    return f", one slice in {plan.step:.0f} of it taken," if _picked(plan) else " then resampled linearly"
+
+
+def _acquired_words(kept: bool, resampled: bool, averaged: bool = False, picked: bool = False) -> str:
     """What ``info -i`` says of the acquired slices: kept, synthesized, or kept on the
     synthesized grid and then resampled or averaged with the rest (as upsample records
     in ``acquired_kept``: such slices are no longer the acquired ones)."""
     if not kept:
         return "every slice synthesized, the acquired positions too"
+    if picked:
+        return "the acquired slices kept where the output grid has them"
     if resampled:
-        return "the acquired slices kept on that grid, then resampled with the others (none lies on the output's)"
+        return "the acquired slices kept on that grid, then resampled with the others"
     if averaged:
         return "the acquired slices kept on that grid, then averaged with the others"
     return "the acquired slices kept unchanged"
